@@ -1,0 +1,79 @@
+"""Run a list of independent tasks on Dask with a progress bar.
+
+With a distributed ``Client`` active (``bigdl.cluster.start_local`` or
+``connect``) tasks go to its workers under readable keys (``bigdl-ingest-read-…``)
+so the dashboard's task stream names them; without one they run on Dask's
+local threaded scheduler.  Either way a tqdm bar counts finished tasks.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any, Callable, Sequence
+
+__all__ = ["active_client", "run_tasks"]
+
+
+def active_client(client=None):
+    """The given client, else the current default distributed client, else None."""
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="task", disable=not enabled, file=sys.stderr, leave=False)
+
+
+def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: str, progress: bool = True,
+              client=None) -> list[Any]:
+    """Call ``func(*args)`` for each tuple in ``arguments``; return results in order.
+
+    The first task error is raised in the caller with its original type and
+    message after the remaining tasks are cancelled.
+    """
+    if not arguments:
+        return []
+    client = active_client(client)
+    token = uuid.uuid4().hex[:8]
+    keys = [f"{prefix}-{token}-{index}" for index in range(len(arguments))]
+    with _progress_bar(len(arguments), desc, progress) as bar:
+        if client is not None:
+            return _run_distributed(client, func, arguments, keys, bar)
+        return _run_local(func, arguments, keys, bar)
+
+
+def _run_distributed(client, func, arguments, keys, bar):
+    from distributed import as_completed
+
+    futures = [client.submit(func, *args, key=key, pure=False) for key, args in zip(keys, arguments)]
+    try:
+        for future in as_completed(futures):
+            if future.status == "error":
+                future.result()  # raises the task's exception in the caller
+            bar.update(1)
+        return [future.result() for future in futures]
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def _run_local(func, arguments, keys, bar):
+    import dask
+    from dask.callbacks import Callback
+
+    class _Count(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            bar.update(1)
+
+    tasks = [dask.delayed(func, pure=False)(*args, dask_key_name=key) for key, args in zip(keys, arguments)]
+    with _Count():
+        return list(dask.compute(*tasks, scheduler="threads"))

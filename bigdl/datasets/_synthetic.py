@@ -1,0 +1,164 @@
+"""Synthetic tabular classification data, generated in bounded-memory pieces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CATEGORIES = ("AA", "BB", "CC", "DD", "EE", "FF", "GG", "HH")
+
+
+def make_tabular(
+    n_rows: int,
+    *,
+    n_numeric: int = 20,
+    n_classes: int = 3,
+    missing: float = 0.0,
+    seed: int = 0,
+    start: int = 0,
+) -> pd.DataFrame:
+    """Return ``n_rows`` rows of a learnable classification problem.
+
+    Columns are ``id`` (the global row number), ``x00`` .. ``x{n_numeric-1}``
+    (floats on different scales), ``carrier`` (a category) and ``target``
+    (class labels ``"c0"``, ``"c1"``, ...).  Rows ``start .. start+n_rows`` of
+    the same ``seed`` are always the same values, so a big file can be written
+    piece by piece.
+
+    Parameters
+    ----------
+    n_rows : int
+        Number of rows to make.
+    n_numeric : int, default 20
+        Number of numeric feature columns.
+    n_classes : int, default 3
+        Number of target classes.
+    missing : float, default 0.0
+        Fraction of numeric cells left empty (to exercise imputation).
+    seed : int, default 0
+        Seed of the whole data set.
+    start : int, default 0
+        Global index of the first row.
+
+    Examples
+    --------
+    >>> df = make_tabular(5, n_numeric=3)
+    >>> list(df.columns)
+    ['id', 'x00', 'x01', 'x02', 'carrier', 'target']
+    """
+    # Coefficients depend on the seed only, rows on (seed, start) so pieces
+    # written separately form one consistent data set.
+    coef_rng = np.random.default_rng([seed, 0])
+    weights = coef_rng.normal(size=(n_numeric, n_classes))
+    category_effect = coef_rng.normal(size=(len(CATEGORIES), n_classes))
+    offsets = coef_rng.uniform(-50, 50, size=n_numeric)
+    scales = coef_rng.uniform(0.1, 20, size=n_numeric)
+
+    rng = np.random.default_rng([seed, 1, start])
+    z = rng.normal(size=(n_rows, n_numeric))
+    cat = rng.integers(0, len(CATEGORIES), size=n_rows)
+    logits = z @ weights + 1.5 * category_effect[cat] + rng.gumbel(size=(n_rows, n_classes)) * 0.5
+    target = logits.argmax(axis=1)
+    values = z * scales + offsets
+    if missing > 0:
+        values[rng.random(size=values.shape) < missing] = np.nan
+
+    frame = pd.DataFrame(values.round(5), columns=[f"x{i:02d}" for i in range(n_numeric)])
+    frame.insert(0, "id", np.arange(start, start + n_rows, dtype=np.int64))
+    frame["carrier"] = np.asarray(CATEGORIES, dtype=object)[cat]
+    frame["target"] = np.asarray([f"c{k}" for k in range(n_classes)], dtype=object)[target]
+    return frame
+
+
+def write_tabular_csv(
+    directory: str | os.PathLike,
+    n_rows: int,
+    *,
+    n_files: int = 4,
+    n_numeric: int = 20,
+    n_classes: int = 3,
+    missing: float = 0.0,
+    bad_rows: int = 0,
+    seed: int = 0,
+    piece_rows: int = 200_000,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write :func:`make_tabular` data as ``n_files`` CSV files, piece by piece.
+
+    Memory stays bounded by ``piece_rows`` whatever ``n_rows`` is, so this can
+    write data sets larger than RAM.  ``bad_rows`` malformed lines (a missing
+    field, a word in a numeric column, an empty target, in turn) are planted at
+    deterministic places to show the quarantine at work.
+
+    Returns the paths written, in order.  Existing files are reused when they
+    have the expected size of a previous identical call unless ``overwrite``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    per_file = [n_rows // n_files + (1 if i < n_rows % n_files else 0) for i in range(n_files)]
+    bad_rng = np.random.default_rng([seed, 2])
+    bad_positions = set(bad_rng.choice(n_rows, size=min(bad_rows, n_rows), replace=False).tolist())
+    stamp = f"{n_rows}-{n_files}-{n_numeric}-{n_classes}-{missing}-{bad_rows}-{seed}"
+    paths = []
+    start = 0
+    for file_index, rows in enumerate(per_file):
+        path = directory / f"part-{file_index:04d}.csv"
+        marker = directory / f".part-{file_index:04d}.csv.done"
+        paths.append(path)
+        if not overwrite and path.exists() and marker.exists() and marker.read_text() == stamp:
+            start += rows
+            continue
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "wb") as sink:
+            first = True
+            for piece_start in range(start, start + rows, piece_rows):
+                piece = make_tabular(
+                    min(piece_rows, start + rows - piece_start),
+                    n_numeric=n_numeric,
+                    n_classes=n_classes,
+                    missing=missing,
+                    seed=seed,
+                    start=piece_start,
+                )
+                table = pa.Table.from_pandas(piece, preserve_index=False)
+                buffer = pa.BufferOutputStream()
+                pa_csv.write_csv(
+                    table,
+                    buffer,
+                    write_options=pa_csv.WriteOptions(include_header=first, quoting_style="none"),
+                )
+                text = buffer.getvalue().to_pybytes()
+                if bad_positions:
+                    text = _plant_bad_rows(text, piece_start, bad_positions, header=first)
+                sink.write(text)
+                first = False
+        os.replace(tmp, path)
+        marker.write_text(stamp)
+        start += rows
+    return paths
+
+
+def _plant_bad_rows(text: bytes, first_row: int, bad_positions: set[int], header: bool) -> bytes:
+    lines = text.split(b"\n")
+    offset = 1 if header else 0
+    n_data = len(lines) - offset - 1  # trailing empty string after the last newline
+    for row in range(first_row, first_row + n_data):
+        if row not in bad_positions:
+            continue
+        index = row - first_row + offset
+        fields = lines[index].split(b",")
+        kind = row % 3
+        if kind == 0:  # wrong number of fields
+            fields = fields[:-2]
+        elif kind == 1:  # unparseable number in a numeric column
+            fields[1] = b"n/a?"
+        else:  # missing target
+            fields[-1] = b""
+        lines[index] = b",".join(fields)
+    return b"\n".join(lines)

@@ -1,0 +1,54 @@
+"""Exceptions raised by bigdl.
+
+Every error a user can cause derives from :class:`BigdlError` and also from
+the built-in exception that means the same thing (``ValueError``,
+``FileNotFoundError``, ...), so ``except ValueError`` keeps working.  Messages
+say what was wrong, where (file, row, parameter) and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BigdlError",
+    "SchemaError",
+    "SourceError",
+    "SourceNotFoundError",
+    "StoreExistsError",
+    "StoreFormatError",
+    "EmptyResultError",
+]
+
+
+class BigdlError(Exception):
+    """Base class of every error raised on purpose by bigdl."""
+
+
+class SourceNotFoundError(BigdlError, FileNotFoundError):
+    """A path, glob or table named as input does not exist or matches nothing."""
+
+
+class SourceError(BigdlError, ValueError):
+    """An input file cannot be read as asked (encoding, header, format)."""
+
+
+class SchemaError(BigdlError, ValueError):
+    """Columns or parameters do not fit the data (missing target, unknown column...)."""
+
+
+class EmptyResultError(BigdlError, ValueError):
+    """Nothing would be stored: every row was rejected or the input is empty."""
+
+
+class StoreExistsError(BigdlError, FileExistsError):
+    """The output store exists and ``overwrite=True`` was not given."""
+
+
+class StoreFormatError(BigdlError, ValueError):
+    """A path is not a bigdl store, or was written by an incompatible version."""
+
+
+class ClusterConnectionError(BigdlError, ConnectionError):
+    """The Dask scheduler named by an address or ``DASK_SCHEDULER_ADDRESS`` cannot be reached."""
+
+
+__all__.append("ClusterConnectionError")

@@ -1,0 +1,6 @@
+"""Ingest: read and validate raw data with Dask, fit preprocessing out of core, write a Zarr store."""
+
+from bigdl.ingest._preprocessing import TabularPreprocessor
+from bigdl.ingest._tabular import tabular
+
+__all__ = ["tabular", "TabularPreprocessor"]

@@ -1,0 +1,277 @@
+"""Reading a store: :func:`open` and the :class:`Dataset` it returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bigdl.errors import SchemaError, StoreFormatError
+from bigdl.store._format import FORMAT_VERSION, SPLIT_CODES
+
+__all__ = ["Dataset", "open_store", "StoreInfo"]
+
+
+def open_store(path: str | os.PathLike) -> "Dataset":
+    """Open a bigdl store written by ``bigdl.ingest``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store directory (``*.zarr``).
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> ds = bigdl.open("work/flights.zarr")        # doctest: +SKIP
+    >>> X_train, y_train = ds.arrays("train")      # lazy dask arrays
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreFormatError(f"No store at {str(path)!r}: the path does not exist. Create it with bigdl.ingest.")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as error:  # zarr raises several types for "not a group"
+        raise StoreFormatError(f"{str(path)!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
+    attrs = dict(group.attrs)
+    version = attrs.get("format_version")
+    if version is None or "kind" not in attrs:
+        raise StoreFormatError(f"{str(path)!r} is a Zarr group but not a bigdl store (no 'format_version').")
+    if version > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{str(path)!r} has store format {version}, newer than this bigdl understands ({FORMAT_VERSION}); "
+            "upgrade bigdl."
+        )
+    return Dataset(path, group, attrs)
+
+
+class Dataset:
+    """A store on disk: metadata, lazy dask arrays per split, and summaries.
+
+    Nothing is read into memory until asked: ``X``, ``y`` and :meth:`arrays`
+    return dask arrays whose chunks are the store's chunks.
+    """
+
+    def __init__(self, path: Path, group, attrs: dict):
+        self.path = Path(path)
+        self._group = group
+        self.attrs = attrs
+
+    # -- metadata -----------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """``"tabular"``, ``"image"`` or ``"sequence"``."""
+        return self.attrs["kind"]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._group["X"].shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return len(self.attrs.get("feature_names", [])) or int(np.prod(self._group["X"].shape[1:]))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.attrs.get("feature_names", []))
+
+    @property
+    def target_name(self) -> str | None:
+        return self.attrs.get("target_name")
+
+    @property
+    def task(self) -> str | None:
+        """``"classification"``, ``"regression"`` or None for unlabelled data."""
+        return self.attrs.get("task")
+
+    @property
+    def classes(self) -> list | None:
+        """Class labels in code order (code ``i`` is ``classes[i]``); None for regression."""
+        classes = self.attrs.get("class_names")
+        return list(classes) if classes is not None else None
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes is not None else None
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return int(self._group["X"].chunks[0])
+
+    @property
+    def split_counts(self) -> dict[str, int]:
+        return dict(self.attrs.get("split_counts", {}))
+
+    @property
+    def row_counts(self) -> dict:
+        """Rows read, stored and rejected (with reasons); read = stored + rejected."""
+        return dict(self.attrs.get("rows", {}))
+
+    @property
+    def preprocessor(self):
+        """The fitted transform, to prepare new raw data the same way (tabular stores)."""
+        from bigdl.ingest._preprocessing import TabularPreprocessor
+
+        if "preprocessing" not in self.attrs:
+            raise SchemaError(f"The store {str(self.path)!r} records no preprocessing state.")
+        return TabularPreprocessor.from_state(self.attrs["preprocessing"])
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.path / "rejects"
+
+    # -- data ---------------------------------------------------------
+    def _dask(self, name: str):
+        import dask.array as da
+
+        array = self._group[name]
+        return da.from_zarr(array, chunks=array.chunks, name=f"bigdl-{name}-{self.attrs.get('token', '')}")
+
+    @property
+    def X(self):
+        """All samples as a lazy dask array (chunks = store chunks)."""
+        return self._dask("X")
+
+    @property
+    def y(self):
+        """All targets as a lazy dask array; raises for unlabelled stores."""
+        if "y" not in self._group:
+            raise SchemaError(f"The store {str(self.path)!r} has no target (y).")
+        return self._dask("y")
+
+    @property
+    def split(self):
+        """Split codes per sample (0 train, 1 validation, 2 test) as a dask array."""
+        return self._dask("split")
+
+    def indices(self, split: str | None) -> np.ndarray:
+        """Positions of the samples of ``split`` (reads only the 1-byte split array)."""
+        if split is None or split == "all":
+            return np.arange(self.n_samples)
+        if split not in SPLIT_CODES:
+            raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
+        codes = self._group["split"][:]
+        return np.flatnonzero(codes == SPLIT_CODES[split])
+
+    def arrays(self, split: str | None = "train"):
+        """Lazy ``(X, y)`` dask arrays of one split (``y`` is None for unlabelled stores).
+
+        Chunks follow the store's chunks, each holding that split's rows of
+        the chunk, so computing them reads whole chunks.
+        """
+        index = self.indices(split)
+        X = self.X if split in (None, "all") else self.X[index]
+        if "y" not in self._group:
+            return X, None
+        y = self.y if split in (None, "all") else self.y[index]
+        return X, y
+
+    def to_xarray(self):
+        """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate."""
+        import xarray as xr
+
+        dataset = xr.open_zarr(str(self.path), consolidated=None)
+        if self.feature_names and self.kind == "tabular":
+            dataset = dataset.assign_coords(feature=("feature", np.asarray(self.feature_names, dtype=object)))
+        return dataset
+
+    def rejects(self):
+        """The quarantined rows as a pandas DataFrame (source, row, line, raw, reason)."""
+        import pandas as pd
+
+        parts = sorted(self.rejects_path.glob("*.parquet")) if self.rejects_path.exists() else []
+        if not parts:
+            return pd.DataFrame({"source": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
+                                 "line": pd.Series(dtype="Int64"), "raw": pd.Series(dtype=object),
+                                 "reason": pd.Series(dtype=object)})
+        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+
+    def size_on_disk(self) -> int:
+        """Bytes of the store's files (rejects included)."""
+        return sum(path.stat().st_size for path in self.path.rglob("*") if path.is_file())
+
+    def info(self) -> "StoreInfo":
+        """A summary: rows, rejects, splits, features, classes, chunks, size, preprocessing."""
+        return StoreInfo(self)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, n_samples={self.n_samples}, "
+                f"n_features={self.n_features}, task={self.task!r})")
+
+
+@dataclass
+class StoreInfo:
+    """What :meth:`Dataset.info` returns: printable, and a dict with :meth:`to_dict`."""
+
+    dataset: Dataset
+
+    def to_dict(self) -> dict:
+        ds = self.dataset
+        X = ds._group["X"]
+        return {
+            "path": str(ds.path),
+            "kind": ds.kind,
+            "task": ds.task,
+            "n_samples": ds.n_samples,
+            "n_features": ds.n_features,
+            "target": ds.target_name,
+            "classes": ds.classes,
+            "rows": ds.row_counts,
+            "splits": ds.split_counts,
+            "chunks": {"rows_per_chunk": ds.rows_per_chunk, "n_chunks": int(X.nchunks),
+                       "chunk_bytes": int(ds.rows_per_chunk * np.prod(X.shape[1:]) * X.dtype.itemsize)},
+            "bytes_on_disk": ds.size_on_disk(),
+            "bytes_uncompressed": int(X.nbytes),
+            "compression": ds.attrs.get("compression"),
+            "source": ds.attrs.get("source"),
+            "created": ds.attrs.get("created"),
+            "bigdl_version": ds.attrs.get("bigdl_version"),
+        }
+
+    def __str__(self) -> str:
+        info = self.to_dict()
+        ds = self.dataset
+        rows = info["rows"]
+        lines = [
+            f"store        {info['path']}",
+            f"kind         {info['kind']} ({info['task'] or 'unlabelled'})",
+            f"rows         read {rows.get('read', '?'):,}  stored {rows.get('stored', '?'):,}  "
+            f"rejected {rows.get('rejected', '?'):,}",
+        ]
+        for reason, count in sorted(rows.get("rejected_by_reason", {}).items(), key=lambda item: -item[1]):
+            lines.append(f"               {count:,} x {reason}")
+        if rows.get("rejected"):
+            lines.append(f"               rejects in {ds.rejects_path}")
+        splits = info["splits"]
+        lines.append("splits       " + "  ".join(f"{name} {count:,}" for name, count in splits.items()))
+        names = ds.feature_names
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        lines.append(f"features     {info['n_features']}: {shown}")
+        if info["target"] is not None:
+            lines.append(f"target       {info['target']!r}" + (
+                f", {len(info['classes'])} classes: {info['classes'][:10]}" if info["classes"] else ""))
+        chunks = info["chunks"]
+        lines.append(f"chunks       {chunks['n_chunks']} x {chunks['rows_per_chunk']:,} rows "
+                     f"({chunks['chunk_bytes'] / 2**20:.1f} MiB uncompressed each)")
+        ratio = info["bytes_uncompressed"] / max(info["bytes_on_disk"], 1)
+        lines.append(f"size         {info['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
+                     f"{info['bytes_uncompressed'] / 2**20:.1f} MiB of X uncompressed ({ratio:.1f}x, "
+                     f"{info['compression']})")
+        if "preprocessing" in ds.attrs:
+            summary = ds.preprocessor.summary().splitlines()
+            lines.append("preprocess   " + summary[0])
+            lines.extend("             " + line for line in summary[1:])
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __getitem__(self, key):
+        return self.to_dict()[key]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up the project in .venv (idempotent) and run one job:
+#   ./dev.sh demo  [args]   the quickstart on a local Dask cluster
+#   ./dev.sh test  [args]   the test suite (pytest args allowed)
+#   ./dev.sh bench [args]   the benchmarks (python -m benchmarks ...)
+# Needs only Python 3.11 with venv and pip.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+VENV=.venv
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.bigdl-installed"
+    local want
+    want="$(cat pyproject.toml dev.sh | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return
+    fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # The CPU wheel of torch first: an unpinned torch pulls gigabytes of CUDA wheels.
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    echo "$want" > "$stamp"
+}
+
+job="${1:-}"
+shift || true
+case "$job" in
+    demo)  setup; exec "$VENV/bin/python" workflows/quickstart.py "$@" ;;
+    test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    bench) setup; exec "$VENV/bin/python" -m benchmarks "$@" ;;
+    setup) setup ;;
+    *) echo "usage: ./dev.sh demo|test|bench|setup [args]" >&2; exit 2 ;;
+esac
