@@ -192,7 +192,10 @@ def _block_ranges(path: str, blocksize: int) -> list[tuple[int, int]]:
     size = os.path.getsize(path)
     if _compression(path) or size <= blocksize:
         return [(0, size)]
-    return [(start, min(start + blocksize, size)) for start in range(0, size, blocksize)]
+    # Equal blocks (not blocksize, blocksize, ..., remainder) keep workers evenly busy.
+    n_blocks = -(-size // blocksize)
+    bounds = [size * index // n_blocks for index in range(n_blocks + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _plan_lines(paths: list[str], blocksize: int, fmt: str, options: dict) -> list[Block]:
@@ -426,11 +429,12 @@ def _line_start(handle, position: int) -> int:
 
 
 def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict,
-                    strings_only: bool) -> RawBlock:
+                    strings_only: bool, single_thread: bool = False, data: bytes | None = None) -> RawBlock:
     import pyarrow.csv as pa_csv
 
-    data = _line_aligned_bytes(block)
-    if not data.strip():
+    if data is None:
+        data = _line_aligned_bytes(block)
+    if len(data) < 4096 and not data.strip():
         empty = pa.table({name: pa.array([], type=pa.string() if strings_only else types.get(name, pa.string()))
                           for name in columns})
         return RawBlock(empty, np.empty(0, dtype=np.int64), 0, 0)
@@ -442,6 +446,9 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
         return "skip"
 
     header_rows = 1 if block.first else 0
+    # pyarrow numbers invalid rows only when parsing on one thread, so parse
+    # on all threads first and again on one only if some row was invalid.
+    use_threads = not single_thread
     convert = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in columns} if strings_only else types,
         include_columns=columns,
@@ -451,8 +458,8 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
         table = pa_csv.read_csv(
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(
-                use_threads=False, skip_rows=header_rows, column_names=options["all_columns"],
-                encoding=options["encoding"], block_size=max(1 << 20, min(len(data) + 1, 1 << 30)),
+                use_threads=use_threads, skip_rows=header_rows, column_names=options["all_columns"],
+                encoding=options["encoding"],
             ),
             parse_options=pa_csv.ParseOptions(delimiter=options["delimiter"], invalid_row_handler=on_invalid),
             convert_options=convert,
@@ -465,12 +472,16 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
                 "encoding='latin-1' (or the file's real encoding, e.g. 'cp1252')."
             ) from None
         if "conversion error" in message and not strings_only:
-            return _read_csv_block(block, columns, types, options, strings_only=True)
+            return _read_csv_block(block, columns, types, options, strings_only=True,
+                                   single_thread=single_thread, data=data)
         if "Empty CSV file" in message:
             table = pa.table({name: pa.array([], type=pa.string()) for name in columns})
         else:
             raise SourceError(f"{block.path} (bytes {block.start}-{block.stop}) cannot be parsed as CSV: "
                               f"{message}") from None
+    if invalid and not single_thread:
+        return _read_csv_block(block, columns, types, options, strings_only=strings_only,
+                               single_thread=True, data=data)
     n_records = table.num_rows + len(invalid)
     # pyarrow numbers rows from the start of the buffer, header and all,
     # skipping blank lines; a record's index leaves out the header.

@@ -27,9 +27,9 @@ __all__ = [
 FORMAT_VERSION = 1
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
-# Chunks of about 32 MB uncompressed: big enough to stream efficiently and
+# Chunks of about 16 MB uncompressed: big enough to stream efficiently and
 # compress well, small enough that several fit in a worker's memory.
-TARGET_CHUNK_BYTES = 32 << 20
+TARGET_CHUNK_BYTES = 16 << 20
 COMPRESSIONS = ("lz4", "zstd", "none")
 
 
