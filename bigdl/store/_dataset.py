@@ -131,8 +131,14 @@ class Dataset:
     def _dask(self, name: str):
         import dask.array as da
 
+        from dask.base import tokenize
+
         array = self._group[name]
-        return da.from_zarr(array, chunks=array.chunks, name=f"bigdl-{name}-{self.attrs.get('token', '')}")
+        # Keys must differ between stores and between versions of one store
+        # rewritten in place, or dask would reuse stale results.
+        stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
+        token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
+        return da.from_zarr(array, chunks=array.chunks, name=f"bigdl-{name}-{token}")
 
     @property
     def X(self):
@@ -166,12 +172,27 @@ class Dataset:
         Chunks follow the store's chunks, each holding that split's rows of
         the chunk, so computing them reads whole chunks.
         """
-        index = self.indices(split)
-        X = self.X if split in (None, "all") else self.X[index]
-        if "y" not in self._group:
-            return X, None
-        y = self.y if split in (None, "all") else self.y[index]
+        if split in (None, "all"):
+            return self.X, (self.y if "y" in self._group else None)
+        X = self._select(self.X, split)
+        y = self._select(self.y, split) if "y" in self._group else None
         return X, y
+
+    def _select(self, array, split: str):
+        """Rows of one split, chunk by chunk, without embedding an index in the graph."""
+        import dask.array as da
+
+        if split not in SPLIT_CODES:
+            raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
+        code = SPLIT_CODES[split]
+        codes = self._group["split"][:]  # one byte per sample
+        bounds = np.cumsum((0,) + self.split.chunks[0])
+        counts = tuple(int((codes[low:high] == code).sum()) for low, high in zip(bounds[:-1], bounds[1:]))
+        split_codes = self.split
+        if array.ndim > 1:
+            split_codes = split_codes.reshape((-1,) + (1,) * (array.ndim - 1))
+        return da.map_blocks(_rows_of_split, array, split_codes, code=code, dtype=array.dtype,
+                             chunks=(counts,) + array.chunks[1:], token=f"bigdl-select-{split}")
 
     def to_xarray(self):
         """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate."""
@@ -204,6 +225,11 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, n_samples={self.n_samples}, "
                 f"n_features={self.n_features}, task={self.task!r})")
+
+
+def _rows_of_split(block: np.ndarray, split_codes: np.ndarray, code: int) -> np.ndarray:
+    mask = split_codes.reshape(-1) == code
+    return block[mask]
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""The ``bigdl`` command: ingest data into a store and inspect stores.
+
+Every error bigdl raises on purpose is printed as one line saying what is
+wrong and how to fix it (exit status 2); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from bigdl.errors import BigdlError
+
+EPILOG_INGEST = """\
+examples:
+  bigdl ingest "data/*.csv" --target target --store work/flights.zarr \\
+      --categorical carrier --drop id --validation 0.1 --test 0.2
+  bigdl ingest data.parquet --target price --task regression --store work/prices.zarr
+  bigdl ingest sqlite:///shop.db --table orders --target returned --store work/orders.zarr
+  bigdl ingest logs.jsonl --target label --store work/logs.zarr --scheduler tcp://scheduler:8786
+
+Rows that cannot be used go to STORE/rejects/*.parquet with the file, row,
+line, raw text and reason; `bigdl info STORE` shows how many and why.
+"""
+
+EPILOG_INFO = """\
+example:
+  bigdl info work/flights.zarr
+  bigdl info work/flights.zarr --json
+  bigdl info work/flights.zarr --rejects 20     # show the first 20 rejected rows
+"""
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import bigdl
+
+    parser = argparse.ArgumentParser(
+        prog="bigdl",
+        description="Deep learning and analytics on data larger than memory (Dask + Zarr + PyTorch).",
+    )
+    parser.add_argument("--version", action="version", version=f"bigdl {bigdl.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    ingest = commands.add_parser(
+        "ingest", help="read CSV / JSON lines / Parquet / a SQL table into a Zarr store",
+        description="Read tabular data with Dask, validate it, fit preprocessing (impute, scale, one-hot) "
+                    "out of core and write a Zarr store with train/validation/test splits.",
+        epilog=EPILOG_INGEST, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ingest.add_argument("source", nargs="+", help="files, globs (quote them), a folder, or a SQLAlchemy URL")
+    ingest.add_argument("--store", required=True, help="output store directory, e.g. work/data.zarr")
+    ingest.add_argument("--target", help="column to predict (omit for unlabelled data)")
+    ingest.add_argument("--table", help="table name when SOURCE is a database URL")
+    ingest.add_argument("--format", choices=["csv", "jsonl", "parquet", "sql"], help="input format (default: from names)")
+    ingest.add_argument("--categorical", metavar="COLS", help="comma-separated columns to one-hot encode")
+    ingest.add_argument("--numeric", metavar="COLS", help="comma-separated columns to treat as numbers")
+    ingest.add_argument("--drop", metavar="COLS", help="comma-separated columns to ignore")
+    ingest.add_argument("--key", help="id column the split is hashed from (default: row position)")
+    ingest.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the target")
+    ingest.add_argument("--impute", choices=["mean", "median"], default="mean", help="fill for missing numbers")
+    ingest.add_argument("--max-categories", type=int, default=32, help="categories kept per column (rest: __other__)")
+    ingest.add_argument("--validation", type=float, default=0.0, help="fraction for validation (default 0)")
+    ingest.add_argument("--test", type=float, default=0.2, help="fraction for test (default 0.2)")
+    ingest.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    ingest.add_argument("--rows-per-chunk", type=int, help="rows per store chunk (default: ~16 MiB chunks)")
+    ingest.add_argument("--blocksize", default="64MiB", help="input bytes per read task (default 64MiB)")
+    ingest.add_argument("--compression", choices=["lz4", "zstd", "none"], default="lz4")
+    ingest.add_argument("--encoding", default="utf-8", help="text encoding of CSV/JSON files")
+    ingest.add_argument("--delimiter", default=",", help="CSV field separator")
+    ingest.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    ingest.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                        help="Dask scheduler to use (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
+    ingest.add_argument("--workers", type=int, help="local cluster: worker processes (default: one per core)")
+    ingest.add_argument("--memory-limit", default="auto", help="local cluster: memory per worker, e.g. 2GiB")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    info = commands.add_parser(
+        "info", help="describe a store: rows, rejects, splits, features, chunks, preprocessing",
+        epilog=EPILOG_INFO, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.add_argument("store", help="store directory")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument("--rejects", type=int, metavar="N", default=0, help="also print the first N rejected rows")
+    return parser
+
+
+def _client(args):
+    import bigdl
+
+    if args.scheduler:
+        return bigdl.cluster.connect(args.scheduler)
+    return bigdl.cluster.start_local(n_workers=args.workers, memory_limit=args.memory_limit)
+
+
+def _ingest(args) -> int:
+    import bigdl
+
+    client = _client(args)
+    try:
+        ds = bigdl.ingest.tabular(
+            args.source if len(args.source) > 1 else args.source[0],
+            target=args.target, store=args.store, format=args.format, table=args.table,
+            categorical=_names(args.categorical), numeric=_names(args.numeric), drop=_names(args.drop),
+            key=args.key, task=args.task, impute=args.impute, max_categories=args.max_categories,
+            validation=args.validation, test=args.test, seed=args.seed, rows_per_chunk=args.rows_per_chunk,
+            blocksize=args.blocksize, compression=args.compression, encoding=args.encoding,
+            delimiter=args.delimiter, overwrite=args.overwrite, progress=not args.no_progress, client=client,
+        )
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not args.scheduler:
+            cluster.close()
+    print(ds.info())
+    return 0
+
+
+def _info(args) -> int:
+    import bigdl
+
+    ds = bigdl.open(args.store)
+    if args.json:
+        print(json.dumps(ds.info().to_dict(), indent=2, default=str))
+    else:
+        print(ds.info())
+    if args.rejects:
+        rejects = ds.rejects()
+        if rejects.empty:
+            print("\nno rejected rows")
+        else:
+            import pandas as pd
+
+            with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+                print(f"\nfirst {min(args.rejects, len(rejects))} of {len(rejects)} rejected rows:")
+                print(rejects.head(args.rejects).to_string(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bigdl`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "ingest":
+            return _ingest(args)
+        return _info(args)
+    except BigdlError as error:
+        print(f"bigdl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bigdl {args.command}: interrupted; nothing was written under the store's name.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
