@@ -467,10 +467,7 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
     except pa.ArrowInvalid as error:
         message = str(error)
         if "UTF8" in message or "UTF-8" in message:
-            raise SourceError(
-                f"{block.path} (bytes {block.start}-{block.stop}) is not valid UTF-8 text. Pass "
-                "encoding='latin-1' (or the file's real encoding, e.g. 'cp1252')."
-            ) from None
+            raise SourceError(_encoding_problem(block, data)) from None
         if "conversion error" in message and not strings_only:
             return _read_csv_block(block, columns, types, options, strings_only=True,
                                    single_thread=single_thread, data=data)
@@ -491,6 +488,18 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
                for number, text, reason in invalid]
     return RawBlock(table, records, n_records, n_records + header_rows, rejects, header_rows,
                     raw_lines=None if not invalid and not strings_only else _physical_lines(data))
+
+
+def _encoding_problem(block: Block, data: bytes) -> str:
+    where = f"bytes {block.start}-{block.stop}"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        where = (f"byte 0x{data[error.start]:02x} on line {line} of the block starting at byte "
+                 f"{block.start}" if block.start else f"byte 0x{data[error.start]:02x} on line {line}")
+    return (f"{block.path} is not valid UTF-8 text ({where}). Pass encoding='latin-1' "
+            "(or the file's real encoding, e.g. 'cp1252').")
 
 
 def _physical_lines(data: bytes) -> list[bytes]:

@@ -562,12 +562,21 @@ def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state:
     split = assign_split(keys, split_spec["seed"], split_spec["validation"], split_spec["test"])
     X = preprocessor.transform(table)
     group = zarr.open_group(root, mode="r+")
+    _check_whole_chunk(group["X"], start, stop)
     group["X"][start:stop] = X
     if schema.target is not None:
         group["y"][start:stop] = preprocessor.transform_target(table.column(schema.target))
     group["split"][start:stop] = split
     group["record"][start:stop] = records
     return np.bincount(split, minlength=3)
+
+
+def _check_whole_chunk(array, start: int, stop: int) -> None:
+    # Two tasks writing parts of one Zarr chunk overwrite each other's data
+    # silently (dask #12583); every write here must be exactly one chunk.
+    rows = array.chunks[0]
+    if start % rows or (stop - start != rows and stop != array.shape[0]):
+        raise RuntimeError(f"bigdl internal error: rows {start}-{stop} are not one whole chunk of {rows} rows.")
 
 
 def _rejects_task(staging: str, destination: str, block_index: int, source: str, offsets: dict) -> int:
