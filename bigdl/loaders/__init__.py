@@ -1,0 +1,12 @@
+"""Data loaders from a store into frameworks (PyTorch: :class:`bigdl.loaders.torch.ChunkLoader`)."""
+
+__all__ = ["ChunkLoader"]
+
+
+def __getattr__(name):
+    # Import torch only when the loader is asked for.
+    if name == "ChunkLoader":
+        from bigdl.loaders.torch import ChunkLoader
+
+        return ChunkLoader
+    raise AttributeError(name)

@@ -1,0 +1,166 @@
+"""The reference networks of the use cases, as plain ``torch.nn.Module``s."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from bigdl.errors import SchemaError
+
+__all__ = ["MLP", "CNN", "StackedLSTM"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "identity": nn.Identity}
+
+
+def _activation(name: str, owner: str) -> type[nn.Module]:
+    if name not in ACTIVATIONS:
+        raise SchemaError(
+            f"The 'activation' parameter of {owner} must be a str among {sorted(ACTIVATIONS)}; got {name!r}."
+        )
+    return ACTIVATIONS[name]
+
+
+def _positive(value, name: str, owner: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SchemaError(f"The '{name}' parameter of {owner} must be a positive int; got {value!r}.")
+    return value
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron: ``in -> hidden... -> out`` with an activation between layers.
+
+    Covers the 2-3-1 regression, 784-64-64-10 and 100-64-64-10 classification
+    networks of the use cases.  The output layer has no activation: pair it
+    with ``cross_entropy`` (logits) or ``mse``.
+
+    Parameters
+    ----------
+    in_features : int
+        Inputs per sample (``ds.n_features``).
+    hidden : sequence of int, default (64, 64)
+        Width of each hidden layer; empty for a linear model.
+    out_features : int, default 1
+        Outputs (``ds.n_classes`` for classification, 1 for regression).
+    activation : {"relu", "tanh", "sigmoid", "gelu", "identity"}, default "relu"
+    dropout : float, default 0.0
+        Dropout after each hidden activation.
+
+    Examples
+    --------
+    >>> MLP(2, [3], 1)
+    MLP(in_features=2, hidden=[3], out_features=1)
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), out_features: int = 1,
+                 activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        self.in_features = _positive(in_features, "in_features", "MLP")
+        self.out_features = _positive(out_features, "out_features", "MLP")
+        self.hidden = [_positive(width, "hidden", "MLP") for width in hidden]
+        if not 0.0 <= dropout < 1.0:
+            raise SchemaError(f"The 'dropout' parameter of MLP must be in [0, 1); got {dropout!r}.")
+        act = _activation(activation, "MLP")
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), act()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
+
+    def __repr__(self) -> str:
+        return f"MLP(in_features={self.in_features}, hidden={self.hidden}, out_features={self.out_features})"
+
+
+class CNN(nn.Module):
+    """A small image classifier.
+
+    ``variant="classic"``: Conv 32 -> Conv 64 -> MaxPool -> Dropout 0.25 ->
+    Dense 128 -> Dropout 0.5 -> Dense classes (the Keras MNIST network).
+    ``variant="deep"``: three conv layers 32/64/64 with pooling, then Dense 64.
+
+    Parameters
+    ----------
+    in_channels : int
+        1 for grayscale, 3 for RGB.
+    n_classes : int
+    image_size : (int, int)
+        Height and width of the stored images.
+    variant : {"classic", "deep"}, default "classic"
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, image_size: tuple[int, int] = (28, 28),
+                 variant: str = "classic"):
+        super().__init__()
+        _positive(in_channels, "in_channels", "CNN")
+        _positive(n_classes, "n_classes", "CNN")
+        height, width = image_size
+        if variant == "classic":
+            self.features = nn.Sequential(
+                nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
+                nn.Conv2d(32, 64, 3), nn.ReLU(),
+                nn.MaxPool2d(2), nn.Dropout(0.25),
+            )
+            flat = 64 * ((height - 4) // 2) * ((width - 4) // 2)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5),
+                                      nn.Linear(128, n_classes))
+        elif variant == "deep":
+            self.features = nn.Sequential(
+                nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+            )
+            flat = 64 * (height // 4) * (width // 4)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(), nn.Linear(64, n_classes))
+        else:
+            raise SchemaError(f"The 'variant' parameter of CNN must be 'classic' or 'deep'; got {variant!r}.")
+        if flat <= 0:
+            raise SchemaError(f"CNN: image_size {image_size} is too small for variant {variant!r}.")
+        self.in_channels, self.n_classes, self.image_size, self.variant = in_channels, n_classes, image_size, variant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class StackedLSTM(nn.Module):
+    """Stacked LSTM forecaster: a window of ``input_size`` channels -> ``horizon`` x ``out_features``.
+
+    Parameters
+    ----------
+    input_size : int
+        Channels per time step.
+    hidden : int, default 64
+        Units per LSTM layer.
+    layers : int, default 3
+        Stacked LSTM layers.
+    out_features : int, default 1
+        Target channels forecast per step.
+    horizon : int, default 1
+        Steps forecast.
+    dropout : float, default 0.0
+        Dropout between LSTM layers.
+    """
+
+    def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
+                 horizon: int = 1, dropout: float = 0.0):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden", hidden), ("layers", layers),
+                            ("out_features", out_features), ("horizon", horizon)):
+            _positive(value, name, "StackedLSTM")
+        self.lstm = nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden, horizon * out_features)
+        self.input_size, self.horizon, self.out_features = input_size, horizon, out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, _ = self.lstm(x)
+        forecast = self.head(output[:, -1])
+        return forecast.view(x.shape[0], self.horizon, self.out_features).squeeze(-1) \
+            if self.out_features == 1 else forecast.view(x.shape[0], self.horizon, self.out_features)

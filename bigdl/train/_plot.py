@@ -1,0 +1,38 @@
+"""Learning-curve plots of a Trainer history (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_history(history: list[dict], path) -> str:
+    """Save train/validation loss and the validation metric per epoch as a PNG; return the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        raise ValueError("The history is empty: call fit() first.")
+    epochs = [entry["epoch"] for entry in history]
+    metric = next((key for key in ("val_accuracy", "val_r2") if key in history[0]), None)
+    figure, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5, 3.5), squeeze=False)
+    loss_axis = axes[0][0]
+    loss_axis.plot(epochs, [entry["train_loss"] for entry in history], marker="o", label="train")
+    if "val_loss" in history[0]:
+        loss_axis.plot(epochs, [entry["val_loss"] for entry in history], marker="o", label="validation")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("loss")
+    loss_axis.legend()
+    loss_axis.grid(alpha=0.3)
+    if metric:
+        metric_axis = axes[0][1]
+        metric_axis.plot(epochs, [entry[metric] for entry in history], marker="o", color="tab:green")
+        metric_axis.set_xlabel("epoch")
+        metric_axis.set_ylabel(metric.replace("val_", "validation "))
+        metric_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return str(path)
