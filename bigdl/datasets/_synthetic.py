@@ -19,6 +19,7 @@ def make_tabular(
     missing: float = 0.0,
     seed: int = 0,
     start: int = 0,
+    with_category: bool = True,
 ) -> pd.DataFrame:
     """Return ``n_rows`` rows of a learnable classification problem.
 
@@ -42,6 +43,8 @@ def make_tabular(
         Seed of the whole data set.
     start : int, default 0
         Global index of the first row.
+    with_category : bool, default True
+        Include the ``carrier`` column (and its effect on the target).
 
     Examples
     --------
@@ -60,7 +63,9 @@ def make_tabular(
     rng = np.random.default_rng([seed, 1, start])
     z = rng.normal(size=(n_rows, n_numeric))
     cat = rng.integers(0, len(CATEGORIES), size=n_rows)
-    logits = z @ weights + 1.5 * category_effect[cat] + rng.gumbel(size=(n_rows, n_classes)) * 0.5
+    logits = z @ weights + rng.gumbel(size=(n_rows, n_classes)) * 0.5
+    if with_category:
+        logits += 1.5 * category_effect[cat]
     target = logits.argmax(axis=1)
     values = z * scales + offsets
     if missing > 0:
@@ -68,7 +73,8 @@ def make_tabular(
 
     frame = pd.DataFrame(values.round(5), columns=[f"x{i:02d}" for i in range(n_numeric)])
     frame.insert(0, "id", np.arange(start, start + n_rows, dtype=np.int64))
-    frame["carrier"] = np.asarray(CATEGORIES, dtype=object)[cat]
+    if with_category:
+        frame["carrier"] = np.asarray(CATEGORIES, dtype=object)[cat]
     frame["target"] = np.asarray([f"c{k}" for k in range(n_classes)], dtype=object)[target]
     return frame
 
@@ -85,6 +91,7 @@ def write_tabular_csv(
     seed: int = 0,
     piece_rows: int = 200_000,
     overwrite: bool = False,
+    with_category: bool = True,
 ) -> list[Path]:
     """Write :func:`make_tabular` data as ``n_files`` CSV files, piece by piece.
 
@@ -104,7 +111,7 @@ def write_tabular_csv(
     per_file = [n_rows // n_files + (1 if i < n_rows % n_files else 0) for i in range(n_files)]
     bad_rng = np.random.default_rng([seed, 2])
     bad_positions = set(bad_rng.choice(n_rows, size=min(bad_rows, n_rows), replace=False).tolist())
-    stamp = f"{n_rows}-{n_files}-{n_numeric}-{n_classes}-{missing}-{bad_rows}-{seed}"
+    stamp = f"{n_rows}-{n_files}-{n_numeric}-{n_classes}-{missing}-{bad_rows}-{seed}-{with_category}"
     paths = []
     start = 0
     for file_index, rows in enumerate(per_file):
@@ -125,6 +132,7 @@ def write_tabular_csv(
                     missing=missing,
                     seed=seed,
                     start=piece_start,
+                    with_category=with_category,
                 )
                 table = pa.Table.from_pandas(piece, preserve_index=False)
                 buffer = pa.BufferOutputStream()
@@ -162,3 +170,15 @@ def _plant_bad_rows(text: bytes, first_row: int, bad_positions: set[int], header
             fields[-1] = b""
         lines[index] = b",".join(fields)
     return b"\n".join(lines)
+
+
+def make_regression(n_rows: int, *, noise: float = 0.1, seed: int = 0, start: int = 0) -> pd.DataFrame:
+    """Two inputs ``x1``, ``x2`` and a smooth nonlinear target ``y`` (for the 2-3-1 MLP).
+
+    ``y = 2 tanh(x1) - x2 + 0.5 x1 x2 + noise``; rows ``start..start+n_rows``
+    of one seed are always the same.
+    """
+    rng = np.random.default_rng([seed, 3, start])
+    x = rng.uniform(-2, 2, size=(n_rows, 2))
+    y = 2 * np.tanh(x[:, 0]) - x[:, 1] + 0.5 * x[:, 0] * x[:, 1] + rng.normal(scale=noise, size=n_rows)
+    return pd.DataFrame({"x1": x[:, 0].round(6), "x2": x[:, 1].round(6), "y": y.round(6)})

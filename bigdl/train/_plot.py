@@ -11,6 +11,7 @@ def plot_history(history: list[dict], path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not history:
         raise ValueError("The history is empty: call fit() first.")
@@ -25,12 +26,14 @@ def plot_history(history: list[dict], path) -> str:
     loss_axis.set_ylabel("loss")
     loss_axis.legend()
     loss_axis.grid(alpha=0.3)
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if metric:
         metric_axis = axes[0][1]
         metric_axis.plot(epochs, [entry[metric] for entry in history], marker="o", color="tab:green")
         metric_axis.set_xlabel("epoch")
         metric_axis.set_ylabel(metric.replace("val_", "validation "))
         metric_axis.grid(alpha=0.3)
+        metric_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
