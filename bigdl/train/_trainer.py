@@ -65,6 +65,11 @@ class Trainer:
     on_cluster : bool, default True
         Run the loop as a task on a worker of the current Dask cluster (when a
         client exists); False runs it in this process.
+    n_workers : int, default 1
+        Data-parallel training on this many Dask workers: one task per worker,
+        joined with ``torch.distributed`` (gloo on CPU, nccl on GPU) and
+        ``DistributedDataParallel``; each rank streams its own shard of chunks.
+        Uneven shards are handled with DDP's ``join``.
     progress : bool, default True
         Show a progress bar (one tick per epoch) in the caller.
     loader_options : dict, optional
@@ -88,7 +93,7 @@ class Trainer:
     def __init__(self, model: nn.Module, *, optimizer="adam", lr: float | None = None, loss=None,
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
-                 progress: bool = True, loader_options: dict | None = None):
+                 n_workers: int = 1, progress: bool = True, loader_options: dict | None = None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -100,6 +105,7 @@ class Trainer:
         self.early_stopping = early_stopping
         self.seed = seed
         self.on_cluster = on_cluster
+        self.n_workers = n_workers
         self.progress = progress
         self.loader_options = loader_options
         self.history: list[dict] = []
@@ -119,7 +125,12 @@ class Trainer:
         run_id = uuid.uuid4().hex[:8]
         bar = _EpochBar(self.epochs, enabled=self.progress)
         try:
-            if client is not None:
+            if self.n_workers > 1:
+                if client is None:
+                    raise SchemaError("n_workers > 1 needs a Dask cluster: start one with bigdl.cluster.start_local() "
+                                      "or connect(), and leave on_cluster=True.")
+                result = self._fit_data_parallel(client, spec, str(ds.path), resume, run_id, bar)
+            elif client is not None:
                 result = self._fit_on_cluster(client, spec, str(ds.path), resume, run_id, bar)
             else:
                 result = _run(spec, str(ds.path), resume, run_id, bar.update)
@@ -151,6 +162,29 @@ class Trainer:
         finally:
             client.unsubscribe_topic(topic)
 
+    def _fit_data_parallel(self, client, spec, path, resume, run_id, bar):
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if len(workers) < self.n_workers:
+            raise SchemaError(f"n_workers={self.n_workers} but the cluster has only {len(workers)} workers; "
+                              "start more workers or lower n_workers.")
+        chosen = workers[:self.n_workers]
+        host = chosen[0].split("://", 1)[-1].rsplit(":", 1)[0]
+        port = client.run(_free_port, workers=[chosen[0]])[chosen[0]]
+        topic = f"{EVENT_TOPIC}-{run_id}"
+        client.subscribe_topic(topic, lambda event: bar.update(event[1]))
+        try:
+            futures = [
+                client.submit(_run_on_worker, dict(spec, world={"rank": rank, "world_size": self.n_workers,
+                                                                "init_method": f"tcp://{host}:{port}"}),
+                              path, resume, run_id, key=f"bigdl-train-{run_id}-rank{rank}", workers=[address],
+                              allow_other_workers=False, pure=False, retries=0)
+                for rank, address in enumerate(chosen)
+            ]
+            results = client.gather(futures)
+        finally:
+            client.unsubscribe_topic(topic)
+        return results[0]
+
     def _spec(self, ds: Dataset) -> dict:
         """Validate parameters against the store; everything the loop needs, picklable."""
         if not isinstance(self.model, nn.Module):
@@ -158,7 +192,7 @@ class Trainer:
         if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS:
             raise SchemaError(f"The 'optimizer' parameter of Trainer must be a str among {sorted(OPTIMIZERS)} "
                               f"or a callable; got {self.optimizer!r}.")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "n_workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SchemaError(f"The '{name}' parameter of Trainer must be a positive int; got {value!r}.")
@@ -183,7 +217,7 @@ class Trainer:
             "model": self.model, "optimizer": self.optimizer, "lr": self.lr, "loss": loss,
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
             "checkpoint_dir": self.checkpoint_dir, "early_stopping": self.early_stopping, "seed": self.seed,
-            "task": ds.task, "loader_options": dict(self.loader_options or {}),
+            "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
         }
 
     # ------------------------------------------------------------ evaluate / predict
@@ -254,7 +288,11 @@ def _run_on_worker(spec: dict, path: str, resume: bool, run_id: str) -> dict:
     worker = get_worker()
     topic = f"{EVENT_TOPIC}-{run_id}"
 
+    rank = (spec.get("world") or {}).get("rank", 0)
+
     def report(message: dict) -> None:
+        if rank != 0:  # one voice per job; rank 0's figures are the job's
+            return
         message = dict(message, worker=worker.address, run=run_id)
         worker.log_event([topic, EVENT_TOPIC], message)
 
@@ -263,17 +301,38 @@ def _run_on_worker(spec: dict, path: str, resume: bool, run_id: str) -> dict:
 
 def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dict], None],
          worker_name: str = "local") -> dict:
-    from bigdl.loaders.torch import ChunkLoader
-
     ds = open_store(path)
     device = _device(spec["device"])
     torch.manual_seed(spec["seed"])
+    world = spec.get("world")
+    rank, world_size = (world["rank"], world["world_size"]) if world else (0, 1)
     model = spec["model"].to(device)
-    optimizer = _optimizer(spec["optimizer"], spec["lr"], model)
+    trained = model
+    if world:
+        import datetime
+
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=world["init_method"],
+                                rank=rank, world_size=world_size, timeout=datetime.timedelta(minutes=10))
+        trained = nn.parallel.DistributedDataParallel(model)
+    try:
+        return _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name)
+    finally:
+        if world:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name) -> dict:
+    from bigdl.loaders.torch import ChunkLoader
+
+    optimizer = _optimizer(spec["optimizer"], spec["lr"], trained)
     loss_function = _loss_function(spec["loss"])
     options = {"buffer_chunks": 4, "prefetch": 2, **spec["loader_options"]}
     loader = ChunkLoader(ds, "train", batch_size=spec["batch_size"], shuffle=True, seed=spec["seed"],
-                         device=device, **options)
+                         device=device, rank=rank, world_size=world_size, **options)
     history: list[dict] = []
     start_epoch = 0
     if resume and spec["checkpoint_dir"]:
@@ -299,10 +358,13 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
             break
         started = time.perf_counter()
         loader.set_epoch(epoch)
-        train_loss, n_seen = _train_epoch(model, loader, optimizer, loss_function, spec["task"])
+        train_loss, n_seen = _train_epoch(trained, loader, optimizer, loss_function, spec["task"],
+                                          data_parallel=world_size > 1)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "samples_per_second": n_seen / max(seconds, 1e-9),
                  "seconds": seconds, "worker": worker_name}
+        if world_size > 1:
+            entry["ranks"] = world_size
         if has_validation:
             metrics = _evaluate(model, ds, "validation", loss_function, spec, device)
             entry.update({f"val_{name}": value for name, value in metrics.items() if name != "n_samples"})
@@ -311,7 +373,7 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
             else:
                 since_best += 1
         history.append(entry)
-        if spec["checkpoint_dir"]:
+        if spec["checkpoint_dir"] and rank == 0:
             loader.set_epoch(epoch + 1)
             entry["checkpoint"] = save_checkpoint(spec["checkpoint_dir"], epoch, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -321,17 +383,30 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
 
 
-def _train_epoch(model, loader, optimizer, loss_function, task) -> tuple[float, int]:
+def _train_epoch(model, loader, optimizer, loss_function, task, data_parallel: bool = False) -> tuple[float, int]:
+    """One pass over the loader; with DDP, the mean loss and the sample count over all ranks."""
+    import contextlib
+
     model.train()
     total, count = 0.0, 0
-    for X, y in loader:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(X)
-        loss = loss_function(output, _target_for(output, y, task))
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(X)
-        count += len(X)
+    # Ranks hold shards of different sizes; DDP's join lets the ones that run
+    # out first shadow the others' collectives instead of hanging.
+    joined = model.join() if data_parallel else contextlib.nullcontext()
+    with joined:
+        for X, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            output = model(X)
+            loss = loss_function(output, _target_for(output, y, task))
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(X)
+            count += len(X)
+    if data_parallel:
+        import torch.distributed as dist
+
+        sums = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(sums)
+        total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1), count
 
 
@@ -396,6 +471,15 @@ def _output_width(model, sample_shape, dtype) -> int:
 
 
 # ------------------------------------------------------------------ helpers
+def _free_port() -> int:
+    """A free TCP port on the machine running this (rank 0's worker), for torch.distributed."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
 def _device(name) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
