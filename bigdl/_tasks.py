@@ -56,7 +56,9 @@ def _run_distributed(client, func, arguments, keys, bar):
 
     futures = [client.submit(func, *args, key=key, pure=False) for key, args in zip(keys, arguments)]
     try:
-        for future in as_completed(futures):
+        # as_completed takes the default client's loop unless told: the given
+        # client need not be the default one.
+        for future in as_completed(futures, loop=client.loop):
             if future.status == "error":
                 future.result()  # raises the task's exception in the caller
             bar.update(1)

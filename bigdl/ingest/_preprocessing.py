@@ -205,6 +205,12 @@ class TabularPreprocessor:
             stats = summary.numeric[name]
             if stats.count == 0:
                 fill, mean, scale = 0.0, 0.0, 1.0
+            elif stats.minimum == stats.maximum:
+                # Constant: scale 1 and centre exactly, as StandardScaler does;
+                # the merged mean may be off by a rounding step, which would
+                # blow up into 1.0 after dividing by a ~1e-17 deviation.
+                fill = mean = stats.minimum
+                scale = 1.0
             else:
                 fill = stats.mean if impute == "mean" else stats.median()
                 total = stats.count + stats.missing
@@ -345,8 +351,7 @@ class TabularPreprocessor:
             codes = _codes_of(raw, class_strings(classes, target_type), unknown=-1, missing=None)
         else:
             text, _ = canonical_target(values, target_type)
-            codes = pd.Categorical(text, categories=class_strings(classes, target_type)).codes
-            codes = codes.astype(np.int64)
+            codes = pd.Index(class_strings(classes, target_type)).get_indexer(text).astype(np.int64)
         if (codes < 0).any():
             unknown = values[codes < 0].unique()[:5].tolist()
             raise SchemaError(

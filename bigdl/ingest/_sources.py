@@ -23,9 +23,12 @@ import pyarrow as pa
 
 from bigdl.errors import SchemaError, SourceError, SourceNotFoundError
 
-__all__ = ["Block", "RawBlock", "SourcePlan", "plan_sources", "read_block", "FORMATS"]
+__all__ = ["Block", "RawBlock", "SourcePlan", "plan_sources", "read_block", "FORMATS", "NULL_TOKENS"]
 
 FORMATS = ("csv", "jsonl", "parquet", "sql")
+# pyarrow's CSV spellings of a missing number, used when numbers arrive as text.
+NULL_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                         "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"})
 SAMPLE_BYTES = 1 << 20
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "duckdb")
 
@@ -50,10 +53,32 @@ class RawBlock:
     table: pa.Table
     records: np.ndarray  # local record index (0-based within the block) of each table row
     n_records: int  # rows read, including rows rejected while parsing
-    n_physical: int  # physical rows (lines) the block spans, to number lines of later blocks
-    rejects: list[dict] = field(default_factory=list)  # {"record", "line", "raw", "reason"}
+    n_physical: int  # physical lines the block spans (blank ones too), to number lines of later blocks
+    rejects: list[dict] = field(default_factory=list)  # {"record", "raw", "reason"}
     header_rows: int = 0
-    raw_lines: list[bytes] | None = None  # physical lines, to quote rejected rows
+    data: bytes | None = None  # the block's text, to quote rejected rows and find their lines
+    encoding: str = "utf-8"
+    _lines: list | None = field(default=None, repr=False)
+
+    def physical(self, record: int) -> tuple[int | None, str | None]:
+        """The 1-based line within the block and the raw text of a record (None, None without text).
+
+        Records skip blank lines (as pyarrow does), lines count them.
+        """
+        if self.data is None:
+            return None, None
+        if self._lines is None:
+            self._lines = [(number, line) for number, line in enumerate(self.data.split(b"\n"), start=1)
+                           if line.strip(b"\r")]
+        index = record + self.header_rows
+        if not 0 <= index < len(self._lines):
+            return None, None
+        number, line = self._lines[index]
+        return number, line.decode(self.encoding, "replace").rstrip("\r")
+
+
+def _count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
 @dataclass
@@ -452,7 +477,9 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
     convert = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in columns} if strings_only else types,
         include_columns=columns,
-        strings_can_be_null=True,
+        # Text stays text ("NA" is a category, as in Parquet); numbers still
+        # read NA, NaN, null... as missing.  Empty text is made missing in validation.
+        strings_can_be_null=False,
     )
     try:
         table = pa_csv.read_csv(
@@ -484,10 +511,10 @@ def _read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTy
     # skipping blank lines; a record's index leaves out the header.
     invalid_records = np.array([number - 1 - header_rows for number, _, _ in invalid], dtype=np.int64)
     records = np.setdiff1d(np.arange(n_records, dtype=np.int64), invalid_records, assume_unique=True)
-    rejects = [{"record": int(number - 1 - header_rows), "line": int(number), "raw": text, "reason": reason}
+    rejects = [{"record": int(number - 1 - header_rows), "raw": text, "reason": reason}
                for number, text, reason in invalid]
-    return RawBlock(table, records, n_records, n_records + header_rows, rejects, header_rows,
-                    raw_lines=None if not invalid and not strings_only else _physical_lines(data))
+    return RawBlock(table, records, n_records, _count_lines(data), rejects, header_rows, data=data,
+                    encoding=options["encoding"])
 
 
 def _encoding_problem(block: Block, data: bytes) -> str:
@@ -502,13 +529,9 @@ def _encoding_problem(block: Block, data: bytes) -> str:
             "(or the file's real encoding, e.g. 'cp1252').")
 
 
-def _physical_lines(data: bytes) -> list[bytes]:
-    return [line for line in data.split(b"\n") if line.strip(b"\r")]
-
-
 def _read_jsonl_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict) -> RawBlock:
     data = _line_aligned_bytes(block)
-    lines = _physical_lines(data)
+    lines = [line for line in data.split(b"\n") if line.strip(b"\r")]  # records skip blank lines
     text_encoding = options["encoding"]
     rows: list[dict] = []
     records: list[int] = []
@@ -522,17 +545,18 @@ def _read_jsonl_block(block: Block, columns: list[str], types: dict[str, pa.Data
                 f"{text_encoding}; pass encoding='latin-1' (or the file's real encoding)."
             ) from None
         except ValueError as error:
-            rejects.append({"record": index, "line": index + 1, "raw": line.decode(text_encoding, "replace"),
+            rejects.append({"record": index, "raw": line.decode(text_encoding, "replace"),
                             "reason": f"malformed JSON: {error}"})
             continue
         if not isinstance(row, dict):
-            rejects.append({"record": index, "line": index + 1, "raw": line.decode(text_encoding, "replace"),
+            rejects.append({"record": index, "raw": line.decode(text_encoding, "replace"),
                             "reason": f"expected a JSON object, found {type(row).__name__}"})
             continue
         rows.append(row)
         records.append(index)
     table = _table_from_records(rows, columns)
-    return RawBlock(table, np.asarray(records, dtype=np.int64), len(lines), len(lines), rejects, 0, raw_lines=lines)
+    return RawBlock(table, np.asarray(records, dtype=np.int64), len(lines), _count_lines(data), rejects, 0,
+                    data=data, encoding=text_encoding)
 
 
 def _read_parquet_block(block: Block, columns: list[str]) -> RawBlock:

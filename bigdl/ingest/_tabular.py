@@ -40,7 +40,7 @@ from bigdl.ingest._preprocessing import (
     class_strings,
     summarize,
 )
-from bigdl.ingest._sources import Block, RawBlock, SourcePlan, plan_sources, read_block
+from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
     FORMAT_VERSION,
@@ -429,21 +429,22 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
             pass
         text = column.to_pandas()
         numbers = pd.to_numeric(text, errors="coerce")
-        failed = (text.notna() & numbers.isna()).to_numpy()
+        failed = (text.notna() & numbers.isna() & ~text.isin(NULL_TOKENS)).to_numpy()
         label = "target" if name == schema.target else "column"
         reject(failed, lambda index, name=name, text=text, label=label:
                f"{label} {name!r}: {text.iloc[index]!r} is not a number")
         columns[name] = pa.chunked_array([pa.array(numbers.to_numpy(dtype=np.float64), from_pandas=True)])
     for name in schema.categorical:
-        column = table.column(name)
-        columns[name] = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+        columns[name] = _text_or_null(table.column(name))
     if schema.key is not None:
-        column = table.column(schema.key)
-        columns[schema.key] = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+        columns[schema.key] = _text_or_null(table.column(schema.key))
     if schema.target is not None:
         if schema.task == "classification":
-            text, misfit = canonical_target(table.column(schema.target).to_pandas(), schema.target_type)
-            original = table.column(schema.target).to_pandas()
+            target_column = table.column(schema.target)
+            if pa.types.is_string(target_column.type):
+                target_column = _text_or_null(target_column)
+            text, misfit = canonical_target(target_column.to_pandas(), schema.target_type)
+            original = target_column.to_pandas()
             reject(misfit, lambda index: f"target {schema.target!r}: {original.iloc[index]!r} is not "
                                          f"{'an' if schema.target_type == 'integer' else 'a'} {schema.target_type} "
                                          "like the other targets")
@@ -452,14 +453,20 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
         reject(missing, lambda index: f"missing target {schema.target!r}")
     ordered = [name for name in schema.read_columns]
     validated = pa.table([columns[name] for name in ordered], names=ordered)
-    rejects = list(raw.rejects)
+    rejects = []
+    for item in raw.rejects:  # rows that could not even be parsed
+        line, text = raw.physical(item["record"])
+        rejects.append({**item, "line": line, "raw": text if text is not None else item["raw"]})
     if bad.any():
         keep = ~bad
         validated = validated.filter(pa.array(keep))
         for index in np.flatnonzero(bad):
             record = int(raw.records[index])
-            rejects.append({"record": record, "line": _line_of(raw, record, block),
-                            "raw": _raw_text(raw, table, index, record), "reason": reasons[index]})
+            line, text = raw.physical(record)
+            if text is None:  # Parquet and SQL rows have no text: quote their values
+                text = json.dumps({name: table.column(name)[index].as_py() for name in table.column_names},
+                                  default=str)
+            rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
         records = raw.records[keep]
     else:
         records = raw.records
@@ -467,19 +474,15 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
     return validated, records, rejects
 
 
-def _line_of(raw: RawBlock, record: int, block: Block) -> int | None:
-    if block.format in ("csv", "jsonl"):
-        return record + raw.header_rows + 1
-    return None
+def _text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column with empty strings as missing (the same in every input format)."""
+    import pyarrow.compute as pc
 
-
-def _raw_text(raw: RawBlock, table: pa.Table, index: int, record: int) -> str:
-    if raw.raw_lines is not None:
-        position = record + raw.header_rows
-        if position < len(raw.raw_lines):
-            return raw.raw_lines[position].decode("utf-8", "replace").rstrip("\r")
-    row = {name: table.column(name)[index].as_py() for name in table.column_names}
-    return json.dumps(row, default=str)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    if not len(column):
+        return column
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
 
 
 def _account(plan: SourcePlan, results: list[dict]) -> dict:

@@ -2,5 +2,6 @@
 
 from bigdl.store._dataset import Dataset, StoreInfo, open_store
 from bigdl.store._format import FORMAT_VERSION, SPLIT_CODES, SPLIT_NAMES
+from bigdl.store._write import from_arrays
 
-__all__ = ["Dataset", "StoreInfo", "open_store", "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES"]
+__all__ = ["Dataset", "StoreInfo", "open_store", "from_arrays", "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES"]

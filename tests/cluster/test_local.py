@@ -1,0 +1,129 @@
+"""The embedded LocalCluster, connecting to a scheduler, and ingest running on real worker processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+import bigdl
+from bigdl.cluster import SCHEDULER_ENV
+from bigdl.errors import ClusterConnectionError, SchemaError
+from support import assert_same_store
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- start_local
+def test_start_local_gives_worker_processes(cluster_client):
+    workers = cluster_client.scheduler_info()["workers"]
+    assert len(workers) == 2
+    assert [worker["nthreads"] for worker in workers.values()] == [1, 1]
+    pids = cluster_client.run(os.getpid)
+    assert len(set(pids.values())) == 2
+    assert os.getpid() not in pids.values()
+
+
+def test_start_local_makes_a_default_client_and_prints_the_dashboard(capsys, tmp_path, sources, ingest_kwargs):
+    from distributed import default_client, get_task_stream
+
+    client = bigdl.cluster.start_local(n_workers=1, processes=False, dashboard_address=":0")
+    try:
+        assert default_client() is client
+        assert "Dask dashboard: http" in capsys.readouterr().err
+        # With no client= given, ingest goes to the default client.
+        source, extra = sources["parquet"]
+        with get_task_stream(client=client) as stream:
+            bigdl.ingest.tabular(source, store=tmp_path / "s.zarr", **ingest_kwargs, **extra)
+        assert any(str(task["key"]).startswith("bigdl-ingest-write") for task in stream.data)
+    finally:
+        client.close()
+        client.cluster.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"n_workers": 0}, {"n_workers": 1.5}, {"threads_per_worker": 0}])
+def test_start_local_rejects_bad_sizes(kwargs):
+    with pytest.raises(SchemaError, match="must be a positive int"):
+        bigdl.cluster.start_local(quiet=True, **kwargs)
+
+
+# ---------------------------------------------------------------- ingest on the cluster
+def test_ingest_on_worker_processes_equals_the_threaded_ingest(tmp_path, cluster_client, sources, ingest_kwargs):
+    from distributed import get_task_stream
+
+    source, extra = sources["csv"]
+    threaded = bigdl.ingest.tabular(source, store=tmp_path / "threads.zarr", **ingest_kwargs, **extra)
+    with cluster_client.as_current(), get_task_stream(client=cluster_client) as stream:
+        distributed = bigdl.ingest.tabular(source, store=tmp_path / "cluster.zarr", **ingest_kwargs, **extra)
+    keys = [str(task["key"]) for task in stream.data]
+    n_read = len(bigdl.ingest._sources.plan_sources(source, blocksize=20_000).blocks)
+    assert sum(key.startswith("bigdl-ingest-read-") for key in keys) == n_read > 1
+    assert sum(key.startswith("bigdl-ingest-write-") for key in keys) == threaded.info()["chunks"]["n_chunks"] > 1
+    assert len({task["worker"] for task in stream.data}) == 2  # both worker processes took part
+    assert_same_store(distributed.path, threaded.path)
+
+
+def test_ingest_with_an_explicit_client_that_is_not_the_default(tmp_path, cluster_client, sources, ingest_kwargs):
+    # client= must be enough on its own: a script may hold several clients, or
+    # one made with set_as_default=False.
+    from distributed import get_task_stream
+
+    source, extra = sources["csv"]
+    with get_task_stream(client=cluster_client) as stream:
+        ds = bigdl.ingest.tabular(source, store=tmp_path / "s.zarr", client=cluster_client, **ingest_kwargs,
+                                  **extra)
+    assert ds.n_samples == 3000
+    assert any(str(task["key"]).startswith("bigdl-ingest-read-") for task in stream.data)
+
+
+def test_task_error_on_a_worker_reaches_the_caller(tmp_path, cluster_client):
+    # A file that passes planning but fails in a read task: a bad byte after the sampled head.
+    path = tmp_path / "late.csv"
+    lines = ["a,city,label"] + [f"{i},Oslo,{'xy'[i % 2]}" for i in range(90_000)] + ["1,Z\xfcrich,x"]
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    assert path.stat().st_size > (1 << 20)
+    with cluster_client.as_current(), pytest.raises(bigdl.errors.SourceError, match="encoding='latin-1'"):
+        bigdl.ingest.tabular(path, target="label", store=tmp_path / "s.zarr", blocksize="256KB", progress=False)
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["late.csv"]
+
+
+# ---------------------------------------------------------------- connect
+def test_connect_without_an_address(monkeypatch):
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    with pytest.raises(ClusterConnectionError) as error:
+        bigdl.cluster.connect()
+    message = str(error.value)
+    assert "No scheduler address" in message
+    assert SCHEDULER_ENV in message and "start_local()" in message and "tcp://" in message
+    assert isinstance(error.value, ConnectionError)
+
+
+def test_connect_uses_the_environment_variable(monkeypatch, cluster_client, capsys):
+    from distributed import default_client
+
+    address = cluster_client.scheduler.address
+    monkeypatch.setenv(SCHEDULER_ENV, address)
+    client = bigdl.cluster.connect()
+    try:
+        assert client.scheduler.address == address
+        assert len(client.scheduler_info()["workers"]) == 2
+        assert default_client() is client
+        assert f"Connected to {address}" in capsys.readouterr().err
+    finally:
+        client.close()
+
+
+def test_connect_to_a_closed_port_fails_fast():
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.perf_counter()
+    with pytest.raises(ClusterConnectionError) as error:
+        bigdl.cluster.connect(address, timeout="1s", quiet=True)
+    assert time.perf_counter() - started < 15
+    message = str(error.value)
+    assert address in message and "Is it running" in message
