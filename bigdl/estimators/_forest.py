@@ -1,0 +1,274 @@
+"""Out-of-core random forests: one scikit-learn forest per group of chunks, merged into one.
+
+Each Dask task reads one group of store chunks (``chunks_per_task`` of
+them, so training memory is bounded by the group, not the data), fits a
+scikit-learn forest with its share of the trees, and returns it.  The trees
+are then concatenated into a single fitted ``RandomForestClassifier`` /
+``RandomForestRegressor`` (``forest_``); for classification each tree's leaf
+values are widened to the classes of the whole data set, so a chunk that
+lacks a class still votes correctly.  Prediction runs chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from bigdl.errors import SchemaError
+from bigdl.estimators._data import as_dask_arrays
+
+__all__ = ["ChunkForestClassifier", "ChunkForestRegressor", "ChunkForest"]
+
+
+class _ChunkForest(BaseEstimator):
+    _forest_class: type = RandomForestClassifier
+
+    def __init__(self, n_estimators: int = 100, *, chunks_per_task: int = 1, max_depth: int | None = None,
+                 min_samples_leaf: int = 1, max_features="sqrt", bootstrap: bool = True,
+                 random_state: int | None = 0, split: str = "train"):
+        self.n_estimators = n_estimators
+        self.chunks_per_task = chunks_per_task
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.random_state = random_state
+        self.split = split
+
+    def _check_params(self) -> None:
+        for name in ("n_estimators", "chunks_per_task"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise SchemaError(f"The '{name}' parameter of {type(self).__name__} must be an int >= 1; "
+                                  f"got {value!r}.")
+
+    def _forest_params(self) -> dict:
+        return {"max_depth": self.max_depth, "min_samples_leaf": self.min_samples_leaf,
+                "max_features": self.max_features, "bootstrap": self.bootstrap, "n_jobs": 1}
+
+    def fit(self, X, y=None):
+        """Fit on a store's split (``X`` a Dataset) or on dask / NumPy arrays ``X``, ``y``.
+
+        Returns
+        -------
+        self
+        """
+        import dask
+
+        self._check_params()
+        X, y, dataset = as_dask_arrays(X, y, split=self.split)
+        if X.ndim != 2:
+            raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
+        self._check_task(dataset, y)
+        x_blocks, y_blocks = X.to_delayed().ravel(), y.to_delayed().ravel()
+        sizes = X.chunks[0]
+        blocks = [(xb, yb) for xb, yb, size in zip(x_blocks, y_blocks, sizes) if size > 0]
+        if not blocks:
+            raise SchemaError(f"{type(self).__name__}: no training rows (split {self.split!r} is empty).")
+        groups = [blocks[start:start + self.chunks_per_task] for start in range(0, len(blocks), self.chunks_per_task)]
+        if len(groups) > self.n_estimators:  # fewer trees than groups: merge groups so each fits >= 1 tree
+            per = -(-len(blocks) // self.n_estimators)
+            groups = [blocks[start:start + per] for start in range(0, len(blocks), per)]
+        shares = [self.n_estimators // len(groups) + (1 if index < self.n_estimators % len(groups) else 0)
+                  for index in range(len(groups))]
+        seeds = np.random.SeedSequence(self.random_state).generate_state(len(groups))
+        tasks = [
+            dask.delayed(_fit_group, pure=False)([xb for xb, _ in group], [yb for _, yb in group],
+                                                 self._forest_class, dict(self._forest_params(),
+                                                                          n_estimators=share,
+                                                                          random_state=int(seed)),
+                                                 dask_key_name=f"bigdl-forest-fit-{id(self)}-{index}")
+            for index, (group, share, seed) in enumerate(zip(groups, shares, seeds))
+        ]
+        forests = dask.compute(*tasks)
+        self.n_features_in_ = int(X.shape[1])
+        self.n_tasks_ = len(tasks)
+        self.forest_ = self._merge(forests, dataset)
+        self.estimators_ = self.forest_.estimators_
+        return self
+
+    def _check_task(self, dataset, y) -> None:
+        pass
+
+    def _merge(self, forests, dataset):
+        raise NotImplementedError
+
+    # -- prediction, chunk by chunk --------------------------------------
+    def _apply(self, method: str, X, *, split=None, width: int | None = None):
+        import dask.array as da
+
+        check_is_fitted(self, "forest_")
+        if not hasattr(X, "ndim") or hasattr(X, "__fspath__") or isinstance(X, str):
+            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise SchemaError(f"X has {X.shape[1] if X.ndim == 2 else X.shape} features, but "
+                              f"{type(self).__name__} was fitted with {self.n_features_in_}.")
+        function = getattr(self.forest_, method)
+        if isinstance(X, da.Array):
+            if width is None:
+                return X.map_blocks(function, drop_axis=1, dtype=np.float64 if method == "predict" and
+                                    isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
+                                    if method == "predict" else np.float64, token=f"bigdl-forest-{method}")
+            return X.map_blocks(function, chunks=(X.chunks[0], (width,)), dtype=np.float64,
+                                token=f"bigdl-forest-{method}")
+        return function(np.asarray(X))
+
+    def predict(self, X, *, split: str | None = None):
+        """Predictions; a dask array (chunk by chunk) for a store or dask input, NumPy for NumPy."""
+        return self._apply("predict", X, split=split)
+
+    def _score_any(self, X, y=None, sample_weight=None):
+        from bigdl.estimators._data import is_store
+
+        if is_store(X) or hasattr(X, "__fspath__"):
+            X, y, _ = as_dask_arrays(X, split="test")
+        import dask.array as da
+
+        predicted = self.predict(X)
+        if isinstance(predicted, da.Array):
+            import dask
+
+            predicted, y = dask.compute(predicted, y)
+        return self._score(np.asarray(y), np.asarray(predicted), sample_weight)
+
+
+class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
+    """Random forest classifier trained out of core, one group of store chunks per Dask task.
+
+    Parameters
+    ----------
+    n_estimators : int, default 100
+        Trees in the merged forest, shared out between the tasks.
+    chunks_per_task : int, default 1
+        Store chunks one task trains on; training memory per task is about
+        this many chunks (plus the trees), whatever the data size.
+    max_depth, min_samples_leaf, max_features, bootstrap
+        As in :class:`sklearn.ensemble.RandomForestClassifier`.
+    random_state : int or None, default 0
+        Seeds every task's forest (distinct seeds per task).
+    split : str, default "train"
+        The split to train on when ``fit`` is given a store.
+
+    Attributes
+    ----------
+    forest_ : sklearn.ensemble.RandomForestClassifier
+        The merged forest (usable on its own, pickled, inspected).
+    estimators_ : list of DecisionTreeClassifier
+    classes_ : ndarray
+        For a store: ``0 .. n_classes-1`` (its class codes; ``ds.classes`` are the labels).
+    n_tasks_ : int
+        How many tasks trained a part of the forest.
+
+    Examples
+    --------
+    >>> forest = ChunkForestClassifier(n_estimators=100).fit(ds)      # doctest: +SKIP
+    >>> forest.score(ds)                                              # test accuracy, chunk by chunk
+    """
+
+    def _check_task(self, dataset, y) -> None:
+        if dataset is not None and dataset.task != "classification":
+            raise SchemaError(f"ChunkForestClassifier needs a classification store; {str(dataset.path)!r} holds "
+                              f"{dataset.task} targets. Use ChunkForestRegressor.")
+        if dataset is None and np.issubdtype(y.dtype, np.floating):
+            raise SchemaError("ChunkForestClassifier got float targets; use ChunkForestRegressor for regression "
+                              "or pass class labels.")
+
+    def _merge(self, forests, dataset):
+        if dataset is not None:
+            classes = np.arange(dataset.n_classes)
+        else:
+            classes = np.unique(np.concatenate([forest.classes_ for forest in forests]))
+        trees = [_widen_tree(tree, forest.classes_, classes) for forest in forests for tree in forest.estimators_]
+        merged = RandomForestClassifier(n_estimators=len(trees), **self._forest_params())
+        merged.estimators_ = trees
+        merged.estimator_ = trees[0]
+        merged.classes_ = classes
+        merged.n_classes_ = len(classes)
+        merged.n_outputs_ = 1
+        merged.n_features_in_ = forests[0].n_features_in_
+        self.classes_ = classes
+        return merged
+
+    def predict_proba(self, X, *, split: str | None = None):
+        """Class probabilities (columns in ``classes_`` order), chunk by chunk."""
+        return self._apply("predict_proba", X, split=split, width=len(self.classes_))
+
+    def score(self, X, y=None, sample_weight=None):
+        """Accuracy on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        return self._score_any(X, y, sample_weight)
+
+    def _score(self, y, predicted, sample_weight):
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(y, predicted, sample_weight=sample_weight)
+
+
+class ChunkForestRegressor(RegressorMixin, _ChunkForest):
+    """Random forest regressor trained out of core (see :class:`ChunkForestClassifier`).
+
+    ``max_features`` defaults to 1.0 (all features), as in scikit-learn's regressor.
+    """
+
+    _forest_class = RandomForestRegressor
+
+    def __init__(self, n_estimators: int = 100, *, chunks_per_task: int = 1, max_depth: int | None = None,
+                 min_samples_leaf: int = 1, max_features=1.0, bootstrap: bool = True,
+                 random_state: int | None = 0, split: str = "train"):
+        super().__init__(n_estimators, chunks_per_task=chunks_per_task, max_depth=max_depth,
+                         min_samples_leaf=min_samples_leaf, max_features=max_features, bootstrap=bootstrap,
+                         random_state=random_state, split=split)
+
+    def _check_task(self, dataset, y) -> None:
+        if dataset is not None and dataset.task != "regression":
+            raise SchemaError(f"ChunkForestRegressor needs a regression store; {str(dataset.path)!r} holds "
+                              f"{dataset.task} targets. Use ChunkForestClassifier.")
+
+    def _merge(self, forests, dataset):
+        trees = [tree for forest in forests for tree in forest.estimators_]
+        merged = RandomForestRegressor(n_estimators=len(trees), **self._forest_params())
+        merged.estimators_ = trees
+        merged.estimator_ = trees[0]
+        merged.n_outputs_ = 1
+        merged.n_features_in_ = forests[0].n_features_in_
+        return merged
+
+    def score(self, X, y=None, sample_weight=None):
+        """R2 on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        return self._score_any(X, y, sample_weight)
+
+    def _score(self, y, predicted, sample_weight):
+        from sklearn.metrics import r2_score
+
+        return r2_score(y, predicted, sample_weight=sample_weight)
+
+
+#: The name the architecture sketch uses: the classifier.
+ChunkForest = ChunkForestClassifier
+
+
+def _fit_group(x_blocks, y_blocks, forest_class, params):
+    X = np.concatenate(x_blocks) if len(x_blocks) > 1 else x_blocks[0]
+    y = np.concatenate(y_blocks) if len(y_blocks) > 1 else y_blocks[0]
+    return forest_class(**params).fit(X, y)
+
+
+def _widen_tree(tree, tree_classes: np.ndarray, classes: np.ndarray):
+    """Give a fitted tree the leaf-value columns of all ``classes`` (zeros where it saw none)."""
+    from sklearn.tree._tree import Tree
+
+    if len(tree_classes) == len(classes) and np.array_equal(tree_classes, classes):
+        return tree
+    columns = np.searchsorted(classes, tree_classes)
+    state = tree.tree_.__getstate__()
+    values = state["values"]
+    widened = np.zeros((values.shape[0], values.shape[1], len(classes)), dtype=values.dtype)
+    widened[:, :, columns] = values[:, :, :len(tree_classes)]
+    new_tree = Tree(tree.n_features_in_, np.array([len(classes)], dtype=np.intp), 1)
+    new_tree.__setstate__({**state, "values": widened})
+    tree.tree_ = new_tree
+    # Trees inside a forest predict class positions; the forest maps them to labels.
+    tree.classes_ = np.arange(len(classes), dtype=np.float64)
+    tree.n_classes_ = len(classes)
+    return tree
