@@ -8,8 +8,9 @@ joins the Dask cluster everything runs on.
 
 __version__ = "0.1.0"
 
-from bigdl import cluster, datasets, errors, ingest, store  # noqa: E402
+from bigdl import cluster, datasets, errors, estimators, explain, ingest, store, train  # noqa: E402
 from bigdl.store import Dataset  # noqa: E402
 from bigdl.store import open_store as open  # noqa: E402,A001
 
-__all__ = ["__version__", "open", "Dataset", "cluster", "datasets", "ingest", "store", "errors"]
+__all__ = ["__version__", "open", "Dataset", "cluster", "datasets", "estimators", "explain", "ingest", "store",
+           "train", "errors"]

@@ -1,5 +1,10 @@
-"""Estimators on the store: out-of-core forests, dask-ml integration, torch estimators, search."""
+"""Estimators on the store: out-of-core forests, dask-ml integration, torch estimators, search.
+
+Module names mirror scikit-learn's and dask-ml's, so imports swap one for one.
+"""
 
 from bigdl.estimators._forest import ChunkForest, ChunkForestClassifier, ChunkForestRegressor
+from bigdl.estimators._wrappers import Incremental, ParallelPostFit, predict_to_store
 
-__all__ = ["ChunkForest", "ChunkForestClassifier", "ChunkForestRegressor"]
+__all__ = ["ChunkForest", "ChunkForestClassifier", "ChunkForestRegressor", "Incremental", "ParallelPostFit",
+           "predict_to_store"]

@@ -194,6 +194,29 @@ class Dataset:
         return da.map_blocks(_rows_of_split, array, split_codes, code=code, dtype=array.dtype,
                              chunks=(counts,) + array.chunks[1:], token=f"bigdl-select-{split}")
 
+    @property
+    def n_chunks(self) -> int:
+        return int(self._group["X"].nchunks) if self.n_samples else 0
+
+    def read_chunk(self, index: int, split: str | None = None):
+        """One whole store chunk as NumPy ``(X, y)``, only the ``split`` rows (y None if unlabelled).
+
+        Reads one Zarr chunk of each array; cheap to call inside a Dask task.
+        """
+        rows = self.rows_per_chunk
+        low, high = index * rows, min((index + 1) * rows, self.n_samples)
+        if not 0 <= low < max(self.n_samples, 1):
+            raise SchemaError(f"Chunk {index} does not exist; the store has {self.n_chunks} chunks.")
+        X = self._group["X"][low:high]
+        y = self._group["y"][low:high] if "y" in self._group else None
+        if split not in (None, "all"):
+            if split not in SPLIT_CODES:
+                raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; "
+                                  f"got {split!r}.")
+            mask = self._group["split"][low:high] == SPLIT_CODES[split]
+            X, y = X[mask], (y[mask] if y is not None else None)
+        return X, y
+
     def to_xarray(self):
         """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate."""
         import xarray as xr

@@ -30,7 +30,7 @@ __all__ = ["from_arrays"]
 def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None, classes: list | None = None,
                 feature_names: list[str] | None = None, validation: float = 0.0, test: float = 0.2, seed: int = 0,
                 rows_per_chunk: int | None = None, compression: str = "lz4", overwrite: bool = False,
-                progress: bool = False) -> Dataset:
+                progress: bool = False, split_codes=None) -> Dataset:
     """Write ``X`` (and ``y``) as a tabular store, without preprocessing.
 
     Parameters
@@ -52,6 +52,9 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         is the row position).
     rows_per_chunk, compression, overwrite, progress
         As in :func:`bigdl.ingest.tabular`.
+    split_codes : array-like of uint8, optional
+        Use these split codes (e.g. another store's ``ds.split``) instead of
+        assigning new ones.
 
     Returns
     -------
@@ -86,7 +89,13 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         group = create_arrays(temporary, n, chunk_rows, x_shape=(n_features,), y_dtype=y_dtype,
                               compression=compression)
         records = da.arange(n, chunks=chunk_rows, dtype=np.int64)
-        split = records.map_blocks(_split_block, seed=seed, validation=validation, test=test, dtype=np.uint8)
+        if split_codes is not None:
+            split = da.asarray(split_codes).astype(np.uint8).rechunk(chunk_rows)
+            if split.shape != (n,):
+                raise SchemaError(f"split_codes must have shape ({n},); got {split.shape}.")
+        else:
+            split = records.map_blocks(_split_block, seed=seed, validation=validation, test=test,
+                                       dtype=np.uint8)
         sources = [X.astype(np.float32).rechunk((chunk_rows, n_features)), split, records]
         targets = [group["X"], group["split"], group["record"]]
         if y is not None:

@@ -1,0 +1,160 @@
+"""dask-ml's wrappers, taught to read a store.
+
+:class:`Incremental` and :class:`ParallelPostFit` are dask-ml's classes with
+the same parameters; their ``fit``/``partial_fit``/``predict``/``score``
+also accept a :class:`~bigdl.store.Dataset` (or a store path), reading the
+train split to fit and the test split to score, and passing the store's
+classes to ``partial_fit``.  Dask arrays and NumPy arrays work exactly as in
+dask-ml.  :func:`predict_to_store` writes predictions, chunk by chunk, into a
+new store that keeps the source's split and targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from dask_ml import wrappers as _dask_ml
+
+from bigdl.estimators._data import as_dask_arrays, is_store
+
+__all__ = ["Incremental", "ParallelPostFit", "predict_to_store"]
+
+
+def _is_store(data) -> bool:
+    return is_store(data) or hasattr(data, "__fspath__")
+
+
+def _store_classes(dataset, fit_kwargs: dict, estimator) -> dict:
+    from sklearn.base import is_classifier
+
+    if dataset is not None and dataset.task == "classification" and "classes" not in fit_kwargs \
+            and is_classifier(estimator):
+        fit_kwargs = dict(fit_kwargs, classes=np.arange(dataset.n_classes))
+    return fit_kwargs
+
+
+class _StoreAware:
+    """Shared store handling for both wrappers (dask-ml does the rest)."""
+
+    def _arrays(self, X, y, split):
+        if _is_store(X):
+            X, y, dataset = as_dask_arrays(X, y, split=split)
+            return X, y, dataset
+        return X, y, None
+
+    def predict(self, X, *, split: str | None = None):
+        """Predictions chunk by chunk (a dask array for a store or dask input).
+
+        For a store, ``split`` picks the rows (default: all).
+        """
+        if _is_store(X):
+            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
+        return super().predict(X)
+
+    def predict_proba(self, X, *, split: str | None = None):
+        """Class probabilities chunk by chunk (a dask array for a store or dask input)."""
+        if _is_store(X):
+            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
+        return super().predict_proba(X)
+
+    def score(self, X, y=None, compute=True):
+        """The ``scoring`` metric (default: the estimator's) on a store's test split or on arrays."""
+        if _is_store(X):
+            X, y, _ = as_dask_arrays(X, split="test")
+        return super().score(X, y, compute=compute)
+
+
+class Incremental(_StoreAware, _dask_ml.Incremental):
+    """dask-ml's ``Incremental`` (``partial_fit`` block by block) that also reads stores.
+
+    Parameters are dask-ml's: ``estimator`` (any scikit-learn estimator with
+    ``partial_fit``: SGDClassifier/Regressor, MultinomialNB, MiniBatchKMeans,
+    :class:`~bigdl.estimators.TorchClassifier`...), ``scoring``,
+    ``shuffle_blocks``, ``random_state``, ...
+
+    Examples
+    --------
+    >>> model = Incremental(SGDClassifier(loss="log_loss"), scoring="accuracy")  # doctest: +SKIP
+    >>> model.fit(ds)                    # train split, classes from the store  # doctest: +SKIP
+    >>> model.score(ds)                  # accuracy on the test split            # doctest: +SKIP
+    >>> model.predict(ds, split="test")  # dask array, chunk by chunk            # doctest: +SKIP
+    """
+
+    def fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
+        """One pass of ``partial_fit`` over the blocks of ``X`` (a store's ``split``, or arrays)."""
+        X, y, dataset = self._arrays(X, y, split)
+        return super().fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
+
+    def partial_fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
+        """Another pass over the blocks, continuing from the current state (for epochs)."""
+        X, y, dataset = self._arrays(X, y, split)
+        return super().partial_fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
+
+
+class ParallelPostFit(_StoreAware, _dask_ml.ParallelPostFit):
+    """dask-ml's ``ParallelPostFit``: fit in memory, predict and score in parallel, chunk by chunk.
+
+    .. warning::
+       ``fit`` on a store loads the whole ``split`` into memory (that is what
+       the wrapped estimator needs). Use ``max_rows`` to fit on the first rows
+       only, or :class:`Incremental` / :class:`~bigdl.estimators.ChunkForest`
+       for data larger than memory.
+    """
+
+    def fit(self, X, y=None, *, split: str = "train", max_rows: int | None = None, **fit_kwargs):
+        """Fit the wrapped estimator on a store's ``split`` (in memory) or on arrays."""
+        import dask
+
+        X, y, _ = self._arrays(X, y, split)
+        if max_rows is not None:
+            X, y = X[:max_rows], (y[:max_rows] if y is not None else None)
+        if hasattr(X, "compute"):
+            X, y = dask.compute(X, y)
+        return super().fit(X, y, **fit_kwargs)
+
+
+def predict_to_store(estimator, ds, store, *, proba: bool | None = None, overwrite: bool = False):
+    """Write an estimator's outputs for every row of ``ds`` into a new store, chunk by chunk.
+
+    The new store's ``X`` holds the outputs (class probabilities for a
+    classifier with ``predict_proba`` unless ``proba=False``, else the
+    predictions as one column), its ``y`` and ``split`` are the source's, so
+    ``bigdl.open(store).arrays("test")`` pairs predictions with true targets.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        Anything with ``predict`` (and ``predict_proba``) on NumPy blocks.
+    ds : Dataset or str
+        The source store.
+    store : str or path
+        Where to write.
+    proba : bool, optional
+        Write probabilities; default: when the estimator has ``predict_proba``.
+    overwrite : bool, default False
+
+    Returns
+    -------
+    Dataset
+    """
+    from bigdl.store import from_arrays, open_store
+
+    ds = ds if not isinstance(ds, str) and not hasattr(ds, "__fspath__") else open_store(ds)
+    X = ds.X
+    use_proba = hasattr(estimator, "predict_proba") if proba is None else proba
+    if use_proba:
+        width = len(getattr(estimator, "classes_", ds.classes or []))
+        outputs = X.map_blocks(_call, estimator=estimator, method="predict_proba", dtype=np.float32,
+                               chunks=(X.chunks[0], (width,)), token="bigdl-predict-proba")
+        names = [f"proba={label}" for label in (ds.classes or range(width))]
+    else:
+        outputs = X.map_blocks(_call, estimator=estimator, method="predict", dtype=np.float32, drop_axis=1,
+                               token="bigdl-predict")[:, None]
+        names = ["prediction"]
+    y = ds.y if ds.task is not None else None
+    return from_arrays(outputs, y, store=store, task=ds.task, classes=ds.classes, feature_names=names,
+                       split_codes=ds.split, rows_per_chunk=ds.rows_per_chunk, overwrite=overwrite)
+
+
+def _call(block: np.ndarray, *, estimator, method: str) -> np.ndarray:
+    output = getattr(estimator, method)(block)
+    return np.asarray(output, dtype=np.float32)
