@@ -114,3 +114,33 @@ def _no_default_client():
     assert active_client() is None
     yield
     _forget_default_client()
+
+
+# ---------------------------------------------------------------- stores for consumers
+@pytest.fixture(scope="session")
+def classification_store(tmp_path_factory):
+    """3 classes, 6 features (3 informative), 4000 rows in chunks of 500, 70/10/20 split."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+
+    import bigdl
+
+    X, y = make_classification(n_samples=4000, n_features=6, n_informative=3, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, class_sep=1.5, random_state=0, shuffle=False)
+    return bigdl.store.from_arrays(X.astype(np.float32), y.astype(np.int64),
+                                   store=tmp_path_factory.mktemp("est") / "cls.zarr", rows_per_chunk=500,
+                                   validation=0.1, test=0.2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def regression_store(tmp_path_factory):
+    """y = 3 x0 - 2 x1 + 0.5 x2^2 + noise, 3000 rows in chunks of 500, 80/20 split."""
+    import numpy as np
+
+    import bigdl
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4)).astype(np.float32)
+    y = (3 * X[:, 0] - 2 * X[:, 1] + 0.5 * X[:, 2] ** 2 + rng.normal(scale=0.1, size=3000)).astype(np.float32)
+    return bigdl.store.from_arrays(X, y, store=tmp_path_factory.mktemp("est") / "reg.zarr", rows_per_chunk=500,
+                                   test=0.2, seed=1)

@@ -60,7 +60,31 @@ class _StoreAware:
         """The ``scoring`` metric (default: the estimator's) on a store's test split or on arrays."""
         if _is_store(X):
             X, y, _ = as_dask_arrays(X, split="test")
+        if _is_r2(self.scoring, self.estimator) and hasattr(X, "dask"):
+            return _dask_r2(y, self.predict(X), compute=compute)
         return super().score(X, y, compute=compute)
+
+
+def _is_r2(scoring, estimator) -> bool:
+    from sklearn.base import is_regressor
+
+    return scoring == "r2" or (scoring is None and is_regressor(estimator))
+
+
+def _dask_r2(y, predicted, compute: bool = True):
+    """R2 from two dask reductions.
+
+    dask-ml's ``r2_score`` fails on dask arrays with dask >= 2025.2 ("cannot
+    broadcast shape (nan,) to shape (nan,)", dask-ml #1012); this is the same
+    formula without the boolean-mask assignment that breaks.
+    """
+    import dask
+
+    y = y.astype("f8")
+    residual = ((y - predicted.reshape(y.shape).astype("f8")) ** 2).sum()
+    total = ((y - y.mean()) ** 2).sum()
+    score = 1.0 - residual / total
+    return float(dask.compute(score)[0]) if compute else score
 
 
 class Incremental(_StoreAware, _dask_ml.Incremental):
