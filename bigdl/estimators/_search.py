@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterSampler
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from bigdl._tasks import active_client
 from bigdl.errors import SchemaError
@@ -113,6 +114,11 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         then the lower ``model_id``).
     best_estimator_ : estimator
         With ``refit=True``: that model, fetched from its worker.
+    n_iter_ : int
+        The ``partial_fit`` calls the best model had.
+    classes_ : ndarray
+        For classifiers: the classes given to the first ``partial_fit``.
+    n_features_in_ : int
     history_ : list of dict
         One record per model per scoring: ``model_id``, ``bracket``,
         ``partial_fit_calls``, ``score``, sorted by model and calls.
@@ -178,14 +184,24 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         self.validation_split = validation_split
         self.refit = refit
 
+    def __sklearn_tags__(self):
+        # A classifier search is a classifier (as for GridSearchCV), so scikit-learn stratifies and scores it so.
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.classifier_tags = copy.deepcopy(inner.classifier_tags)
+        tags.regressor_tags = copy.deepcopy(inner.regressor_tags)
+        return tags
+
     # -- validation ----------------------------------------------------
     def _check_params(self) -> None:
         name = type(self).__name__
-        if not hasattr(self.estimator, "partial_fit") or not hasattr(self.estimator, "get_params"):
+        if (isinstance(self.estimator, type) or not hasattr(self.estimator, "partial_fit")
+                or not hasattr(self.estimator, "get_params")):
             raise SchemaError(
                 f"The 'estimator' parameter of {name} must be a scikit-learn estimator with partial_fit "
-                f"(SGDClassifier, SGDRegressor, MLPClassifier(solver='adam'), MiniBatchKMeans...); got "
-                f"{type(self.estimator).__name__}. Use sklearn's GridSearchCV or HalvingGridSearchCV for "
+                f"(SGDClassifier(), SGDRegressor(), MLPClassifier(), MiniBatchKMeans()...); got "
+                f"{self.estimator!r}. Use sklearn's GridSearchCV or HalvingGridSearchCV for "
                 "estimators without it.")
         for parameter, minimum in (("max_iter", 1), ("aggressiveness", 2)):
             value = getattr(self, parameter)
@@ -197,7 +213,8 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
                 f"The 'max_iter' parameter of {name} ({self.max_iter}) is smaller than 'aggressiveness' "
                 f"({self.aggressiveness}): Hyperband would train a single model, searching nothing. Raise "
                 f"max_iter to at least {self.aggressiveness} or lower aggressiveness.")
-        if self.patience not in (None, False) and (not _is_int(self.patience) or self.patience < 1):
+        if self.patience is not None and self.patience is not False and (not _is_int(self.patience)
+                                                                         or self.patience < 1):
             raise SchemaError(f"The 'patience' parameter of {name} must be None or an int >= 1; "
                               f"got {self.patience!r}.")
         if not isinstance(self.refit, (bool, np.bool_)):
@@ -233,11 +250,7 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         what a fit really did.
         """
         self._check_params()
-        brackets = []
-        for bracket, n_models, initial_calls in _bracket_sizes(self.max_iter, self.aggressiveness):
-            rungs = _rungs(bracket, n_models, initial_calls, self.aggressiveness)
-            brackets.append({"bracket": bracket, "n_models": n_models, "initial_calls": initial_calls,
-                             "rungs": [list(rung) for rung in rungs], "partial_fit_calls": _rung_calls(rungs)})
+        brackets = _plan(self.max_iter, self.aggressiveness)
         return {"partial_fit_calls": sum(item["partial_fit_calls"] for item in brackets),
                 "n_models": sum(item["n_models"] for item in brackets), "max_iter": self.max_iter,
                 "aggressiveness": self.aggressiveness, "brackets": brackets}
@@ -283,8 +296,9 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         data = _search_data(X, y, split=self.split, validation_split=self.validation_split, runner=runner,
                             classifier=is_classifier(self.estimator))
         first_params = dict(fit_params)
-        if is_classifier(self.estimator) and "classes" not in fit_params:
-            first_params["classes"] = data.classes
+        if is_classifier(self.estimator):
+            first_params.setdefault("classes", data.classes)
+            self.classes_ = np.asarray(first_params["classes"])
         self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
         rng = check_random_state(self.random_state)
         settings = self._sample(rng)
@@ -297,15 +311,14 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         run = _HyperbandRun(runner, data, models, brackets, scorer=self.scorer_, first_params=first_params,
                             fit_params=dict(fit_params), patience=self.patience or None, keep_best=self.refit)
         run.run()
-        self._store_results(run, settings, brackets, data)
+        self._store_results(run, settings, data)
         if self.refit:
             self.best_estimator_ = runner.fetch(run.best_handle)
         return self
 
-    def _store_results(self, run: "_HyperbandRun", settings, brackets, data) -> None:
+    def _store_results(self, run: "_HyperbandRun", settings: list, data: "_SearchData") -> None:
         n = len(settings)
         ranks = sorted(range(n), key=lambda model: run.rank_key(model), reverse=True)
-        names = sorted({name for _, params, _ in settings for name in params})
         results = {
             "model_id": np.arange(n),
             "bracket": np.array([bracket for bracket, _, _ in settings]),
@@ -316,28 +329,25 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
             "rank_test_score": np.empty(n, dtype=np.int64),
         }
         results["rank_test_score"][ranks] = np.arange(1, n + 1)
-        for name in names:
-            # As scikit-learn's searches: masked where a setting lacks the parameter.
-            results[f"param_{name}"] = np.ma.MaskedArray(_object_array([params.get(name) for _, params, _ in settings]),
-                                                         mask=[name not in params for _, params, _ in settings])
+        for name in sorted(self.parameters):  # masked arrays, as in scikit-learn's searches
+            results[f"param_{name}"] = np.ma.MaskedArray(_object_array([params[name] for _, params, _ in settings]),
+                                                         mask=False)
         self.cv_results_ = results
         self.best_index_ = int(ranks[0])
         self.best_params_ = dict(settings[self.best_index_][1])
         self.best_score_ = float(run.scores[self.best_index_])
+        self.n_iter_ = int(run.calls[self.best_index_])
         self.history_ = sorted(run.history, key=lambda record: (record["model_id"], record["partial_fit_calls"]))
         self.n_models_ = n
+        self.n_features_in_ = data.n_features
         self.validation_ = data.description
-        bracket_info = []
-        for bracket in brackets:
-            rungs = bracket.rungs
-            bracket_info.append({
-                "bracket": bracket.index, "n_models": len(bracket.model_ids), "planned_models": bracket.n_models,
-                "initial_calls": bracket.initial_calls, "rungs": [list(rung) for rung in rungs],
-                "partial_fit_calls": int(sum(run.calls[model] for model in bracket.model_ids)),
-            })
+        brackets = _plan(self.max_iter, self.aggressiveness)
+        for item in brackets:
+            models = [model for model, (bracket, _, _) in enumerate(settings) if bracket == item["bracket"]]
+            item.update(planned_models=item["n_models"], n_models=len(models),
+                        partial_fit_calls=int(sum(run.calls[model] for model in models)))
         self.metadata_ = {"partial_fit_calls": int(sum(run.calls.values())), "n_models": n,
-                          "max_iter": self.max_iter, "aggressiveness": self.aggressiveness,
-                          "brackets": bracket_info}
+                          "max_iter": self.max_iter, "aggressiveness": self.aggressiveness, "brackets": brackets}
 
     # -- using the best model -----------------------------------------------
     def predict(self, X, *, split: str | None = None):
@@ -360,8 +370,9 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         import dask.array as da
 
         check_is_fitted(self, "best_estimator_")
-        X, y, _ = as_dask_arrays(X, y, split=split)
-        X, y = _compute(active_client(), (X, y)) if isinstance(X, da.Array) else (X, y)
+        if _is_store_input(X) or isinstance(X, da.Array):
+            X, y, _ = as_dask_arrays(X, y, split=split)
+            X, y = _compute(active_client(), (X, y))
         return float(self.scorer_(self.best_estimator_, X, y))
 
     def _delegate(self, method: str, X, split: str | None):
@@ -369,7 +380,7 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
 
         check_is_fitted(self, "best_estimator_")
         model = self.best_estimator_
-        if is_store(X) or hasattr(X, "__fspath__"):
+        if _is_store_input(X):
             X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
         if not isinstance(X, da.Array):
             return getattr(model, method)(X)
@@ -394,6 +405,16 @@ def _bracket_sizes(max_iter: int, eta: int) -> list[tuple[int, int, int]]:
     while eta ** (s_max + 1) <= max_iter:
         s_max += 1
     return [(s, -(-((s_max + 1) * eta ** s) // (s + 1)), max_iter // eta ** s) for s in range(s_max, -1, -1)]
+
+
+def _plan(max_iter: int, eta: int) -> list[dict]:
+    """Per bracket: models, first calls, rungs and the calls they add up to (no patience stops)."""
+    plan = []
+    for bracket, n_models, initial_calls in _bracket_sizes(max_iter, eta):
+        rungs = _rungs(bracket, n_models, initial_calls, eta)
+        plan.append({"bracket": bracket, "n_models": n_models, "initial_calls": initial_calls,
+                     "rungs": [list(rung) for rung in rungs], "partial_fit_calls": _rung_calls(rungs)})
+    return plan
 
 
 def _rungs(bracket: int, n_models: int, initial_calls: int, eta: int) -> list[tuple[int, int]]:
@@ -484,10 +505,8 @@ class _HyperbandRun:
                 self._advance(bracket)
         finally:
             self.runner.close()
-        best = max(self.handles, key=self.rank_key, default=None)
-        if self._best_left is None or (best is not None and self.rank_key(best) > self.rank_key(self._best_left)):
-            self._best_left = best
-        self.best_handle = self.handles.get(self._best_left) if self._keep_best else None
+        # Every model has left its bracket by now; the best of them is the only one kept.
+        self.best_handle = self.handles.get(self._best_left)
 
     def _record(self, model: int, calls: int, handle, score: float) -> None:
         self.handles[model], self.calls[model], self.scores[model] = handle, calls, float(score)
@@ -593,7 +612,13 @@ class _ThreadedRunner:
 
 
 class _ClusterRunner:
-    """A distributed client: models and data stay on the workers as futures; only scores come back."""
+    """A distributed client: models and data stay on the workers as futures; only scores come back.
+
+    Graphs go unoptimised: the chunk-reading tasks of one store are shared by
+    many submissions, and each must describe a key the same way (optimising
+    each submission fuses them differently, which the scheduler warns can
+    deadlock, dask #9888).  The scheduler still runs only the tasks needed.
+    """
 
     def __init__(self, client):
         from distributed import as_completed
@@ -607,12 +632,13 @@ class _ClusterRunner:
         return self.client.scatter(list(arrays))
 
     def persist(self, collections) -> tuple:
-        return tuple(self.client.compute(list(collections)))
+        return tuple(self.client.compute(list(collections), optimize_graph=False))
 
     def start(self, tag, targets: dict, models: list, scores: list, *, key: str) -> None:
         import dask
 
-        futures = self.client.compute([*models, dask.delayed(_as_floats)(scores, dask_key_name=key)])
+        futures = self.client.compute([*models, dask.delayed(_as_floats)(scores, dask_key_name=key)],
+                                      optimize_graph=False)
         self._pending[futures[-1]] = (tag, targets, futures[:-1])
         self._completed.add(futures[-1])
 
@@ -639,7 +665,7 @@ def _compute(client, collections) -> tuple:
 
     if client is None:
         return dask.compute(*collections, scheduler="threads")
-    return tuple(future.result() for future in client.compute(list(collections)))
+    return tuple(future.result() for future in client.compute(list(collections), optimize_graph=False))
 
 
 # ------------------------------------------------------------------ data
@@ -651,14 +677,23 @@ class _SearchData:
     validation: tuple
     classes: np.ndarray | None
     description: str
+    n_features: int
 
 
 def _search_data(X, y, *, split: str, validation_split: str | None, runner, classifier: bool) -> _SearchData:
     import dask
     import dask.array as da
 
-    in_memory = not (is_store(X) or hasattr(X, "__fspath__") or isinstance(X, da.Array))
+    in_memory = not (_is_store_input(X) or isinstance(X, da.Array))
+    if issparse(X):
+        raise SchemaError("HyperbandSearch does not support sparse input (a scipy.sparse matrix or array); pass "
+                          "dense arrays, or a store.")
+    if in_memory and y is not None and not isinstance(y, da.Array):
+        y = column_or_1d(y, warn=True)
     X, y, dataset = as_dask_arrays(X, y, split=split)
+    if X.ndim != 2:
+        raise SchemaError(f"HyperbandSearch needs 2-D X (samples x features); got shape {X.shape}. Reshape your "
+                          "data, e.g. X.reshape(-1, 1) for a single feature.")
     if X.shape[0] == 0:
         raise SchemaError(f"HyperbandSearch: no training rows (split {split!r} is empty).")
     classes = None
@@ -668,20 +703,20 @@ def _search_data(X, y, *, split: str, validation_split: str | None, runner, clas
                               f"{dataset.task} targets; search a regressor instead.")
         classes = np.arange(dataset.n_classes)
     elif classifier:
-        classes = np.asarray(_compute(runner.client, (da.unique(y),))[0])
+        classes = np.unique(_compute(None if in_memory else runner.client, (da.unique(y),))[0])
     X_val = None
     if dataset is not None and validation_split is not None:
         X_val, y_val = dataset.arrays(validation_split)
         description = f"the store's {validation_split!r} split"
     if X_val is None or X_val.shape[0] == 0:
         X, y, X_val, y_val, description = _hold_out(X, y)
-    X_blocks, y_blocks = X.to_delayed().ravel(), y.to_delayed().ravel()
+    X_blocks, y_blocks = X.to_delayed(optimize_graph=False).ravel(), y.to_delayed(optimize_graph=False).ravel()
     blocks = [(x_block, y_block) for x_block, y_block, size in zip(X_blocks, y_blocks, X.chunks[0]) if size > 0]
     if in_memory:
         # Already in memory: slice here and send each chunk to the cluster once, not with every task graph.
         arrays = runner.place(dask.compute(*[item for pair in blocks for item in pair], scheduler="sync"))
         blocks = list(zip(arrays[0::2], arrays[1::2]))
-    return _SearchData(blocks, runner.persist((X_val, y_val)), classes, description)
+    return _SearchData(blocks, runner.persist((X_val, y_val)), classes, description, int(X.shape[1]))
 
 
 def _hold_out(X, y):
@@ -696,10 +731,14 @@ def _hold_out(X, y):
         n_rows = int(sizes.sum())
         if n_rows < 2:
             raise SchemaError(f"HyperbandSearch needs at least 2 training rows to hold some out for scoring; "
-                              f"got {n_rows}. Pass more data or a store with validation rows.")
+                              f"got n_samples={n_rows}. Pass more data or a store with validation rows.")
         cut = n_rows - max(1, round(HOLDOUT_FRACTION * n_rows))
         description = f"the last {n_rows - cut} of {n_rows} training rows"
     return X[:cut], y[:cut], X[cut:], y[cut:], description
+
+
+def _is_store_input(X) -> bool:
+    return is_store(X) or hasattr(X, "__fspath__")
 
 
 def _object_array(values: list) -> np.ndarray:

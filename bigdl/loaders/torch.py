@@ -180,7 +180,9 @@ class ChunkLoader(IterableDataset):
 
     def _chunks_in_order(self, chunks: np.ndarray):
         """Chunks read ahead by a thread pool, yielded in order; at most prefetch+buffer in flight."""
-        window = self.prefetch + (self.buffer_chunks if self.shuffle else 1)
+        # While a buffer of chunks is sliced into batches, at most `prefetch`
+        # further chunks are read: memory stays prefetch + buffer_chunks chunks.
+        window = self.prefetch + 1
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="bigdl-loader") as pool:
             pending: deque = deque()
             position = 0

@@ -102,6 +102,10 @@ class CNN(nn.Module):
         _positive(in_channels, "in_channels", "CNN")
         _positive(n_classes, "n_classes", "CNN")
         height, width = image_size
+        smallest = {"classic": 6, "deep": 4}.get(variant)
+        if smallest is not None and (height < smallest or width < smallest):
+            raise SchemaError(f"CNN: image_size {image_size} is too small for variant {variant!r} "
+                              f"(at least {smallest} x {smallest}).")
         if variant == "classic":
             self.features = nn.Sequential(
                 nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
@@ -121,8 +125,6 @@ class CNN(nn.Module):
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(), nn.Linear(64, n_classes))
         else:
             raise SchemaError(f"The 'variant' parameter of CNN must be 'classic' or 'deep'; got {variant!r}.")
-        if flat <= 0:
-            raise SchemaError(f"CNN: image_size {image_size} is too small for variant {variant!r}.")
         self.in_channels, self.n_classes, self.image_size, self.variant = in_channels, n_classes, image_size, variant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +156,8 @@ class StackedLSTM(nn.Module):
         for name, value in (("input_size", input_size), ("hidden", hidden), ("layers", layers),
                             ("out_features", out_features), ("horizon", horizon)):
             _positive(value, name, "StackedLSTM")
+        if not 0.0 <= dropout < 1.0:
+            raise SchemaError(f"The 'dropout' parameter of StackedLSTM must be in [0, 1); got {dropout!r}.")
         self.lstm = nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon * out_features)

@@ -7,7 +7,7 @@ import re
 
 import torch
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
+__all__ = ["checkpoint_path", "save_checkpoint", "latest_checkpoint", "load_checkpoint"]
 
 NAME = "epoch-{epoch:05d}.pt"
 PATTERN = re.compile(r"epoch-(\d{5})\.pt$")
@@ -20,13 +20,19 @@ def _fs(directory: str):
     return fs, path.rstrip("/")
 
 
+def checkpoint_path(directory: str, epoch: int) -> str:
+    """Where the checkpoint of ``epoch`` goes (0-based epoch)."""
+    fs, root = _fs(directory)
+    return f"{root}/{NAME.format(epoch=epoch)}"
+
+
 def save_checkpoint(directory: str, epoch: int, state: dict) -> str:
     """Write ``state`` for ``epoch`` atomically (temporary name, then move)."""
     fs, root = _fs(directory)
     fs.makedirs(root, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    final = f"{root}/{NAME.format(epoch=epoch)}"
+    final = checkpoint_path(directory, epoch)
     temporary = final + ".tmp"
     with fs.open(temporary, "wb") as handle:
         handle.write(buffer.getvalue())

@@ -26,7 +26,7 @@ from torch import nn
 
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.train._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from bigdl.train._checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["Trainer", "EVENT_TOPIC"]
 
@@ -70,6 +70,13 @@ class Trainer:
         joined with ``torch.distributed`` (gloo on CPU, nccl on GPU) and
         ``DistributedDataParallel``; each rank streams its own shard of chunks.
         Uneven shards are handled with DDP's ``join``.
+    torch_threads : int, optional
+        Intra-op threads torch uses while training.  Default: one core fewer
+        than the machine has (at most what torch would use anyway), leaving a
+        core to the loader's read threads; torch's spinning threads competing
+        with them made small models ten times slower on 2 cores.  Dask
+        workers start with one thread (``OMP_NUM_THREADS=1``), so on a
+        cluster this is usually 1.
     progress : bool, default True
         Show a progress bar (one tick per epoch) in the caller.
     loader_options : dict, optional
@@ -93,7 +100,8 @@ class Trainer:
     def __init__(self, model: nn.Module, *, optimizer="adam", lr: float | None = None, loss=None,
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
-                 n_workers: int = 1, progress: bool = True, loader_options: dict | None = None):
+                 n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
+                 loader_options: dict | None = None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -106,6 +114,7 @@ class Trainer:
         self.seed = seed
         self.on_cluster = on_cluster
         self.n_workers = n_workers
+        self.torch_threads = torch_threads
         self.progress = progress
         self.loader_options = loader_options
         self.history: list[dict] = []
@@ -218,6 +227,7 @@ class Trainer:
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
             "checkpoint_dir": self.checkpoint_dir, "early_stopping": self.early_stopping, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
+            "torch_threads": self.torch_threads,
         }
 
     # ------------------------------------------------------------ evaluate / predict
@@ -306,6 +316,8 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
     torch.manual_seed(spec["seed"])
     world = spec.get("world")
     rank, world_size = (world["rank"], world["world_size"]) if world else (0, 1)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(_torch_threads(spec.get("torch_threads")))
     model = spec["model"].to(device)
     trained = model
     if world:
@@ -319,6 +331,7 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
     try:
         return _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name)
     finally:
+        torch.set_num_threads(threads_before)
         if world:
             import torch.distributed as dist
 
@@ -375,7 +388,9 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
         history.append(entry)
         if spec["checkpoint_dir"] and rank == 0:
             loader.set_epoch(epoch + 1)
-            entry["checkpoint"] = save_checkpoint(spec["checkpoint_dir"], epoch, {
+            # The path goes into the history before the history is saved in it.
+            entry["checkpoint"] = checkpoint_path(spec["checkpoint_dir"], epoch)
+            save_checkpoint(spec["checkpoint_dir"], epoch, {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "loader": loader.state_dict(), "history": history,
             })
@@ -478,6 +493,16 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("", 0))
         return probe.getsockname()[1]
+
+
+def _torch_threads(requested: int | None) -> int:
+    import os
+
+    if requested is not None:
+        if not isinstance(requested, int) or requested < 1:
+            raise SchemaError(f"The 'torch_threads' parameter of Trainer must be a positive int; got {requested!r}.")
+        return requested
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
 
 
 def _device(name) -> torch.device:
