@@ -126,7 +126,7 @@ def classification_store(tmp_path_factory):
     import bigdl
 
     X, y = make_classification(n_samples=4000, n_features=6, n_informative=3, n_redundant=0, n_classes=3,
-                               n_clusters_per_class=1, class_sep=1.5, random_state=0, shuffle=False)
+                               n_clusters_per_class=1, class_sep=1.5, random_state=0, shuffle=True)
     return bigdl.store.from_arrays(X.astype(np.float32), y.astype(np.int64),
                                    store=tmp_path_factory.mktemp("est") / "cls.zarr", rows_per_chunk=500,
                                    validation=0.1, test=0.2, seed=1)

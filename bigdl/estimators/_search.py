@@ -97,7 +97,8 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
     validation_split : str or None, default "validation"
         The store split scored after each training step.  If the store has no
         such rows (or None is given), the last ``HOLDOUT_FRACTION`` (10 %) of
-        the training chunks are held out for scoring instead, as for arrays.
+        the training chunks are held out for scoring instead, as for arrays
+        (of the rows, if there is a single chunk).
     refit : bool, default True
         Keep the best model as ``best_estimator_``: the model itself as
         trained by the search (with the calls its bracket gave it, listed in
@@ -149,9 +150,12 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
        split to what fits comfortably in a worker's memory.  Training reads one
        chunk per task whatever the data size.
 
-    Models whose chunks the scheduler has to move between workers are
-    copied with their chunk; a model is copied at each ``partial_fit`` call
-    (as in dask-ml) because a task must not change its input.
+    Each ``partial_fit`` task trains a copy of its input model (as dask-ml
+    does), since a task must not change its input, so a step briefly holds
+    two copies of one model.  Models are kept only while they are still in
+    a bracket, plus the best one that has left.  Held-out rows (no
+    validation split) are the *last* chunks or rows: shuffle sorted data
+    first.  ``X`` must be 2-D and dense.
 
     References
     ----------
@@ -732,7 +736,8 @@ def _hold_out(X, y):
         if n_rows < 2:
             raise SchemaError(f"HyperbandSearch needs at least 2 training rows to hold some out for scoring; "
                               f"got n_samples={n_rows}. Pass more data or a store with validation rows.")
-        cut = n_rows - max(1, round(HOLDOUT_FRACTION * n_rows))
+        # Two rows at least where possible: r2 and other scores are undefined on one.
+        cut = n_rows - min(n_rows - 1, max(2, round(HOLDOUT_FRACTION * n_rows)))
         description = f"the last {n_rows - cut} of {n_rows} training rows"
     return X[:cut], y[:cut], X[cut:], y[cut:], description
 
