@@ -105,15 +105,19 @@ class _ChunkForest(BaseEstimator):
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise SchemaError(f"X has {X.shape[1] if X.ndim == 2 else X.shape} features, but "
                               f"{type(self).__name__} was fitted with {self.n_features_in_}.")
-        function = getattr(self.forest_, method)
         if isinstance(X, da.Array):
+            import dask
+
+            # The forest enters the graph once, as one task every block depends
+            # on, instead of being copied into every block's task.
+            forest = dask.delayed(self.forest_, pure=True)
             if width is None:
-                return X.map_blocks(function, drop_axis=1, dtype=np.float64 if method == "predict" and
-                                    isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
-                                    if method == "predict" else np.float64, token=f"bigdl-forest-{method}")
-            return X.map_blocks(function, chunks=(X.chunks[0], (width,)), dtype=np.float64,
-                                token=f"bigdl-forest-{method}")
-        return function(np.asarray(X))
+                dtype = np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
+                return X.map_blocks(_call_forest, forest, method=method, drop_axis=1, dtype=dtype,
+                                    meta=np.empty((0,), dtype=dtype), token=f"bigdl-forest-{method}")
+            return X.map_blocks(_call_forest, forest, method=method, chunks=(X.chunks[0], (width,)),
+                                dtype=np.float64, meta=np.empty((0, 0)), token=f"bigdl-forest-{method}")
+        return getattr(self.forest_, method)(np.asarray(X))
 
     def predict(self, X, *, split: str | None = None):
         """Predictions; a dask array (chunk by chunk) for a store or dask input, NumPy for NumPy."""
@@ -246,6 +250,10 @@ class ChunkForestRegressor(RegressorMixin, _ChunkForest):
 
 #: The name the architecture sketch uses: the classifier.
 ChunkForest = ChunkForestClassifier
+
+
+def _call_forest(block: np.ndarray, forest, *, method: str) -> np.ndarray:
+    return getattr(forest, method)(block)
 
 
 def _fit_group(x_blocks, y_blocks, forest_class, params):

@@ -125,8 +125,8 @@ _PARAMETERS_DOC = """
         Learning rate; default per optimizer name (adam 1e-3, sgd 1e-2,
         adadelta 1.0).  Given with a factory, it overrides the factory's rate.
     loss : str or callable, optional
-        {losses}, or a callable ``loss(output, target) -> scalar tensor`` (a
-        loss module instance or class, or a function).  Default {default_loss!r}.
+        LOSSES, or a callable ``loss(output, target) -> scalar tensor`` (a
+        loss module instance or class, or a function).  Default DEFAULT_LOSS.
     batch_size : int, default 256
         Rows per optimisation step.
     max_epochs : int, default 10
@@ -140,6 +140,11 @@ _PARAMETERS_DOC = """
         When True, ``fit`` on a fitted estimator continues from its weights
         instead of building a new module.
 """
+
+
+def _parameters_doc(losses: str, default_loss: str) -> str:
+    """The shared Parameters section, with one task's loss names."""
+    return _PARAMETERS_DOC.replace("LOSSES", losses).replace("DEFAULT_LOSS", default_loss)
 
 
 # ------------------------------------------------------------------ the data
@@ -220,10 +225,10 @@ def _loads(data: bytes, device: torch.device):
     return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
 
 
-def _predict_block(block: np.ndarray, *, estimator, method: str, tail: tuple, dtype) -> np.ndarray:
+def _predict_block(block: np.ndarray, *, estimator, method: str, tail: tuple, out_dtype) -> np.ndarray:
     """``estimator.method`` on one NumPy block of a dask array (store splits can leave empty blocks)."""
     if len(block) == 0:
-        return np.empty((0,) + tail, dtype=dtype)
+        return np.empty((0,) + tail, dtype=out_dtype)
     return getattr(estimator, method)(block)
 
 
@@ -232,15 +237,16 @@ class _TorchEstimator(BaseEstimator):
     """What both torch estimators share: parameters, the training chain, prediction, pickling.
 
     Subclasses say which store task they accept (``_task``), their losses,
-    their score metric, and how targets become tensors (``_learn_targets``,
-    ``_check_targets``, ``_encode_targets``).  The steps ``_initialize``,
-    ``_run_epoch`` and ``_train_step`` can be overridden one at a time.
+    their score metric, and implement the task hooks: how targets are
+    checked, learnt and encoded as tensors, and what predictions look like.
+    The steps ``_initialize``, ``_run_epoch`` and ``_train_step`` can be
+    overridden one at a time.
     """
 
-    _task = "classification"
-    _losses: dict = CLASSIFICATION_LOSSES
-    _default_loss = "cross_entropy"
-    _metric = staticmethod(accuracy_score)
+    _task: str  # the store task accepted: "classification" or "regression"
+    _losses: dict  # loss names accepted
+    _default_loss: str
+    _metric = None  # score(y, predicted, sample_weight=)
 
     def __init__(self, module=None, *, module_params=None, hidden=(64, 64), optimizer="adam", lr=None, loss=None,
                  batch_size=256, max_epochs=10, random_state=0, device="cpu", warm_start=False):
@@ -445,46 +451,32 @@ class _TorchEstimator(BaseEstimator):
             y = self._check_block_targets(y)
         return _as_tensor(X), self._encode_targets(y)
 
-    # -- the target hooks (classification here, regression in TorchRegressor)
+    # -- the task hooks, implemented by TorchClassifier and TorchRegressor
     def _check_targets(self, y) -> None:
-        try:
-            check_classification_targets(y)
-        except ValueError as error:
-            raise SchemaError(f"{error} {type(self).__name__} needs class labels; use TorchRegressor for "
-                              "continuous targets.") from None
+        """Refuse in-memory targets (or a lazy ``y``'s distinct values) the task cannot learn."""
+        raise NotImplementedError
 
     def _check_block_targets(self, y):
-        return column_or_1d(y)
+        """Validate the targets of one lazily computed block; return them as NumPy."""
+        raise NotImplementedError
 
     def _learn_targets(self, data: _TrainingData, classes) -> None:
-        if classes is not None:
-            found = np.unique(np.asarray(classes))
-        elif data.dataset is not None:
-            found = np.arange(data.dataset.n_classes)
-        elif data.lazy:
-            import dask.array as da
-
-            found = np.unique(da.unique(data.y).compute())  # one read of y, bounded by the distinct labels
-        else:
-            found = np.unique(data.y)
-        self._check_targets(found)
-        self.classes_ = found
-        self.n_outputs_ = len(found)
+        """Set ``n_outputs_`` (and ``classes_``) from the first training data."""
+        raise NotImplementedError
 
     def _check_classes(self, classes) -> None:
-        if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise SchemaError(f"classes={list(classes)!r} differs from the classes_ {list(self.classes_)!r} of the "
-                              f"first partial_fit call of {type(self).__name__}; pass the same classes (or none).")
+        """Refuse a later ``classes=`` that disagrees with the fitted ones."""
 
     def _encode_targets(self, y) -> torch.Tensor:
-        y = np.asarray(y)
-        codes = np.searchsorted(self.classes_, y)
-        unseen = self.classes_[np.minimum(codes, len(self.classes_) - 1)] != y
-        if unseen.any():
-            raise SchemaError(f"y has labels {np.unique(y[unseen])[:10].tolist()} that are not among classes_ "
-                              f"{self.classes_.tolist()} of {type(self).__name__}; pass every label with classes= "
-                              "on the first partial_fit call.")
-        return torch.from_numpy(codes.astype(np.int64))
+        """Targets of one block as the tensor the loss takes."""
+        raise NotImplementedError
+
+    def _output_shape(self, method: str) -> tuple:
+        """Per-row output shape of ``method`` (``()`` for one value per row)."""
+        raise NotImplementedError
+
+    def _output_dtype(self, method: str):
+        return np.float64
 
     # -- prediction -----------------------------------------------------
     def __sklearn_is_fitted__(self) -> bool:
@@ -494,10 +486,6 @@ class _TorchEstimator(BaseEstimator):
         if not self.__sklearn_is_fitted__():
             raise NotInitializedError(f"This {type(self).__name__} is not fitted yet: call fit (or partial_fit) "
                                       f"with training data before {method}.")
-
-    def _output_shape(self, method: str) -> tuple:
-        """Per-row output shape of ``method`` (``()`` for one value per row)."""
-        return () if method == "predict" else (self.n_outputs_,)
 
     def _apply(self, method: str, X, split: str | None):
         """``method`` on NumPy input, or a dask array of it, block by block, for a store or dask input."""
@@ -512,9 +500,9 @@ class _TorchEstimator(BaseEstimator):
         self._check_width(X)
         X = X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
         tail = self._output_shape(method)
-        dtype = self.classes_.dtype if method == "predict" and self._task == "classification" else np.float64
+        dtype = self._output_dtype(method)
         layout = {"chunks": (X.chunks[0],) + tuple((width,) for width in tail)} if tail else {"drop_axis": 1}
-        return X.map_blocks(_predict_block, estimator=self, method=method, tail=tail, dtype=dtype,
+        return X.map_blocks(_predict_block, estimator=self, method=method, tail=tail, out_dtype=dtype, dtype=dtype,
                             meta=np.empty((0,) * (1 + len(tail)), dtype=dtype), token=f"bigdl-torch-{method}",
                             **layout)
 
@@ -568,7 +556,7 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     Fits NumPy arrays in memory, or a store / dask arrays chunk by chunk; has
     ``partial_fit`` for ``Incremental``.  The module outputs one logit per
     class; ``predict_proba`` is their softmax.
-    """ + _PARAMETERS_DOC.format(losses='"cross_entropy"', default_loss="cross_entropy") + """
+    """ + _parameters_doc('"cross_entropy"', '"cross_entropy"') + """
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -601,6 +589,11 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     (2, 2)
     >>> model.fit(ds).score(ds)     # a store: train split, then test accuracy  # doctest: +SKIP
     """
+
+    _task = "classification"
+    _losses = CLASSIFICATION_LOSSES
+    _default_loss = "cross_entropy"
+    _metric = staticmethod(accuracy_score)
 
     def partial_fit(self, X, y=None, classes=None):
         """One shuffled epoch over ``X, y``; the first call builds the module.
@@ -636,6 +629,52 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         """Accuracy on ``X, y``, or on a store's test split when ``X`` is a store."""
         return self._score(X, y, sample_weight)
 
+    def _check_targets(self, y) -> None:
+        try:
+            check_classification_targets(y)
+        except ValueError as error:
+            raise SchemaError(f"{error} {type(self).__name__} needs class labels; use TorchRegressor for "
+                              "continuous targets.") from None
+
+    def _check_block_targets(self, y):
+        return column_or_1d(y)
+
+    def _learn_targets(self, data: _TrainingData, classes) -> None:
+        if classes is not None:
+            found = np.unique(np.asarray(classes))
+        elif data.dataset is not None:
+            found = np.arange(data.dataset.n_classes)
+        elif data.lazy:
+            import dask.array as da
+
+            found = np.unique(da.unique(data.y).compute())  # one read of y, bounded by the distinct labels
+        else:
+            found = np.unique(data.y)
+        self._check_targets(found)
+        self.classes_ = found
+        self.n_outputs_ = len(found)
+
+    def _check_classes(self, classes) -> None:
+        if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise SchemaError(f"classes={list(classes)!r} differs from the classes_ {list(self.classes_)!r} of the "
+                              f"first partial_fit call of {type(self).__name__}; pass the same classes (or none).")
+
+    def _encode_targets(self, y) -> torch.Tensor:
+        y = np.asarray(y)
+        codes = np.searchsorted(self.classes_, y)
+        unseen = self.classes_[np.minimum(codes, len(self.classes_) - 1)] != y
+        if unseen.any():
+            raise SchemaError(f"y has labels {np.unique(y[unseen])[:10].tolist()} that are not among classes_ "
+                              f"{self.classes_.tolist()} of {type(self).__name__}; pass every label with classes= "
+                              "on the first partial_fit call.")
+        return torch.from_numpy(codes.astype(np.int64))
+
+    def _output_shape(self, method: str) -> tuple:
+        return () if method == "predict" else (self.n_outputs_,)
+
+    def _output_dtype(self, method: str):
+        return self.classes_.dtype if method == "predict" else np.float64
+
     def _predict_array(self, X):
         return self.classes_[np.argmax(self._forward(X), axis=1)]
 
@@ -649,7 +688,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     Fits NumPy arrays in memory, or a store / dask arrays chunk by chunk; has
     ``partial_fit`` for ``Incremental``.  ``y`` may be 2-D (multi-output);
     predictions have the shape ``y`` had, as float64.
-    """ + _PARAMETERS_DOC.format(losses='"mse", "l1" or "huber"', default_loss="mse") + """
+    """ + _parameters_doc('"mse", "l1" or "huber"', '"mse"') + """
     Attributes
     ----------
     n_features_in_ : int
@@ -704,7 +743,7 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         return () if self._y_ndim == 1 else (self.n_outputs_,)
 
     def _check_targets(self, y) -> None:
-        pass
+        pass  # validate_data(y_numeric=True) has checked them
 
     def _check_block_targets(self, y):
         return check_array(y, ensure_2d=False, dtype=np.float32, input_name="y")
@@ -712,9 +751,6 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     def _learn_targets(self, data: _TrainingData, classes) -> None:
         self._y_ndim = data.y.ndim
         self.n_outputs_ = 1 if data.y.ndim == 1 else int(data.y.shape[1])
-
-    def _check_classes(self, classes) -> None:
-        pass
 
     def _encode_targets(self, y) -> torch.Tensor:
         y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)

@@ -97,6 +97,11 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
     counts = ds.split_counts
     if split not in (None, "all") and not counts.get(split):
         raise SchemaError(f"The store has no {split!r} rows (splits: {counts}).")
+    from bigdl._tasks import active_client
+
+    client = active_client(client)
+    if client is not None:  # send the model to the workers once, not with every task
+        predict = client.scatter(predict, broadcast=True, hash=False)
     arguments = [(str(ds.path), index, split, predict, ds.task, n_repeats, random_state)
                  for index in range(ds.n_chunks)]
     sums = [item for item in run_tasks("bigdl-explain-permutation", _chunk_sums, arguments,
