@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,11 @@ DEFAULT_WORKDIR = Path(__file__).resolve().parents[1] / "work" / "benchmarks" / 
 
 
 def make_store(path: Path, rows: int, seed: int = 0):
-    """A learnable 3-class problem with 20 features (nonlinear enough for forests), reused if present."""
+    """A learnable 3-class problem with 20 features (nonlinear enough for forests), reused if present.
+
+    Chunks of 25,000 rows (2 MB), so even the smallest size has several chunks
+    for the forest's tasks.
+    """
     import dask.array as da
 
     import bigdl
@@ -52,7 +55,7 @@ def make_store(path: Path, rows: int, seed: int = 0):
     logits = X @ weights + 1.5 * da.sin(2 * X[:, :3]) @ weights[:3]
     y = logits.argmax(axis=1).astype(np.int64)
     return bigdl.store.from_arrays(X, y, store=path, test=0.2, validation=0.1, overwrite=True,
-                                   rows_per_chunk=131_072)
+                                   rows_per_chunk=25_000)
 
 
 def _cluster(workers: int, memory_limit: str):
@@ -151,7 +154,7 @@ def _accuracy(runs, name):
 
 
 def run(args) -> int:
-    info = machine_info(["dask", "distributed", "dask_ml", "scikit-learn", "zarr"])
+    info = machine_info(["dask", "distributed", "dask_ml", "sklearn", "zarr"])
     repeats = 1 if args.quick else args.repeats
     base = 100_000 if args.quick else args.rows
     scales = [1, 2] if args.quick else [int(item) for item in args.scales.split(",")]
@@ -214,7 +217,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``estimators`` subcommand."""
     parser = subparsers.add_parser("estimators", help="Incremental, ChunkForest and HyperbandSearch vs in-memory "
                                                       "references", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=500_000, help="rows at 1x (20 float32 features)")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows at 1x (20 float32 features)")
     parser.add_argument("--scales", default="1,2,4", help="forest data sizes as multiples of --rows")
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)

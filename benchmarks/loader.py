@@ -15,7 +15,8 @@ Sides (same store, same batch size, same semantics; BENCHMARKS.md):
 Training: the same MLP, optimizer, seed and batch size for one epoch, fed
 from ChunkLoader vs from the in-memory shuffled tensors (ratio = bigdl / memory).
 Every loader side runs in this process (no cluster), so peak RSS is this
-process's; the in-memory sides hold the whole split.
+process's; the in-memory sides hold the whole split.  torch uses one thread
+on both training sides (``--torch-threads``), as the Trainer does on 2 cores.
 """
 
 from __future__ import annotations
@@ -181,9 +182,9 @@ def training_sides(ds, batch_size: int, memory: dict) -> list[Side]:
 def run(args) -> int:
     import torch
 
-    import bigdl
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # One torch thread on both sides: the loader's read threads need the other
+    # core (what Trainer does by default), and it keeps the sides comparable.
+    torch.set_num_threads(args.torch_threads)
     info = machine_info(["torch", "zarr", "numcodecs", "dask", "numpy"])
     rows = 200_000 if args.quick else args.rows
     repeats = 1 if args.quick else args.repeats
@@ -210,9 +211,11 @@ def run(args) -> int:
         item = summary[name]
         seconds = n / rates[name] if name == "naive-per-row" else item.median
         note = f"extrapolated from {min(args.naive_rows, rows):,} rows" if name == "naive-per-row" else item.spread()
+        added = max(run.peak_rss.get("client", 0) - run.start_rss.get("client", 0) for run in runs[name])
         rows_table.append([name, f"{rates[name]:,.0f}", f"{seconds:.2f}", note,
-                           format_bytes(item.peak_rss.get("client", 0))])
-    table = format_table(["side", "samples/s", "epoch s (median)", "spread s / note", "peak RSS"], rows_table,
+                           format_bytes(item.peak_rss.get("client", 0)), format_bytes(added)])
+    table = format_table(["side", "samples/s", "epoch s (median)", "spread s / note", "peak RSS",
+                          "RSS added by the run"], rows_table,
                          title=f"Loader, {n:,} train samples x {ds.n_features} float32, batch {args.batch_size}")
 
     ratios = [
@@ -256,7 +259,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--features", type=int, default=DEFAULT_FEATURES)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-rows", type=int, default=20_000, help="rows the per-row side reads")
+    parser.add_argument("--naive-rows", type=int, default=3_000, help="rows the per-row side reads (extrapolated)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads, both sides")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     parser.add_argument("--quick", action="store_true", help="200k rows, one run per side (smoke test)")
     parser.set_defaults(func=run)

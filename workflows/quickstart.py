@@ -19,7 +19,6 @@ To use an existing cluster instead, set ``DASK_SCHEDULER_ADDRESS``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -42,10 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     workdir = Path(args.workdir)
-    if os.environ.get(bigdl.cluster.SCHEDULER_ENV):
-        client = bigdl.cluster.connect()
-    else:
-        client = bigdl.cluster.start_local(n_workers=args.workers, memory_limit=args.memory_limit)
+    client = bigdl.cluster.start_or_connect(n_workers=args.workers, memory_limit=args.memory_limit)
 
     print(f"\n[1/5] generating {args.rows:,} rows of CSV in {workdir / 'csv'} ...")
     started = time.perf_counter()

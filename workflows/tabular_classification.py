@@ -8,7 +8,6 @@ the test split, and saves the learning curves.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import bigdl
@@ -23,8 +22,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default="work/classification")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
-    client = bigdl.cluster.connect() if os.environ.get(bigdl.cluster.SCHEDULER_ENV) else \
-        bigdl.cluster.start_local(n_workers=2, memory_limit="3GiB")
+    client = bigdl.cluster.start_or_connect(n_workers=2, memory_limit="3GiB")
 
     files = bigdl.datasets.write_tabular_csv(workdir / "csv", args.rows, n_files=4, n_numeric=100, n_classes=10,
                                             with_category=False, seed=1)

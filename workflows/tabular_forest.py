@@ -16,7 +16,6 @@ report, and saves a permutation-importance bar chart computed out of core.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -33,8 +32,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default="work/forest")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
-    client = bigdl.cluster.connect() if os.environ.get(bigdl.cluster.SCHEDULER_ENV) else \
-        bigdl.cluster.start_local(n_workers=2, memory_limit="3GiB")
+    client = bigdl.cluster.start_or_connect(n_workers=2, memory_limit="3GiB")
 
     files = bigdl.datasets.write_tabular_csv(workdir / "csv", args.rows, n_files=4, n_numeric=12, seed=2)
     ds = bigdl.ingest.tabular([str(path) for path in files], target="target", store=workdir / "forest.zarr",

@@ -10,7 +10,6 @@ prints predictions for a few held-out rows and saves the learning curves.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default="work/regression")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
-    client = bigdl.cluster.connect() if os.environ.get(bigdl.cluster.SCHEDULER_ENV) else \
-        bigdl.cluster.start_local(n_workers=2, memory_limit="2GiB")
+    client = bigdl.cluster.start_or_connect(n_workers=2, memory_limit="2GiB")
 
     source = workdir / "parquet"
     source.mkdir(parents=True, exist_ok=True)

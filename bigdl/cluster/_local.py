@@ -7,7 +7,7 @@ import sys
 
 from bigdl.errors import ClusterConnectionError, SchemaError
 
-__all__ = ["start_local", "connect", "SCHEDULER_ENV"]
+__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -111,3 +111,23 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     if not quiet:
         print(f"Connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)
     return client
+
+
+def start_or_connect(**local_options):
+    """Connect to ``$DASK_SCHEDULER_ADDRESS`` when it is set, else start a local cluster.
+
+    What every workflow calls, so one script runs on a laptop and, with the
+    variable set, on a remote (e.g. Kubernetes) cluster unchanged.
+
+    Parameters
+    ----------
+    **local_options
+        Passed to :func:`start_local` (``n_workers``, ``memory_limit``, ...) when no address is set.
+
+    Returns
+    -------
+    distributed.Client
+    """
+    if os.environ.get(SCHEDULER_ENV):
+        return connect()
+    return start_local(**local_options)

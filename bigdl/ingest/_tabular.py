@@ -33,13 +33,7 @@ import pyarrow as pa
 
 from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError
-from bigdl.ingest._preprocessing import (
-    BlockSummary,
-    TabularPreprocessor,
-    canonical_target,
-    class_strings,
-    summarize,
-)
+from bigdl.ingest._preprocessing import TabularPreprocessor, canonical_target, summarize
 from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
