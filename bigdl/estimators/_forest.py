@@ -90,9 +90,10 @@ class _ChunkForest(BaseEstimator):
         return self
 
     def _check_task(self, dataset, y) -> None:
-        pass
+        """Refuse a store or targets of the wrong task (hook of the classifier and the regressor)."""
 
     def _merge(self, forests, dataset):
+        """One fitted scikit-learn forest from the per-task forests (hook of each subclass)."""
         raise NotImplementedError
 
     # -- prediction, chunk by chunk --------------------------------------

@@ -263,8 +263,13 @@ class Trainer:
         if isinstance(data, da.Array):
             width = _output_width(model, data.shape[1:], data.dtype)
             out_shape = () if classify and not probabilities else ((width,) if width > 1 else ())
-            return data.map_blocks(_predict_block, model=model, classify=classify, probabilities=probabilities,
-                                   dtype=np.int64 if classify and not probabilities else np.float32,
+            import dask
+
+            dtype = np.int64 if classify and not probabilities else np.float32
+            # The model enters the graph once, as a task every block depends on.
+            return data.map_blocks(_predict_with, dask.delayed(model, pure=True), classify=classify,
+                                   probabilities=probabilities, dtype=dtype,
+                                   meta=np.empty((0,) * (1 + len(out_shape)), dtype=dtype),
                                    chunks=(data.chunks[0],) + tuple((size,) for size in out_shape),
                                    drop_axis=list(range(1, data.ndim)) if not out_shape else
                                    list(range(2, data.ndim)) if data.ndim > 2 else None,
@@ -466,6 +471,10 @@ def _evaluate(model, ds: Dataset, split: str, loss_function, spec: dict, device)
                        "r2": 1.0 - sum_err2 / variance if variance > 0 else float("nan")})
     result["n_samples"] = count
     return result
+
+
+def _predict_with(block: np.ndarray, model, *, classify: bool, probabilities: bool) -> np.ndarray:
+    return _predict_block(block, model=model, classify=classify, probabilities=probabilities)
 
 
 def _predict_block(block: np.ndarray, *, model, classify: bool, probabilities: bool) -> np.ndarray:
