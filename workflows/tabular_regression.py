@@ -31,6 +31,8 @@ def main(argv=None) -> None:
 
     source = workdir / "parquet"
     source.mkdir(parents=True, exist_ok=True)
+    for stale in source.glob("part-*.parquet"):  # a previous run with another --rows
+        stale.unlink()
     for index, start in enumerate(range(0, args.rows, 50_000)):
         bigdl.datasets.make_regression(min(50_000, args.rows - start), start=start).to_parquet(
             source / f"part-{index:03d}.parquet", index=False)
