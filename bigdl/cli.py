@@ -103,12 +103,19 @@ def _client(args):
 
 def _ingest(args) -> int:
     import bigdl
+    from bigdl.ingest._sources import plan_sources
+    from bigdl.ingest._tabular import resolve_schema
 
+    source = args.source if len(args.source) > 1 else args.source[0]
+    # Fail on a missing file, a bad header or an unknown column before starting a cluster.
+    plan = plan_sources(source, format=args.format, table=args.table, encoding=args.encoding,
+                        delimiter=args.delimiter)
+    resolve_schema(plan, target=args.target, categorical=_names(args.categorical), numeric=_names(args.numeric),
+                   drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed)
     client = _client(args)
     try:
         ds = bigdl.ingest.tabular(
-            args.source if len(args.source) > 1 else args.source[0],
-            target=args.target, store=args.store, format=args.format, table=args.table,
+            source, target=args.target, store=args.store, format=args.format, table=args.table,
             categorical=_names(args.categorical), numeric=_names(args.numeric), drop=_names(args.drop),
             key=args.key, task=args.task, impute=args.impute, max_categories=args.max_categories,
             validation=args.validation, test=args.test, seed=args.seed, rows_per_chunk=args.rows_per_chunk,
