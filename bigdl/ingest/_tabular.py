@@ -21,10 +21,8 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +35,11 @@ from bigdl.ingest._preprocessing import TabularPreprocessor, canonical_target, s
 from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
-    FORMAT_VERSION,
-    SPLIT_NAMES,
     assign_split,
     atomic_store,
     compressor,
     create_arrays,
+    finish_store,
     rows_per_chunk_for,
 )
 
@@ -591,32 +588,12 @@ def _rejects_task(staging: str, destination: str, block_index: int, source: str,
 
 def _write_attributes(root: Path, *, plan, schema, preprocessor, accounting, split_counts, split_spec,
                       compression, seconds) -> None:
-    import zarr
-
-    import bigdl
-
-    group = zarr.open_group(str(root), mode="r+")
     target_state = preprocessor.target_
-    group.attrs.update({
-        "format_version": FORMAT_VERSION,
-        "kind": "tabular",
-        "feature_names": preprocessor.feature_names_,
-        "target_name": schema.target,
-        "task": schema.task,
-        "class_names": target_state.get("classes") if target_state else None,
-        "preprocessing": preprocessor.to_state(),
-        "rows": {"read": accounting["read"], "stored": accounting["stored"], "rejected": accounting["rejected"],
-                 "rejected_by_reason": accounting["reasons"]},
-        "split_counts": {SPLIT_NAMES[code]: int(count) for code, count in enumerate(split_counts)},
-        "split": {**split_spec, "key": schema.key or "record position"},
-        "source": plan.fingerprint(),
-        "compression": compression,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "ingest_seconds": round(seconds, 3),
-        "bigdl_version": bigdl.__version__,
-    })
-    with warnings.catch_warnings():
-        # Zarr warns that consolidated metadata is not in the v3 spec yet;
-        # xarray reads it and falls back cleanly where it is absent.
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(root))
+    finish_store(
+        root, kind="tabular", accounting=accounting, split_counts=split_counts,
+        split={**split_spec, "key": schema.key or "record position"},
+        feature_names=preprocessor.feature_names_, target_name=schema.target, task=schema.task,
+        class_names=target_state.get("classes") if target_state else None,
+        preprocessing=preprocessor.to_state(), source=plan.fingerprint(), compression=compression,
+        ingest_seconds=round(seconds, 3),
+    )

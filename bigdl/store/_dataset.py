@@ -313,7 +313,13 @@ class StoreInfo:
         lines.append(f"size         {info['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
                      f"{info['bytes_uncompressed'] / 2**20:.1f} MiB of X uncompressed ({ratio:.1f}x, "
                      f"{info['compression']})")
-        if "preprocessing" in ds.attrs:
+        if ds.kind == "image":
+            state = ds.attrs.get("preprocessing", {})
+            mean = ", ".join(f"{value:.3f}" for value in state.get("mean", []))
+            std = ", ".join(f"{value:.3f}" for value in state.get("std", []))
+            lines.append(f"images       mode {state.get('mode')}, size {state.get('size')} ({state.get('resize')}), "
+                         f"channel mean [{mean}], std [{std}] (applied at load time)")
+        elif "preprocessing" in ds.attrs:
             summary = ds.preprocessor.summary().splitlines()
             lines.append("preprocess   " + summary[0])
             lines.extend("             " + line for line in summary[1:])

@@ -21,7 +21,7 @@ from bigdl.errors import SchemaError, StoreExistsError
 
 __all__ = [
     "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "compressor", "rows_per_chunk_for",
-    "atomic_store", "create_arrays", "TARGET_CHUNK_BYTES",
+    "atomic_store", "create_arrays", "finish_store", "TARGET_CHUNK_BYTES",
 ]
 
 FORMAT_VERSION = 1
@@ -131,3 +131,37 @@ def atomic_store(path: str | os.PathLike, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def finish_store(path, *, kind: str, accounting: dict, split_counts, split: dict, **attributes) -> None:
+    """Write a complete store's attributes and consolidate its metadata.
+
+    The fields every store has (format version, kind, row accounting, split
+    counts and spec, creation time, bigdl version) are filled here; each
+    writer passes its own (``feature_names``, ``preprocessing``, ``source``...).
+    ``accounting`` has ``read``, ``stored``, ``rejected`` and ``reasons``.
+    """
+    import warnings
+    from datetime import datetime, timezone
+
+    import zarr
+
+    import bigdl
+
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs.update({
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        **attributes,
+        "rows": {"read": accounting["read"], "stored": accounting["stored"], "rejected": accounting["rejected"],
+                 "rejected_by_reason": accounting.get("reasons", {})},
+        "split_counts": {SPLIT_NAMES[code]: int(count) for code, count in enumerate(split_counts)},
+        "split": split,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bigdl_version": bigdl.__version__,
+    })
+    with warnings.catch_warnings():
+        # Zarr warns that consolidated metadata is not in the v3 spec yet;
+        # xarray reads it and falls back cleanly where it is absent.
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))

@@ -9,20 +9,12 @@ ingest.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 
 import numpy as np
 
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import (
-    FORMAT_VERSION,
-    SPLIT_NAMES,
-    assign_split,
-    atomic_store,
-    create_arrays,
-    rows_per_chunk_for,
-)
+from bigdl.store._format import assign_split, atomic_store, create_arrays, finish_store, rows_per_chunk_for
 
 __all__ = ["from_arrays"]
 
@@ -111,17 +103,13 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         else:
             dask.compute(stored)
         counts = np.bincount(group["split"][:], minlength=3)
-        group.attrs.update({
-            "format_version": FORMAT_VERSION, "kind": "tabular", "feature_names": names,
-            "target_name": None if y is None else "y", "task": task,
-            "class_names": classes if task == "classification" else None,
-            "rows": {"read": n, "stored": n, "rejected": 0, "rejected_by_reason": {}},
-            "split_counts": {SPLIT_NAMES[code]: int(count) for code, count in enumerate(counts)},
-            "split": {"seed": seed, "validation": validation, "test": test, "key": "record position"},
-            "source": {"format": "arrays"}, "compression": compression,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "bigdl_version": __import__("bigdl").__version__,
-        })
+        finish_store(
+            temporary, kind="tabular", accounting={"read": n, "stored": n, "rejected": 0}, split_counts=counts,
+            split={"seed": seed, "validation": validation, "test": test, "key": "record position"},
+            feature_names=names, target_name=None if y is None else "y", task=task,
+            class_names=classes if task == "classification" else None, source={"format": "arrays"},
+            compression=compression,
+        )
     return open_store(store)
 
 
