@@ -301,7 +301,10 @@ class StoreInfo:
         splits = info["splits"]
         lines.append("splits       " + "  ".join(f"{name} {count:,}" for name, count in splits.items()))
         names = ds.feature_names
-        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        else:
+            shown = " x ".join(str(size) for size in ds._group["X"].shape[1:]) + " values per sample"
         lines.append(f"features     {info['n_features']}: {shown}")
         if info["target"] is not None:
             lines.append(f"target       {info['target']!r}" + (
