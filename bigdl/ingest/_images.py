@@ -33,7 +33,15 @@ import pandas as pd
 from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError, SourceNotFoundError
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import assign_split, atomic_store, create_arrays, finish_store, rows_per_chunk_for
+from bigdl.store._format import (
+    assign_split,
+    atomic_store,
+    check_split_parameters,
+    check_whole_chunk,
+    create_arrays,
+    finish_store,
+    rows_per_chunk_for,
+)
 
 __all__ = ["images", "IMAGE_SUFFIXES"]
 
@@ -158,16 +166,8 @@ def _check_parameters(*, mode, size, resize, validation, test, seed, rows_per_ch
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
         raise SchemaError(f"The 'size' parameter of images must be (height, width), two ints >= 1; got {size!r}.")
-    for name, value in (("validation", validation), ("test", test)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            raise SchemaError(f"The '{name}' parameter of images must be a fraction in [0, 1); got {value!r}.")
-    if validation + test >= 1:
-        raise SchemaError(f"validation + test must leave images for training (< 1); got {validation} + {test}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise SchemaError(f"The 'seed' parameter of images must be an int; got {seed!r}.")
-    if rows_per_chunk is not None and (not isinstance(rows_per_chunk, int) or isinstance(rows_per_chunk, bool)
-                                       or rows_per_chunk < 1):
-        raise SchemaError(f"The 'rows_per_chunk' parameter of images must be an int >= 1; got {rows_per_chunk!r}.")
+    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           unit="images")
     return int(size[0]), int(size[1])
 
 
@@ -375,9 +375,7 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple]) -> np.
     split = np.concatenate(splits)
     stop = start + X.shape[0]
     group = zarr.open_group(root, mode="r+")
-    rows = group["X"].chunks[0]
-    if start % rows or (stop - start != rows and stop != group["X"].shape[0]):
-        raise RuntimeError(f"bigdl internal error: rows {start}-{stop} are not one whole chunk of {rows} rows.")
+    check_whole_chunk(group["X"], start, stop)
     group["X"][start:stop] = X
     group["y"][start:stop] = np.concatenate(ys)
     group["split"][start:stop] = split

@@ -37,6 +37,8 @@ from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
     assign_split,
     atomic_store,
+    check_split_parameters,
+    check_whole_chunk,
     compressor,
     create_arrays,
     finish_store,
@@ -232,17 +234,9 @@ def _check_parameters(*, impute, task, validation, test, max_categories, rows_pe
         raise SchemaError(f"The 'impute' parameter of tabular must be a str among {IMPUTE}; got {impute!r}.")
     if task is not None and task not in TASKS:
         raise SchemaError(f"The 'task' parameter of tabular must be a str among {TASKS} or None; got {task!r}.")
-    for name, value in (("validation", validation), ("test", test)):
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise SchemaError(f"The '{name}' parameter of tabular must be a fraction in [0, 1); got {value!r}.")
-    if validation + test >= 1:
-        raise SchemaError(f"validation + test must leave rows for training (< 1); got {validation} + {test}.")
+    check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk)
     if not isinstance(max_categories, int) or max_categories < 1:
         raise SchemaError(f"The 'max_categories' parameter of tabular must be an int >= 1; got {max_categories!r}.")
-    if rows_per_chunk is not None and (not isinstance(rows_per_chunk, int) or rows_per_chunk < 1):
-        raise SchemaError(f"The 'rows_per_chunk' parameter of tabular must be an int >= 1; got {rows_per_chunk!r}.")
-    if not isinstance(seed, int):
-        raise SchemaError(f"The 'seed' parameter of tabular must be an int; got {seed!r}.")
 
 
 def _unknown_columns(names, columns, parameter) -> None:
@@ -556,21 +550,13 @@ def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state:
     split = assign_split(keys, split_spec["seed"], split_spec["validation"], split_spec["test"])
     X = preprocessor.transform(table)
     group = zarr.open_group(root, mode="r+")
-    _check_whole_chunk(group["X"], start, stop)
+    check_whole_chunk(group["X"], start, stop)
     group["X"][start:stop] = X
     if schema.target is not None:
         group["y"][start:stop] = preprocessor.transform_target(table.column(schema.target))
     group["split"][start:stop] = split
     group["record"][start:stop] = records
     return np.bincount(split, minlength=3)
-
-
-def _check_whole_chunk(array, start: int, stop: int) -> None:
-    # Two tasks writing parts of one Zarr chunk overwrite each other's data
-    # silently (dask #12583); every write here must be exactly one chunk.
-    rows = array.chunks[0]
-    if start % rows or (stop - start != rows and stop != array.shape[0]):
-        raise RuntimeError(f"bigdl internal error: rows {start}-{stop} are not one whole chunk of {rows} rows.")
 
 
 def _rejects_task(staging: str, destination: str, block_index: int, source: str, offsets: dict) -> int:

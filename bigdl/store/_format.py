@@ -21,7 +21,8 @@ from bigdl.errors import SchemaError, StoreExistsError
 
 __all__ = [
     "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "compressor", "rows_per_chunk_for",
-    "atomic_store", "create_arrays", "finish_store", "TARGET_CHUNK_BYTES",
+    "atomic_store", "create_arrays", "finish_store", "check_split_parameters", "check_whole_chunk",
+    "TARGET_CHUNK_BYTES",
 ]
 
 FORMAT_VERSION = 1
@@ -76,6 +77,31 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
     group.create_array("record", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
                        dimension_names=["sample"], fill_value=-1, **codecs)
     return group
+
+
+def check_split_parameters(owner: str, *, validation, test, seed, rows_per_chunk, unit: str = "rows") -> None:
+    """Validate the parameters every store writer shares; messages name ``owner`` and the parameter."""
+    for name, value in (("validation", validation), ("test", test)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            raise SchemaError(f"The '{name}' parameter of {owner} must be a fraction in [0, 1); got {value!r}.")
+    if validation + test >= 1:
+        raise SchemaError(f"validation + test must leave {unit} for training (< 1); got {validation} + {test}.")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise SchemaError(f"The 'seed' parameter of {owner} must be an int; got {seed!r}.")
+    if rows_per_chunk is not None and (not isinstance(rows_per_chunk, (int, np.integer))
+                                       or isinstance(rows_per_chunk, bool) or rows_per_chunk < 1):
+        raise SchemaError(f"The 'rows_per_chunk' parameter of {owner} must be an int >= 1; got {rows_per_chunk!r}.")
+
+
+def check_whole_chunk(array, start: int, stop: int) -> None:
+    """Refuse a write of rows ``start:stop`` that is not exactly one chunk of ``array``.
+
+    Two tasks writing parts of one Zarr chunk overwrite each other's data
+    silently (dask #12583); every parallel write in bigdl is one whole chunk.
+    """
+    rows = array.chunks[0]
+    if start % rows or (stop - start != rows and stop != array.shape[0]):
+        raise RuntimeError(f"bigdl internal error: rows {start}-{stop} are not one whole chunk of {rows} rows.")
 
 
 def assign_split(keys: np.ndarray, seed: int, validation: float, test: float) -> np.ndarray:

@@ -14,7 +14,14 @@ import numpy as np
 
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import assign_split, atomic_store, create_arrays, finish_store, rows_per_chunk_for
+from bigdl.store._format import (
+    assign_split,
+    atomic_store,
+    check_split_parameters,
+    create_arrays,
+    finish_store,
+    rows_per_chunk_for,
+)
 
 __all__ = ["from_arrays"]
 
@@ -60,6 +67,8 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     import dask
     import dask.array as da
 
+    check_split_parameters("from_arrays", validation=validation, test=test, seed=seed,
+                           rows_per_chunk=rows_per_chunk)
     X = da.asarray(X)
     if X.ndim != 2:
         raise SchemaError(f"from_arrays needs X of shape (n_samples, n_features); got shape {X.shape}.")
