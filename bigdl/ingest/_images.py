@@ -1,16 +1,19 @@
-"""Image ingest: a folder of class sub-folders -> uint8 ``(n, C, H, W)`` Zarr store.
+"""Image ingest: image files or image arrays -> uint8 ``(n, C, H, W)`` Zarr store.
 
-The files are listed (and sorted) on the client; decoding runs in Dask tasks,
-in two passes like tabular ingest:
+The source (a folder of class sub-folders, a ``path,label`` manifest, MNIST
+IDX files or ``.npy``/``.npz`` arrays; see :mod:`bigdl.ingest._image_sources`)
+is resolved on the client into an ordered list of items and their labels.
+Decoding runs in Dask tasks, in two passes like tabular ingest:
 
-1. **decode** (one task per batch of files, a batch being one store chunk's
-   worth of files): open each file with Pillow, convert it to ``mode``,
-   resize it to ``size``, validate it, and stage the batch as a uint8 ``.npy``
-   file (plus labels, records and splits) next to the temporary store.  The
-   task also returns per-channel sums and sums of squares of the pixels in
-   ``[0, 1]`` units, for the normalisation statistics, and its rejects.
+1. **decode** (one task per batch of items, a batch being at most one store
+   chunk's worth): open each file with Pillow, or read the batch's rows of an
+   array file by offset, convert to ``mode``, resize to ``size``, validate,
+   and stage the batch as a uint8 ``.npy`` file (plus labels, records and
+   splits) next to the temporary store.  The task also returns per-channel
+   sums and sums of squares of the pixels in ``[0, 1]`` units, for the
+   normalisation statistics, and its rejects.
 2. **write** (one task per store chunk): read the staged rows of exactly one
-   chunk and write the chunk.  Files that are rejected in pass 1 shift the
+   chunk and write the chunk.  Items that are rejected in pass 1 shift the
    stored rows, so writes only happen once every batch's size is known: no two
    tasks ever touch one Zarr chunk.
 
@@ -21,6 +24,7 @@ attribute; :class:`bigdl.loaders.ChunkLoader` normalises with them at load time.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
@@ -32,6 +36,7 @@ import pandas as pd
 
 from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError, SourceNotFoundError
+from bigdl.ingest._image_sources import IMAGE_SUFFIXES, ImageListing, is_url, resolve_image_source
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
     assign_split,
@@ -45,40 +50,74 @@ from bigdl.store._format import (
 
 __all__ = ["images", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MODES = {"L": 1, "RGB": 3}
 RESIZES = ("stretch", "pad")
 RESAMPLE = "bilinear"
 X_DIMENSIONS = ("sample", "channel", "height", "width")
+FILE_DEFAULTS = {"mode": "L", "size": (28, 28)}  # image files vary: without mode=/size= they become 28x28 grey
 
 
-def images(source, *, store: str | os.PathLike, mode: str = "L", size=(28, 28), resize: str = "stretch",
+def images(source, *, store: str | os.PathLike, mode: str | None = None, size=None, resize: str = "stretch",
+           labels=None, path_column: str = "path", label_column: str = "label", format: str | None = None,
            validation: float = 0.0, test: float = 0.2, seed: int = 0, rows_per_chunk: int | None = None,
            overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
-    """Ingest a folder of images, one sub-folder per class, into a Zarr store.
+    """Ingest labelled images into a Zarr store, decoding in parallel on Dask.
 
     Parameters
     ----------
     source : str or path
-        The root folder.  Each sub-folder is a class (its name is the class
-        name); the images in it, at any depth, are its samples.  PNG, JPEG,
-        BMP and TIFF files are read (by suffix, any case); other files, hidden
-        files and files directly in the root are ignored.
+        One of (the format is sniffed from the name, then the first bytes;
+        ``format=`` overrides):
+
+        - a **folder** with one sub-folder per class (its name is the class
+          name); the PNG, JPEG, BMP and TIFF files in it, at any depth, are
+          its samples (by suffix, any case; hidden files, other files and
+          files directly in the root are ignored);
+        - a **manifest**: a CSV/TSV (``.csv``, ``.tsv``, optionally ``.gz``)
+          or Parquet file with a path and a label column; relative paths are
+          resolved against the manifest's folder;
+        - an **IDX** images file (MNIST format, ``*-images-idx3-ubyte``,
+          optionally gzip-compressed); its labels file is found by the MNIST
+          naming convention (``*-labels-idx1-ubyte[.gz]`` beside it) unless
+          ``labels=`` names it;
+        - a **.npy** array of images ``(n, H, W)``, ``(n, H, W, C)`` or
+          ``(n, C, H, W)`` (integers 0..255) with ``labels=``, or a **.npz**
+          holding the images under ``x``/``X``/``images``/``image``/``data``
+          and the labels under ``y``/``Y``/``labels``/``label``/``targets``.
+
+        Manifests and arrays may be a glob (``"parts/*.csv"``,
+        ``"mnist/*-images-idx3-ubyte.gz"``), read in sorted order, and a
+        ``file://`` or other fsspec URL.  Array files behind a non-local URL
+        are streamed into the store's staging folder first; image files
+        named by URLs in a manifest are read by the tasks through fsspec, so
+        the workers must be able to reach them.
     store : str or path
         Where to write the store (a directory, usually ``*.zarr``).
-    mode : {"L", "RGB"}, default "L"
+    mode : {"L", "RGB"}, optional
         Pillow mode every image is converted to: 1 channel (grey) or 3.
-    size : (int, int), default (28, 28)
-        ``(height, width)`` of the stored images.
+        Default: the arrays' own (1 channel -> "L", 3 or 4 -> "RGB") for IDX
+        and .npy sources, "L" for image files.
+    size : (int, int) or int, optional
+        ``(height, width)`` of the stored images.  Default: the arrays' own
+        size for IDX and .npy sources, ``(28, 28)`` for image files.
     resize : {"stretch", "pad"}, default "stretch"
         ``"stretch"`` resizes to ``size`` ignoring the aspect ratio; ``"pad"``
         keeps the aspect ratio, fits the image inside ``size`` and pads the
         rest with zeros, the image centred.  Resampling is bilinear.
+    labels : array-like or str or path, optional
+        The labels of an IDX file (a labels IDX path) or of a .npy array (an
+        array, or a .npy path), one per image.
+    path_column, label_column : str, default "path" and "label"
+        The columns of a manifest.
+    format : {"folder", "manifest", "idx", "npy"}, optional
+        Skip sniffing.
     validation, test : float, default 0.0 and 0.2
         Expected fractions of samples in the validation and test splits.
     seed : int, default 0
-        Seed of the split.  A file's split is a hash of its path relative to
-        ``source`` and the seed, so adding files never moves existing ones.
+        Seed of the split.  A sample's split is a hash of a stable key and
+        the seed: the path relative to the folder, the path as written in
+        the manifest, or the array file's name and row index; so adding
+        files (or manifest rows) never moves existing samples.
     rows_per_chunk : int, optional
         Images per store chunk; default: about 16 MiB of ``X`` per chunk.
     overwrite : bool, default False
@@ -93,45 +132,54 @@ def images(source, *, store: str | os.PathLike, mode: str = "L", size=(28, 28), 
     -------
     Dataset
         The store, opened: ``X`` uint8 ``(n, C, H, W)``, ``y`` int64 class
-        codes (in the order of ``class_names``), ``split`` and ``record`` (the
-        file's position in the sorted file list).
+        codes (in the order of ``class_names``: sorted names, integer labels
+        sorted as numbers), ``split`` and ``record`` (the item's position in
+        the source's order: the sorted file list, the manifest rows, the
+        array rows).
 
     Notes
     -----
-    Files that cannot be used (empty, truncated or corrupt, not an image, or
-    not convertible to ``mode``) are written to ``<store>/rejects/*.parquet``
-    with their path, record and reason; the store's ``rows`` attribute counts
-    files read, stored and rejected, and read = stored + rejected always holds.
+    Items that cannot be used (a missing, empty, truncated or corrupt file,
+    not an image, not convertible to ``mode``, a manifest row without a path
+    or label, array rows beyond the end of a truncated file or with pixel
+    values outside 0..255) are written to ``<store>/rejects/*.parquet`` with
+    their source, record and reason; the store's ``rows`` attribute counts
+    items read, stored and rejected, and read = stored + rejected always
+    holds.
 
     Examples
     --------
-    >>> ds = bigdl.ingest.images("data/digits", store="work/digits.zarr", size=(28, 28))  # doctest: +SKIP
-    >>> print(ds.info())                                                               # doctest: +SKIP
+    >>> ds = bigdl.ingest.images("data/digits", store="work/digits.zarr", size=(28, 28))          # doctest: +SKIP
+    >>> ds = bigdl.ingest.images("mnist/train-images-idx3-ubyte.gz", store="work/mnist.zarr")     # doctest: +SKIP
+    >>> ds = bigdl.ingest.images("photos/manifest.parquet", store="work/p.zarr", mode="RGB", size=64)  # doctest: +SKIP
     """
     started = time.perf_counter()
-    size = _check_parameters(mode=mode, size=size, resize=resize, validation=validation, test=test,
-                             seed=seed, rows_per_chunk=rows_per_chunk)
-    root, class_names, files = list_image_folder(source)
+    _check_parameters(mode=mode, size=size, resize=resize, validation=validation, test=test, seed=seed,
+                      rows_per_chunk=rows_per_chunk)
+    listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
+                                   label_column=label_column, list_folder=list_image_folder)
+    mode, size = _resolve_mode_and_size(mode, size, listing)
     channels = MODES[mode]
     height, width = size
     chunk_rows = rows_per_chunk or rows_per_chunk_for(channels * height * width, itemsize=1)
     split_spec = {"seed": seed, "validation": validation, "test": test}
     options = {"mode": mode, "size": size, "resize": resize}
+    n_items = listing.n_items
 
     with atomic_store(store, overwrite=overwrite) as temporary:
         staging = temporary / "_staging"
         staging.mkdir()
-        batches = [(index, start, files[start:start + chunk_rows])
-                   for index, start in enumerate(range(0, len(files), chunk_rows))]
+        listing.localise(staging)
+        batches = listing.batches(chunk_rows)
         decode_results = run_tasks(
             "bigdl-ingest-decode", _decode_task,
-            [(str(root), str(staging), index, start, batch, options, split_spec)
-             for index, start, batch in batches],
-            desc=f"ingest {root.name}: decode", progress=progress, client=client,
+            [(str(staging), index, start, batch, options, split_spec)
+             for index, (start, batch) in enumerate(batches)],
+            desc=f"ingest {listing.name}: decode", progress=progress, client=client,
         )
-        accounting = _account(len(files), decode_results)
+        accounting = _account(n_items, decode_results)
         if accounting["stored"] == 0:
-            raise EmptyResultError(_empty_message(root, accounting, decode_results))
+            raise EmptyResultError(_empty_message(source, accounting, decode_results))
         # Not ("y", "x"): xarray would take the label array "y" for a coordinate of X's row axis.
         create_arrays(temporary, accounting["stored"], chunk_rows, x_shape=(channels, height, width),
                       x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS)
@@ -139,36 +187,52 @@ def images(source, *, store: str | os.PathLike, mode: str = "L", size=(28, 28), 
             "bigdl-ingest-write", _write_task,
             [(str(temporary), str(staging), start, pieces)
              for start, pieces in _chunk_jobs(decode_results, accounting["stored"], chunk_rows)],
-            desc=f"ingest {root.name}: write", progress=progress, client=client,
+            desc=f"ingest {listing.name}: write", progress=progress, client=client,
         )
         rejects = [item for result in decode_results for item in result["rejects"]]
         if rejects:
             (temporary / "rejects").mkdir()
             pd.DataFrame(rejects, columns=["source", "record", "class", "reason"]).astype(
-                {"record": "int64"}).to_parquet(temporary / "rejects" / "part-000000.parquet", index=False)
+                {"record": "int64", "class": "int64"}).to_parquet(
+                temporary / "rejects" / "part-000000.parquet", index=False)
         shutil.rmtree(staging)
         mean, std = _statistics(decode_results, channels)
         split_counts = np.sum(write_results, axis=0)
-        _write_attributes(temporary, root=root, n_files=len(files), class_names=class_names, options=options,
-                          mean=mean, std=std, accounting=accounting, split_counts=split_counts,
-                          split_spec=split_spec, seconds=time.perf_counter() - started)
+        _write_attributes(temporary, listing=listing, options=options, mean=mean, std=std,
+                          accounting=accounting, split_counts=split_counts, split_spec=split_spec,
+                          seconds=time.perf_counter() - started)
     return open_store(store)
 
 
 # ---------------------------------------------------------------- checks and listing
-def _check_parameters(*, mode, size, resize, validation, test, seed, rows_per_chunk) -> tuple[int, int]:
-    if mode not in MODES:
+def _check_parameters(*, mode, size, resize, validation, test, seed, rows_per_chunk) -> None:
+    if mode is not None and mode not in MODES:
         raise SchemaError(f"The 'mode' parameter of images must be one of {tuple(MODES)}; got {mode!r}.")
     if resize not in RESIZES:
         raise SchemaError(f"The 'resize' parameter of images must be one of {RESIZES}; got {resize!r}.")
-    if isinstance(size, int) and not isinstance(size, bool):
+    if size is not None:
+        _size_pair(size)
+    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           unit="images")
+
+
+def _size_pair(size) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (size, size)
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
         raise SchemaError(f"The 'size' parameter of images must be (height, width), two ints >= 1; got {size!r}.")
-    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
-                           unit="images")
     return int(size[0]), int(size[1])
+
+
+def _resolve_mode_and_size(mode, size, listing: ImageListing) -> tuple[str, tuple[int, int]]:
+    """Fill ``mode``/``size`` left out: arrays keep their own, image files get 28x28 grey."""
+    if listing.native is not None:
+        channels, native_size = listing.native
+        mode = mode or ("L" if channels == 1 else "RGB")
+        size = _size_pair(size) if size is not None else tuple(int(v) for v in native_size)
+        return mode, size
+    return mode or FILE_DEFAULTS["mode"], _size_pair(size if size is not None else FILE_DEFAULTS["size"])
 
 
 def _is_image(path: Path) -> bool:
@@ -211,24 +275,52 @@ def list_image_folder(source) -> tuple[Path, list[str], list[tuple[str, int]]]:
     return root, class_names, files
 
 
-# ---------------------------------------------------------------- pass 1
-def _load(path: str, mode: str, size: tuple[int, int], resize: str) -> np.ndarray:
+
+
+# ---------------------------------------------------------------- pass 1: image files
+def _open_image(location: str):
+    """A Pillow image of a local path or an fsspec URL (the bytes of a URL are read whole)."""
+    from PIL import Image
+
+    if is_url(location):
+        from bigdl.ingest._image_sources import open_binary
+
+        with open_binary(location) as handle:
+            data = handle.read()
+        if not data:
+            raise ValueError("empty file (0 bytes)")
+        return Image.open(io.BytesIO(data))
+    if os.path.getsize(location) == 0:
+        raise ValueError("empty file (0 bytes)")
+    return Image.open(location)
+
+
+def _load(location: str, mode: str, size: tuple[int, int], resize: str) -> np.ndarray:
     """One file as uint8 ``(C, H, W)``; raises ValueError with the reason when it cannot be used."""
     from PIL import Image, UnidentifiedImageError
 
-    if os.path.getsize(path) == 0:
-        raise ValueError("empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
+        with _open_image(location) as image:
             image.load()  # decode now: truncated and corrupt data fail here
             image = _convert(image, mode)
     except UnidentifiedImageError:
         raise ValueError("not a readable image (unknown or corrupt format)") from None
     except _ConversionError as error:
         raise ValueError(str(error)) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if str(error).startswith("empty file"):
+            raise
         raise ValueError(f"cannot decode: {type(error).__name__}: {error}") from None
-    image = resize_image(image, size, resize)
+    except OSError as error:
+        if error.errno is not None:  # an operating-system error (permissions...): the file cannot be read
+            raise
+        raise ValueError(f"cannot decode: {type(error).__name__}: {error}") from None
+    return _to_chw(resize_image(image, size, resize))
+
+
+def _to_chw(image) -> np.ndarray:
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
@@ -264,51 +356,133 @@ def resize_image(image, size: tuple[int, int], resize: str):
     return canvas
 
 
-def split_keys(relative_paths) -> np.ndarray:
-    """Stable 64-bit keys of relative paths (the split is a function of these and the seed)."""
-    return pd.util.hash_array(np.asarray(list(relative_paths), dtype=object))
+def split_keys(keys) -> np.ndarray:
+    """Stable 64-bit keys of the items' key strings (the split is a function of these and the seed)."""
+    return pd.util.hash_array(np.asarray(list(keys), dtype=object))
 
 
-def _decode_task(root: str, staging: str, index: int, start: int, batch: list, options: dict,
-                 split_spec: dict) -> dict:
+def _read_files(batch: dict, start: int, options: dict):
+    """Decode a batch of image files: (images, codes, records, keys, rejects)."""
     mode, size, resize = options["mode"], tuple(options["size"]), options["resize"]
-    channels = MODES[mode]
-    arrays, labels, records, names, rejects = [], [], [], [], []
-    for offset, (name, code) in enumerate(batch):
-        try:
-            arrays.append(_load(os.path.join(root, name), mode, size, resize))
-        except ValueError as error:
-            rejects.append({"source": name, "record": start + offset, "class": int(code), "reason": str(error)})
+    arrays, codes, records, keys, rejects = [], [], [], [], []
+    for offset, (location, key, code, reason) in enumerate(batch["items"]):
+        if reason is None:
+            try:
+                arrays.append(_load(location, mode, size, resize))
+            except ValueError as error:
+                reason = str(error)
+            except OSError as error:  # unreadable: permissions, an I/O error
+                reason = f"cannot read: {error.strerror or error}"
+        if reason is not None:
+            rejects.append({"source": key, "record": start + offset, "class": int(code), "reason": reason})
             continue
-        except OSError as error:  # unreadable: permissions, vanished
-            rejects.append({"source": name, "record": start + offset, "class": int(code),
-                            "reason": f"cannot read: {error.strerror or error}"})
-            continue
-        labels.append(code)
+        codes.append(code)
         records.append(start + offset)
-        names.append(name)
-    X = np.stack(arrays) if arrays else np.zeros((0, channels, *size), dtype=np.uint8)
-    split = assign_split(split_keys(names), split_spec["seed"], split_spec["validation"], split_spec["test"]) \
-        if names else np.zeros(0, dtype=np.uint8)
+        keys.append(key)
+    return arrays, codes, records, keys, rejects
+
+
+# ---------------------------------------------------------------- pass 1: array files
+def _read_rows(batch: dict) -> np.ndarray:
+    """The batch's rows of an array file, read by offset: ``(rows present, *row shape)``."""
+    dtype = np.dtype(batch["dtype"])
+    row_shape = batch["shape"][1:]
+    row_bytes = dtype.itemsize * int(np.prod(row_shape))
+    low, high = batch["low"], batch["high"]
+    if batch["available"] is not None:
+        high = min(high, max(low, batch["available"]))
+    with open(batch["path"], "rb") as handle:
+        handle.seek(batch["offset"] + low * row_bytes)
+        data = handle.read((high - low) * row_bytes)
+    present = len(data) // row_bytes
+    return np.frombuffer(data[: present * row_bytes], dtype=dtype).reshape(present, *row_shape)
+
+
+def _read_array(batch: dict, start: int, options: dict):
+    """Decode a batch of array rows: (images, codes, records, keys, rejects).
+
+    Rows already in the target mode and size are copied as they are (what
+    Pillow would give back unchanged); others go through Pillow like files.
+    """
+    from PIL import Image
+
+    mode, size, resize = options["mode"], tuple(options["size"]), options["resize"]
+    rows = _read_rows(batch)
+    layout = batch["layout"]
+    if layout == "HW":
+        rows = rows[..., None]
+    elif layout == "CHW":
+        rows = rows.transpose(0, 2, 3, 1)
+    n = batch["high"] - batch["low"]
+    valid = np.zeros(n, dtype=bool)
+    reasons = ["truncated file: the row is missing"] * n
+    if rows.dtype != np.uint8 and len(rows):
+        low_values = rows.min(axis=(1, 2, 3))
+        high_values = rows.max(axis=(1, 2, 3))
+        inside = (low_values >= 0) & (high_values <= 255)
+        for row in np.flatnonzero(~inside):
+            reasons[row] = (f"pixel values outside 0..255 (min {low_values[row]}, max {high_values[row]})")
+        valid[: len(rows)] = inside
+    else:
+        valid[: len(rows)] = True
+    rows = rows[valid[: len(rows)]].astype(np.uint8, copy=False)
+    channels = rows.shape[-1]
+    native_mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    if native_mode == mode and tuple(rows.shape[1:3]) == size:
+        images = [np.ascontiguousarray(rows.transpose(0, 3, 1, 2))]
+    else:
+        images = []
+        for pixels in rows:
+            image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, native_mode)
+            images.append(_to_chw(resize_image(_convert(image, mode), size, resize))[None])
+    kept = np.flatnonzero(valid)
+    name, codes = batch["name"], batch["codes"]
+    rejects = [{"source": f"{name}:{batch['low'] + row}", "record": start + int(row), "class": int(codes[row]),
+                "reason": reasons[row]} for row in np.flatnonzero(~valid)]
+    keys = [f"{name}:{batch['low'] + row}" for row in kept]
+    return images, codes[kept].tolist(), (start + kept).tolist(), keys, rejects
+
+
+BATCH_READERS = {"files": _read_files, "array": _read_array}
+
+
+def _decode_task(staging: str, index: int, start: int, batch: dict, options: dict, split_spec: dict) -> dict:
+    channels, size = MODES[options["mode"]], tuple(options["size"])
+    arrays, labels, records, keys, rejects = BATCH_READERS[batch["kind"]](batch, start, options)
+    if arrays and arrays[0].ndim == 4:  # array batches arrive as stacked blocks
+        X = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    else:
+        X = np.stack(arrays) if arrays else np.zeros((0, channels, *size), dtype=np.uint8)
+    split = assign_split(split_keys(keys), split_spec["seed"], split_spec["validation"], split_spec["test"]) \
+        if keys else np.zeros(0, dtype=np.uint8)
     np.save(os.path.join(staging, f"X-{index:06d}.npy"), X)
     np.savez(os.path.join(staging, f"meta-{index:06d}.npz"), y=np.asarray(labels, dtype=np.int64),
              record=np.asarray(records, dtype=np.int64), split=split)
-    scaled = X.astype(np.float64) / 255.0
+    n_items = len(batch["items"]) if batch["kind"] == "files" else batch["high"] - batch["low"]
+    sums, squares = _pixel_sums(X)
     return {
         "index": index,
-        "n_files": len(batch),
-        "n_valid": len(arrays),
+        "n_files": n_items,
+        "n_valid": int(X.shape[0]),
         "n_rejected": len(rejects),
         "rejects": rejects,
         "reasons": Counter(_reason_family(item["reason"]) for item in rejects),
-        "sum": scaled.sum(axis=(0, 2, 3)),
-        "sum_squares": np.square(scaled).sum(axis=(0, 2, 3)),
+        "sum": sums,
+        "sum_squares": squares,
         "n_pixels": int(X.shape[0] * X.shape[2] * X.shape[3]),
     }
 
 
+def _pixel_sums(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sums of pixels and of squared pixels, in [0, 1] units (exact integer sums, then scaled)."""
+    counts = np.stack([np.bincount(X[:, c].ravel(), minlength=256) for c in range(X.shape[1])]) \
+        if X.size else np.zeros((X.shape[1], 256), dtype=np.int64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    return counts @ values, counts @ np.square(values)
+
+
 def _reason_family(reason: str) -> str:
-    return reason.split(":", 1)[0]
+    return reason.split(":", 1)[0].split(" (", 1)[0]
 
 
 def _account(n_files: int, results: list[dict]) -> dict:
@@ -325,9 +499,9 @@ def _account(n_files: int, results: list[dict]) -> dict:
     return {"read": read, "stored": stored, "rejected": rejected, "reasons": dict(reasons)}
 
 
-def _empty_message(root: Path, accounting: dict, results: list[dict]) -> str:
+def _empty_message(source, accounting: dict, results: list[dict]) -> str:
     examples = [f"{item['source']}: {item['reason']}" for result in results for item in result["rejects"]][:3]
-    return (f"All {accounting['read']} image files in {str(root)!r} were rejected, so nothing would be stored. "
+    return (f"All {accounting['read']} images of {os.fspath(source)!r} were rejected, so nothing would be stored. "
             f"First ones: {'; '.join(examples)}.")
 
 
@@ -384,13 +558,13 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple]) -> np.
 
 
 def _write_attributes(path: Path, **kwargs) -> None:
-    options = kwargs["options"]
+    options, listing = kwargs["options"], kwargs["listing"]
     finish_store(
         path, kind="image", accounting=kwargs["accounting"], split_counts=kwargs["split_counts"],
-        split={**kwargs["split_spec"], "key": "relative path"},
-        task="classification", feature_names=[], target_name="label", class_names=list(kwargs["class_names"]),
+        split={**kwargs["split_spec"], "key": listing.split_key},
+        task="classification", feature_names=[], target_name="label", class_names=list(listing.class_names),
         preprocessing={"mode": options["mode"], "size": list(options["size"]), "resize": options["resize"],
                        "resample": RESAMPLE, "mean": kwargs["mean"], "std": kwargs["std"]},
-        source={"format": "image-folder", "root": str(kwargs["root"]), "files": kwargs["n_files"]},
+        source=listing.description,
         compression="lz4", ingest_seconds=round(kwargs["seconds"], 3),
     )
