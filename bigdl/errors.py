@@ -15,6 +15,7 @@ __all__ = [
     "SourceNotFoundError",
     "StoreExistsError",
     "StoreFormatError",
+    "StoreCorruptedError",
     "EmptyResultError",
 ]
 
@@ -45,6 +46,26 @@ class StoreExistsError(BigdlError, FileExistsError):
 
 class StoreFormatError(BigdlError, ValueError):
     """A path is not a bigdl store, or was written by an incompatible version."""
+
+
+class StoreCorruptedError(StoreFormatError):
+    """A chunk file of a store changed on disk after it was written (checksum mismatch, undecodable, missing).
+
+    ``store``, ``array``, ``chunk`` (the chunk's grid coordinates) and
+    ``file`` (its path) say where; ``bigdl verify STORE`` lists every damaged chunk.
+    """
+
+    def __init__(self, message: str, *, store=None, array=None, chunk=None, file=None):
+        super().__init__(message)
+        self.store, self.array, self.chunk, self.file = store, array, chunk, file
+
+    def __reduce__(self):
+        # Raised inside Dask tasks: the attributes must survive pickling to the client.
+        return (_rebuild_corrupted, (str(self), self.store, self.array, self.chunk, self.file))
+
+
+def _rebuild_corrupted(message, store, array, chunk, file):
+    return StoreCorruptedError(message, store=store, array=array, chunk=chunk, file=file)
 
 
 class ClusterConnectionError(BigdlError, ConnectionError):

@@ -31,6 +31,7 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import SPLIT_CODES
+from bigdl.store._verify import read_checked
 
 __all__ = ["ChunkLoader"]
 
@@ -117,7 +118,7 @@ class ChunkLoader(IterableDataset):
         self.epoch = 0
         self.rows_per_chunk = dataset.rows_per_chunk
         self.n_rows = dataset.n_samples
-        codes = dataset._group["split"][:]  # one byte per sample: cheap, and fixes every count
+        codes = dataset._read("split", slice(None))  # one byte per sample: cheap, and fixes every count
         bounds = list(range(0, self.n_rows, self.rows_per_chunk)) + [self.n_rows]
         if split == "all":
             counts = np.diff(bounds)
@@ -170,12 +171,14 @@ class ChunkLoader(IterableDataset):
         X, y, split = self._open()
         low = chunk * self.rows_per_chunk
         high = min(low + self.rows_per_chunk, self.n_rows)
+        rows = slice(low, high)
         mask = None
         if self.split != "all":
-            mask = split[low:high] == SPLIT_CODES[self.split]
+            mask = read_checked(split, rows, store=self.path, name="split") == SPLIT_CODES[self.split]
             if mask.all():
                 mask = None
-        return X[low:high], (y[low:high] if y is not None else None), mask
+        return (read_checked(X, rows, store=self.path, name="X"),
+                read_checked(y, rows, store=self.path, name="y") if y is not None else None, mask)
 
     def _chunks_in_order(self, chunks: np.ndarray):
         """Chunks read ahead by a thread pool, yielded in order; at most prefetch+buffer in flight."""

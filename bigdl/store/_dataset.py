@@ -10,6 +10,7 @@ import numpy as np
 
 from bigdl.errors import SchemaError, StoreFormatError
 from bigdl.store._format import FORMAT_VERSION, SPLIT_CODES
+from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
 
@@ -138,7 +139,14 @@ class Dataset:
         # rewritten in place, or dask would reuse stale results.
         stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
         token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
-        return da.from_zarr(array, chunks=array.chunks, name=f"bigdl-{name}-{token}")
+        # As da.from_zarr, but a damaged chunk raises an error naming the store, array and chunk.
+        return da.from_array(CheckedArray(array, str(self.path), name), chunks=array.chunks,
+                             name=f"bigdl-{name}-{token}", asarray=False, fancy=False, lock=False,
+                             meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+
+    def _read(self, name: str, selection):
+        """Rows of one array; a damaged chunk raises StoreCorruptedError naming it."""
+        return read_checked(self._group[name], selection, store=str(self.path), name=name)
 
     @property
     def X(self):
@@ -163,7 +171,7 @@ class Dataset:
             return np.arange(self.n_samples)
         if split not in SPLIT_CODES:
             raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
-        codes = self._group["split"][:]
+        codes = self._read("split", slice(None))
         return np.flatnonzero(codes == SPLIT_CODES[split])
 
     def arrays(self, split: str | None = "train"):
@@ -185,7 +193,7 @@ class Dataset:
         if split not in SPLIT_CODES:
             raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
         code = SPLIT_CODES[split]
-        codes = self._group["split"][:]  # one byte per sample
+        codes = self._read("split", slice(None))  # one byte per sample
         bounds = np.cumsum((0,) + self.split.chunks[0])
         counts = tuple(int((codes[low:high] == code).sum()) for low, high in zip(bounds[:-1], bounds[1:]))
         split_codes = self.split
@@ -207,13 +215,13 @@ class Dataset:
         low, high = index * rows, min((index + 1) * rows, self.n_samples)
         if not 0 <= low < max(self.n_samples, 1):
             raise SchemaError(f"Chunk {index} does not exist; the store has {self.n_chunks} chunks.")
-        X = self._group["X"][low:high]
-        y = self._group["y"][low:high] if "y" in self._group else None
+        X = self._read("X", slice(low, high))
+        y = self._read("y", slice(low, high)) if "y" in self._group else None
         if split not in (None, "all"):
             if split not in SPLIT_CODES:
                 raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; "
                                   f"got {split!r}.")
-            mask = self._group["split"][low:high] == SPLIT_CODES[split]
+            mask = self._read("split", slice(low, high)) == SPLIT_CODES[split]
             X, y = X[mask], (y[mask] if y is not None else None)
         return X, y
 
