@@ -65,7 +65,30 @@ def _run_distributed(client, func, arguments, keys, bar):
         return [future.result() for future in futures]
     except BaseException:
         client.cancel(futures)
+        # Cancelling does not stop a task already running, and these tasks
+        # write into a temporary store the caller deletes next: return only
+        # once none of them runs any more (or after a minute of trying).
+        _wait_until_stopped(client, set(keys))
         raise
+
+
+def _executing_keys(keys: set, dask_worker=None) -> list:
+    """The keys among ``keys`` this worker is running now (runs on each worker)."""
+    return [task.key for task in dask_worker.state.executing if task.key in keys]
+
+
+def _wait_until_stopped(client, keys: set, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing_keys, keys, on_error="return")
+        except Exception:  # noqa: BLE001 - the cluster itself is going away: nothing left to wait for
+            return
+        if not any(isinstance(items, list) and items for items in running.values()):
+            return
+        time.sleep(0.05)
 
 
 def _run_local(func, arguments, keys, bar):
@@ -76,6 +99,17 @@ def _run_local(func, arguments, keys, bar):
         def _posttask(self, key, result, dsk, state, worker_id):
             bar.update(1)
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dask.system import CPU_COUNT
+
     tasks = [dask.delayed(func, pure=False)(*args, dask_key_name=key) for key, args in zip(keys, arguments)]
-    with _Count():
-        return list(dask.compute(*tasks, scheduler="threads"))
+    # A pool of our own: on an error or an interrupt (Ctrl-C, SIGTERM) dask
+    # returns at once while tasks still run; they write into a temporary
+    # store the caller deletes next, so wait for them before going on.
+    pool = ThreadPoolExecutor(CPU_COUNT, thread_name_prefix="bigdl-task")
+    try:
+        with _Count():
+            return list(dask.compute(*tasks, scheduler="threads", pool=pool))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

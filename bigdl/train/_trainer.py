@@ -125,6 +125,13 @@ class Trainer:
 
         With ``resume=True`` training continues after the last checkpoint in
         ``checkpoint_dir`` (nothing happens if it already covers ``epochs``).
+
+        On a cluster, when the worker running the loop dies (killed, out of
+        memory), Dask reschedules the task on another worker (up to
+        ``distributed.scheduler.allowed-failures`` times, 3 by default) and,
+        with ``checkpoint_dir`` set, it continues from this run's last
+        checkpoint: the weights equal an uninterrupted run's.  (Data-parallel
+        tasks are pinned to their workers and are not rescheduled.)
         """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
@@ -334,7 +341,7 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
                                 rank=rank, world_size=world_size, timeout=datetime.timedelta(minutes=10))
         trained = nn.parallel.DistributedDataParallel(model)
     try:
-        return _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name)
+        return _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name, run_id)
     finally:
         torch.set_num_threads(threads_before)
         if world:
@@ -343,7 +350,7 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
             dist.destroy_process_group()
 
 
-def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name) -> dict:
+def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name, run_id=None) -> dict:
     from bigdl.loaders.torch import ChunkLoader
 
     optimizer = _optimizer(spec["optimizer"], spec["lr"], trained)
@@ -353,10 +360,12 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
                          device=device, rank=rank, world_size=world_size, **options)
     history: list[dict] = []
     start_epoch = 0
-    if resume and spec["checkpoint_dir"]:
-        latest = latest_checkpoint(spec["checkpoint_dir"])
-        if latest is not None:
-            state = load_checkpoint(latest)
+    latest = latest_checkpoint(spec["checkpoint_dir"]) if spec["checkpoint_dir"] else None
+    if latest is not None:
+        state = load_checkpoint(latest)
+        # A task that finds a checkpoint of its own run is a rescheduled
+        # attempt (its worker died): it carries on from there, like resume=True.
+        if resume or (run_id is not None and state.get("run") == run_id):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
@@ -396,7 +405,7 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             # The path goes into the history before the history is saved in it.
             entry["checkpoint"] = checkpoint_path(spec["checkpoint_dir"], epoch)
             save_checkpoint(spec["checkpoint_dir"], epoch, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "run": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "loader": loader.state_dict(), "history": history,
             })
         report({"kind": "epoch", "epochs": spec["epochs"], **entry})
