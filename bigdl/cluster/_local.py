@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, resolve_security
 from bigdl.errors import ClusterConnectionError, SchemaError
 
 __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV"]
@@ -14,7 +15,7 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto",
                 dashboard_address: str | None = ":8787", *, processes: bool = True, quiet: bool = False,
-                **cluster_kwargs):
+                security=None, **cluster_kwargs):
     """Start a Dask ``LocalCluster`` of worker processes and return its ``Client``.
 
     This is the embedded default every workflow uses; the same script runs
@@ -37,6 +38,12 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         Workers as separate processes (as on a real cluster).
     quiet : bool, default False
         Do not print the dashboard link.
+    security : bool, str, path or distributed.Security, optional
+        TLS between client, scheduler and workers: ``True`` makes temporary
+        self-signed certificates (held in memory, needs ``cryptography``); a
+        directory holding ``ca.crt``, ``tls.crt`` and ``tls.key`` or a
+        ``distributed.Security`` uses those.  The addresses become ``tls://``
+        and a client without the certificates is refused.
     **cluster_kwargs
         Passed to :class:`distributed.LocalCluster`.
 
@@ -60,6 +67,9 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         raise SchemaError(
             f"The 'threads_per_worker' parameter of start_local must be a positive int; got {threads_per_worker!r}."
         )
+    security = resolve_security(security, owner="start_local")
+    if security is not None:
+        cluster_kwargs["security"] = security
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
@@ -84,8 +94,12 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
         ``DASK_SCHEDULER_ADDRESS`` environment variable.
     timeout : str or float, default "10s"
         How long to try before giving up.
-    security : distributed.Security, optional
-        TLS settings for clusters that require them.
+    security : str, path or distributed.Security, optional
+        TLS for clusters that require it (``tls://`` addresses): a directory
+        holding ``ca.crt``, ``tls.crt`` and ``tls.key`` (where the Kubernetes
+        deployment mounts its Secret: ``/etc/bigdl/tls``) or a
+        ``distributed.Security``.  Default: the directory named by
+        ``$BIGDL_TLS_DIR`` when that is set, else Dask's TLS configuration.
     quiet : bool, default False
         Do not print the dashboard link.
 
@@ -101,12 +115,23 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
             "No scheduler address: pass connect('tcp://host:8786') or set the "
             f"{SCHEDULER_ENV} environment variable (or use start_local() for a cluster on this machine)."
         )
+    if security is None and os.environ.get(TLS_DIR_ENV):
+        security = os.environ[TLS_DIR_ENV]
+    security = resolve_security(security, owner="connect", temporary_allowed=False)
+    tls_hint = (f" The scheduler uses TLS: pass security= the directory of the cluster's certificates "
+                f"(e.g. {DEFAULT_TLS_DIR!r}, or set {TLS_DIR_ENV}) or a distributed.Security."
+                if address.startswith("tls://") else "")
     try:
         client = Client(address, timeout=timeout, security=security, set_as_default=True)
+    except TypeError as error:
+        if "ssl_context" not in str(error):  # distributed's way of saying: no TLS settings for tls://
+            raise
+        raise ClusterConnectionError(f"Could not connect to {address!r}: no TLS certificates given.{tls_hint}") \
+            from None
     except (OSError, TimeoutError) as error:
         raise ClusterConnectionError(
             f"Could not reach the Dask scheduler at {address!r} within {timeout} ({error}). Is it running, "
-            "and is the address (host and port 8786 by default) reachable from here?"
+            f"and is the address (host and port 8786 by default) reachable from here?{tls_hint}"
         ) from None
     if not quiet:
         print(f"Connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)

@@ -44,7 +44,7 @@ def csv_files(tmp_path_factory):
 def fault_client():
     """A cluster of its own (2 worker processes under nannies): its workers get killed."""
     client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="1GiB",
-                                       dashboard_address=None, quiet=True)
+                                       dashboard_address=":0", quiet=True)
     _forget_default_client(client)
     yield client
     cluster = client.cluster
