@@ -335,9 +335,8 @@ def _manifest_listing(text: str, locations: list[str], path_column: str, label_c
                 "pass path_column= and label_column= to name the path and label columns.")
         url_base = is_url(location)
         base = location.rsplit("/", 1)[0] if url_base else os.path.dirname(os.path.abspath(_local(location)))
-        paths = frame[path_column]
-        entries = paths.where(paths.notna(), None).astype(object).to_numpy()
-        frames.append((location, [None if value is None or str(value).strip() == "" else str(value).strip()
+        entries = frame[path_column].astype(object).to_numpy()
+        frames.append((location, [None if pd.isna(value) or str(value).strip() == "" else str(value).strip()
                                   for value in entries],
                        frame[label_column].to_numpy(dtype=object), base, url_base))
     if not any(len(entries) for _, entries, _, _, _ in frames):
@@ -610,8 +609,10 @@ def _copy_array_data(part: ArrayPart, target: Path) -> int:
         try:
             try:
                 wanted = part.n * row_bytes
+                # read1 hands over what is decompressed so far, so a cut stream loses only its tail.
+                read = getattr(handle, "read1", handle.read)
                 while written < wanted:
-                    block = handle.read(min(COPY_BYTES, wanted - written))
+                    block = read(min(COPY_BYTES, wanted - written))
                     if not block:
                         break
                     out.write(block)
