@@ -1,6 +1,6 @@
 """Data loaders from a store into frameworks (PyTorch: :class:`bigdl.loaders.torch.ChunkLoader`)."""
 
-__all__ = ["ChunkLoader"]
+__all__ = ["ChunkLoader", "Augment"]
 
 
 def __getattr__(name):
@@ -9,4 +9,8 @@ def __getattr__(name):
         from bigdl.loaders.torch import ChunkLoader
 
         return ChunkLoader
+    if name == "Augment":
+        from bigdl.loaders._augment import Augment
+
+        return Augment
     raise AttributeError(name)

@@ -29,6 +29,7 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
     ) from error
 
 from bigdl.errors import SchemaError
+from bigdl.loaders._augment import resolve_augment
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import SPLIT_CODES
 from bigdl.store._verify import read_checked
@@ -65,6 +66,11 @@ class ChunkLoader(IterableDataset):
         Applied to each ``X`` batch (a torch tensor); default: the store
         kind's transform (images: to float, normalised with the stored
         mean/std; tabular: none).
+    augment : str or Augment, optional
+        Image stores only: random crop with zero padding and/or horizontal
+        flip of each batch, before the transform (``"crop"``, ``"flip"``,
+        ``"crop+flip"`` or a :class:`bigdl.loaders.Augment`); seeded by
+        ``seed``, epoch, rank and worker, so runs repeat exactly.
     device : str or torch.device, optional
         Move batches there (pinned memory and non-blocking copies on CUDA).
 
@@ -85,7 +91,7 @@ class ChunkLoader(IterableDataset):
     def __init__(self, store, split: str = "train", *, batch_size: int = 256, shuffle: bool = True,
                  seed: int = 0, buffer_chunks: int = 4, prefetch: int = 2, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
-                 transform: Callable | None = None, device=None):
+                 transform: Callable | None = None, device=None, augment=None):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
         if split not in SPLIT_CODES and split != "all":
@@ -113,6 +119,7 @@ class ChunkLoader(IterableDataset):
         self.threads = threads
         self.device = torch.device(device) if device is not None else None
         self.transform = transform if transform is not None else _default_transform(dataset)
+        self.augment = resolve_augment(augment, dataset.kind)
         self.has_target = "y" in dataset._group
         self.task = dataset.task
         self.epoch = 0
@@ -239,9 +246,12 @@ class ChunkLoader(IterableDataset):
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = self.epoch
         pin = self.device is not None and self.device.type == "cuda"
+        augment_rng = np.random.default_rng([self.seed, epoch, 2, self.rank, worker])
         for x_np, y_np in self._batches(epoch, worker, n_workers):
             x = torch.from_numpy(np.ascontiguousarray(x_np))
             y = torch.from_numpy(np.ascontiguousarray(y_np)) if y_np is not None else None
+            if self.augment is not None:
+                x = self.augment(x, augment_rng)
             if self.transform is not None:
                 x = self.transform(x)
             if self.device is not None:

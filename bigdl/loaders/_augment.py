@@ -1,0 +1,95 @@
+"""Light, on-the-fly augmentation of image batches: random crop with zero padding, horizontal flip.
+
+:class:`Augment` works on whole uint8 ``(B, C, H, W)`` batches as the loader
+reads them, before normalisation (so padding is black, as in the usual
+``RandomCrop(padding=...)`` recipe), with one vectorised gather per batch.
+Randomness comes only from the generator the loader passes in, seeded by
+``(seed, epoch, rank, worker)``: the same run gives the same augmented
+batches, in a ``DataLoader`` worker process as in the main process.  The
+loader applies it to the split it was asked for; :class:`bigdl.train.Trainer`
+passes ``loader_options`` to its training loader only, so evaluation never
+sees augmented images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bigdl.errors import SchemaError
+
+__all__ = ["Augment", "resolve_augment"]
+
+NAMES = ("crop", "flip")
+DEFAULT_CROP = 4
+
+
+class Augment:
+    """Random crop (after zero padding) and random horizontal flip of image batches.
+
+    Parameters
+    ----------
+    crop : int, default 4
+        Pad each side by ``crop`` pixels of zeros, then cut a window of the
+        original size at a random offset: images shift by up to ``crop``
+        pixels each way.  0 turns cropping off.
+    flip : bool, default True
+        Mirror each image left-right with probability 1/2.
+
+    Examples
+    --------
+    >>> loader = ChunkLoader(ds, "train", augment=Augment(crop=2, flip=False))  # doctest: +SKIP
+    >>> loader = ChunkLoader(ds, "train", augment="crop+flip")                  # the same as Augment()  # doctest: +SKIP
+    """
+
+    def __init__(self, crop: int = DEFAULT_CROP, flip: bool = True):
+        if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 0:
+            raise SchemaError(f"The 'crop' parameter of Augment must be an int >= 0 (pixels); got {crop!r}.")
+        if not isinstance(flip, bool):
+            raise SchemaError(f"The 'flip' parameter of Augment must be True or False; got {flip!r}.")
+        self.crop = int(crop)
+        self.flip = flip
+
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Augment a ``(B, C, H, W)`` batch with random numbers drawn from ``rng``."""
+        if x.ndim != 4:
+            raise SchemaError(f"Augment works on image batches (B, C, H, W); got a batch of shape {tuple(x.shape)}.")
+        n, channels, height, width = x.shape
+        if self.crop:
+            pad = self.crop
+            padded = torch.zeros((n, channels, height + 2 * pad, width + 2 * pad), dtype=x.dtype)
+            padded[:, :, pad:pad + height, pad:pad + width] = x
+            top = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=n))
+            left = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=n))
+            rows = (top[:, None] + torch.arange(height))[:, None, :, None]
+            cols = (left[:, None] + torch.arange(width))[:, None, None, :]
+            x = padded[torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows, cols]
+        if self.flip:
+            mirrored = torch.from_numpy(rng.random(n) < 0.5)
+            x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Augment) and (self.crop, self.flip) == (other.crop, other.flip)
+
+    def __repr__(self) -> str:
+        return f"Augment(crop={self.crop}, flip={self.flip})"
+
+
+def resolve_augment(augment, kind: str) -> Augment | None:
+    """The :class:`Augment` for a loader's ``augment=`` (None, a spec such as ``"crop+flip"``, or an Augment)."""
+    if augment is None or augment is False:
+        return None
+    if isinstance(augment, str):
+        parts = [part.strip() for part in augment.split("+") if part.strip()]
+        unknown = [part for part in parts if part not in NAMES]
+        if unknown or not parts:
+            raise SchemaError(f"The 'augment' parameter of ChunkLoader takes 'crop', 'flip' or 'crop+flip' (or an "
+                              f"Augment); got {augment!r}.")
+        augment = Augment(crop=DEFAULT_CROP if "crop" in parts else 0, flip="flip" in parts)
+    if not isinstance(augment, Augment):
+        raise SchemaError(f"The 'augment' parameter of ChunkLoader must be None, a string such as 'crop+flip', or "
+                          f"a bigdl.loaders.Augment; got {type(augment).__name__}.")
+    if kind != "image":
+        raise SchemaError(f"augment= applies to image stores; this store is of kind {kind!r}.")
+    return augment
