@@ -2,6 +2,7 @@
 
 from bigdl.ingest._images import images
 from bigdl.ingest._preprocessing import TabularPreprocessor
+from bigdl.ingest._sequences import sequences
 from bigdl.ingest._tabular import tabular
 
-__all__ = ["tabular", "images", "TabularPreprocessor"]
+__all__ = ["tabular", "images", "sequences", "TabularPreprocessor"]

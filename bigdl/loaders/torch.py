@@ -91,7 +91,8 @@ class ChunkLoader(IterableDataset):
     def __init__(self, store, split: str = "train", *, batch_size: int = 256, shuffle: bool = True,
                  seed: int = 0, buffer_chunks: int = 4, prefetch: int = 2, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
-                 transform: Callable | None = None, device=None, augment=None):
+                 transform: Callable | None = None, device=None, augment=None, window: int | None = None,
+                 horizon: int | None = None, stride: int | None = None):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
         if split not in SPLIT_CODES and split != "all":
@@ -134,6 +135,13 @@ class ChunkLoader(IterableDataset):
             counts = np.add.reduceat(wanted, bounds[:-1]) if self.n_rows else np.zeros(0, int)
         self.chunk_counts = np.asarray(counts, dtype=np.int64)
         self._arrays = None
+        self.windows = _window_spec(dataset, window=window, horizon=horizon, stride=stride)
+        if self.windows is not None:
+            # Samples are windows: count the valid window starts of each chunk (one pass over the
+            # small per-step arrays; X is not read).
+            self.has_target = True
+            self.chunk_counts = np.array([int(self._window_starts(chunk)[1].sum()) for chunk in
+                                          range(len(bounds) - 1)], dtype=np.int64)
 
     # -- epochs and state ---------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -171,10 +179,46 @@ class ChunkLoader(IterableDataset):
             import zarr
 
             group = zarr.open_group(self.path, mode="r")
-            self._arrays = (os.getpid(), group["X"], group["y"] if self.has_target else None, group["split"])
-        return self._arrays[1:]
+            self._arrays = (os.getpid(), group["X"], group["y"] if "y" in group else None, group["split"], group)
+        return self._arrays[1:4]
+
+    def _window_starts(self, chunk: int):
+        """Rows ``[low, stop)`` a chunk's windows need (its rows and a halo from the next chunks)
+        and the mask of valid window starts over them.
+
+        A start ``i`` is valid when the window and its horizon stay inside one run (one series, no
+        gap), its targets belong to the split, and its position in the series is a multiple of the
+        stride.  Splits are contiguous in time within a series, so the first and last target
+        steps decide.
+        """
+        window, horizon, stride = self.windows["window"], self.windows["horizon"], self.windows["stride"]
+        span = window + horizon
+        low = chunk * self.rows_per_chunk
+        high = min(low + self.rows_per_chunk, self.n_rows)
+        stop = min(high + span - 1, self.n_rows)
+        self._open()
+        group = self._arrays[4]
+        run = read_checked(group["run"], slice(low, stop), store=self.path, name="run")
+        position = read_checked(group["position"], slice(low, high), store=self.path, name="position")
+        starts = np.arange(high - low)
+        last = starts + span - 1
+        valid = last < len(run)
+        last = np.minimum(last, len(run) - 1)
+        valid &= run[starts] == run[last]  # runs are non-decreasing: equal ends, one run
+        valid &= position % stride == 0
+        if self.split != "all":
+            split = read_checked(group["split"], slice(low, stop), store=self.path, name="split")
+            code = SPLIT_CODES[self.split]
+            valid &= (split[np.minimum(starts + window, len(split) - 1)] == code) & (split[last] == code)
+        mask = np.zeros(stop - low, dtype=bool)
+        mask[:high - low] = valid
+        return slice(low, stop), mask
 
     def _read_chunk(self, chunk: int):
+        if self.windows is not None:
+            X = self._open()[0]
+            rows, mask = self._window_starts(chunk)
+            return read_checked(X, rows, store=self.path, name="X"), None, mask
         X, y, split = self._open()
         low = chunk * self.rows_per_chunk
         high = min(low + self.rows_per_chunk, self.n_rows)
@@ -232,14 +276,34 @@ class ChunkLoader(IterableDataset):
             full = n - n % size
             for start in range(0, full, size):
                 index = rows[start:start + size]
-                # np.take gathers rows several times faster than fancy indexing,
-                # and within a few-chunk buffer the rows stay in cache.
-                yield np.take(x_all, index, axis=0), (np.take(y_all, index) if y_all is not None else None)
+                yield self._gather(x_all, y_all, index)
             rest = rows[full:]
-            carry = [] if full == n else [
-                (np.take(x_all, rest, axis=0), np.take(y_all, rest) if y_all is not None else None, None)]
+            carry = [] if full == n else [self._carry(x_all, y_all, rest)]
         if carry and not self.drop_last:
-            yield carry[0][0], carry[0][1]
+            x_rest, y_rest, mask = carry[0]
+            yield self._gather(x_rest, y_rest, np.flatnonzero(mask)) if mask is not None else (x_rest, y_rest)
+
+    def _gather(self, x_all: np.ndarray, y_all, index: np.ndarray):
+        """The batch of samples at ``index``: rows, or windows and their targets."""
+        if self.windows is None:
+            # np.take gathers rows several times faster than fancy indexing,
+            # and within a few-chunk buffer the rows stay in cache.
+            return np.take(x_all, index, axis=0), (np.take(y_all, index) if y_all is not None else None)
+        window, horizon = self.windows["window"], self.windows["horizon"]
+        inputs = x_all[index[:, None] + np.arange(window)]
+        targets = x_all[index[:, None] + window + np.arange(horizon)][:, :, self.windows["target_index"]]
+        return inputs, (targets[:, :, 0] if targets.shape[2] == 1 else targets)
+
+    def _carry(self, x_all: np.ndarray, y_all, rest: np.ndarray):
+        """The samples at ``rest`` as a small buffer item, to go first into the next buffer."""
+        if self.windows is None:
+            return np.take(x_all, rest, axis=0), (np.take(y_all, rest) if y_all is not None else None), None
+        # A window needs its steps, not just its start row: keep each window's span, back to back.
+        span = self.windows["window"] + self.windows["horizon"]
+        steps = x_all[rest[:, None] + np.arange(span)].reshape(len(rest) * span, -1)
+        mask = np.zeros(len(steps), dtype=bool)
+        mask[::span] = True
+        return steps, None, mask
 
     def __iter__(self):
         info = get_worker_info()
@@ -304,3 +368,23 @@ class _Normalize:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float().div_(255.0) - self.mean) / self.std
+
+
+def _window_spec(dataset: Dataset, *, window, horizon, stride) -> dict | None:
+    """The windows a sequence store's samples are (the store's spec, overridden by arguments)."""
+    given = {"window": window, "horizon": horizon, "stride": stride}
+    if dataset.kind != "sequence":
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise SchemaError(f"ChunkLoader: {', '.join(named)} apply to sequence stores only; "
+                              f"{str(dataset.path)!r} is a {dataset.kind} store.")
+        return None
+    spec = dict(dataset.attrs.get("window", {}))
+    for name, value in given.items():
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SchemaError(f"The '{name}' parameter of ChunkLoader must be an int >= 1; got {value!r}.")
+            spec[name] = value
+    channels = dataset.feature_names
+    spec["target_index"] = [channels.index(name) for name in spec.get("targets", channels)]
+    return spec

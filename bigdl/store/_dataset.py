@@ -103,6 +103,40 @@ class Dataset:
         return len(self.classes) if self.classes is not None else None
 
     @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample as a model sees it (a sequence store's: ``(window, channels)``)."""
+        if self.kind == "sequence":
+            return (int(self.attrs.get("window", {}).get("window", 1)), self.n_features)
+        return tuple(int(size) for size in self._group["X"].shape[1:])
+
+    @property
+    def window(self) -> dict | None:
+        """A sequence store's default window spec (``window``, ``horizon``, ``stride``, ``targets``)."""
+        return dict(self.attrs["window"]) if "window" in self.attrs else None
+
+    def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
+        """Undo a sequence store's scaling: ``values * std + mean`` per channel, on the last axis.
+
+        ``channels`` names the channels of the last axis (default: the store's
+        targets when their number matches, else every channel); a loader's
+        ``y`` of one target (shape ``(batch, horizon)``) is taken as that target.
+        """
+        state = self.attrs.get("preprocessing", {})
+        if self.kind != "sequence" or "mean" not in state:
+            raise SchemaError(f"unscale() applies to sequence stores; {str(self.path)!r} is a {self.kind} store.")
+        values = np.asarray(values, dtype=np.float64)
+        names = state["channels"]
+        targets = (self.window or {}).get("targets", names)
+        if channels is None:
+            channels = targets if len(targets) > 1 and values.shape[-1] == len(targets) else (
+                targets if len(targets) == 1 else names)
+        index = [names.index(name) for name in channels]
+        mean, std = np.asarray(state["mean"])[index], np.asarray(state["std"])[index]
+        if len(index) == 1:
+            return values * std[0] + mean[0]
+        return values * std + mean
+
+    @property
     def rows_per_chunk(self) -> int:
         return int(self._group["X"].chunks[0])
 
@@ -324,13 +358,21 @@ class StoreInfo:
         lines.append(f"size         {info['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
                      f"{info['bytes_uncompressed'] / 2**20:.1f} MiB of X uncompressed ({ratio:.1f}x, "
                      f"{info['compression']})")
+        if ds.kind == "sequence":
+            state = ds.attrs.get("preprocessing", {})
+            steps, window, series = ds.attrs.get("steps", {}), ds.window or {}, ds.attrs.get("series", {})
+            lines.append(f"series       {len(series.get('names', []))} ({series.get('column') or 'one series'}), "
+                         f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
+                         f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}")
+            lines.append(f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
+                         f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)")
         if ds.kind == "image":
             state = ds.attrs.get("preprocessing", {})
             mean = ", ".join(f"{value:.3f}" for value in state.get("mean", []))
             std = ", ".join(f"{value:.3f}" for value in state.get("std", []))
             lines.append(f"images       mode {state.get('mode')}, size {state.get('size')} ({state.get('resize')}), "
                          f"channel mean [{mean}], std [{std}] (applied at load time)")
-        elif "preprocessing" in ds.attrs:
+        elif ds.kind == "tabular" and "preprocessing" in ds.attrs:
             summary = ds.preprocessor.summary().splitlines()
             lines.append("preprocess   " + summary[0])
             lines.extend("             " + line for line in summary[1:])

@@ -60,8 +60,12 @@ def rows_per_chunk_for(n_features: int, itemsize: int = 4, target_bytes: int = T
 
 def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, *,
                   x_shape: tuple[int, ...], x_dtype="float32", y_dtype=None, compression="lz4",
-                  x_dimensions=("sample", "feature")):
-    """Create the empty arrays of a store at ``path`` (a fresh directory)."""
+                  x_dimensions=("sample", "feature"), extra_arrays: dict | None = None):
+    """Create the empty arrays of a store at ``path`` (a fresh directory).
+
+    ``extra_arrays`` maps further per-sample array names to dtypes (sequence
+    stores keep ``time``, ``series``, ``position`` and ``run`` beside ``X``).
+    """
     import zarr
 
     from zarr.codecs import Crc32cCodec
@@ -83,6 +87,9 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
                        dimension_names=["sample"], fill_value=0, **codecs)
     group.create_array("record", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
                        dimension_names=["sample"], fill_value=-1, **codecs)
+    for name, dtype in (extra_arrays or {}).items():
+        group.create_array(name, shape=(n_samples,), chunks=(chunk_rows,), dtype=dtype,
+                           dimension_names=["sample"], fill_value=0, **codecs)
     return group
 
 

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from bigdl._events import TRAIN_TOPIC, BatchLossReporter
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["Trainer", "EVENT_TOPIC"]
 
-EVENT_TOPIC = "bigdl-train"
+EVENT_TOPIC = TRAIN_TOPIC  # one name for the workers, the dashboard and the callers
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adadelta": torch.optim.Adadelta,
               "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "adadelta": 1.0, "rmsprop": 1e-3}
@@ -315,10 +316,16 @@ def _run_on_worker(spec: dict, path: str, resume: bool, run_id: str) -> dict:
     def report(message: dict) -> None:
         if rank != 0:  # one voice per job; rank 0's figures are the job's
             return
-        message = dict(message, worker=worker.address, run=run_id)
+        message = dict(message, worker=worker.address, run=run_id, time=time.time())
         worker.log_event([topic, EVENT_TOPIC], message)
 
-    return _run(spec, path, resume, run_id, report, worker_name=worker.address)
+    try:
+        result = _run(spec, path, resume, run_id, report, worker_name=worker.address)
+    except BaseException as error:  # the dashboard shows the job failed, and why
+        report({"kind": "failed", "error": f"{type(error).__name__}: {error}"[:1000]})
+        raise
+    report({"kind": "finished", "epoch": len(result["history"])})
+    return result
 
 
 def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dict], None],
@@ -374,6 +381,10 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             start_epoch = state["epoch"] + 1
             report({"kind": "resumed", "epoch": state["epoch"], "checkpoint": latest})
     has_validation = bool(ds.split_counts.get("validation"))
+    report({"kind": "started", "epochs": spec["epochs"], "model": type(model).__name__, "store": str(ds.path),
+            "task": spec["task"], "train_samples": ds.split_counts.get("train"), "batch_size": spec["batch_size"],
+            "ranks": world_size})
+    batches = BatchLossReporter(report, ds.split_counts.get("train"), world_size=world_size)
     best, since_best = math.inf, 0
     for entry in history:
         if entry.get("val_loss") is not None and entry["val_loss"] < best:
@@ -385,7 +396,8 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             break
         started = time.perf_counter()
         loader.set_epoch(epoch)
-        train_loss, n_seen = _train_epoch(trained, loader, optimizer, loss_function, spec["task"],
+        batches.start_epoch(epoch)
+        train_loss, n_seen = _train_epoch(trained, loader, optimizer, loss_function, spec["task"], on_batch=batches,
                                           data_parallel=world_size > 1)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "samples_per_second": n_seen / max(seconds, 1e-9),
@@ -412,8 +424,12 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
 
 
-def _train_epoch(model, loader, optimizer, loss_function, task, data_parallel: bool = False) -> tuple[float, int]:
-    """One pass over the loader; with DDP, the mean loss and the sample count over all ranks."""
+def _train_epoch(model, loader, optimizer, loss_function, task, data_parallel: bool = False,
+                 on_batch: Callable[[float, int], None] | None = None) -> tuple[float, int]:
+    """One pass over the loader; with DDP, the mean loss and the sample count over all ranks.
+
+    ``on_batch(loss, n_samples)`` is called after every step (the live loss on the dashboard).
+    """
     import contextlib
 
     model.train()
@@ -428,7 +444,10 @@ def _train_epoch(model, loader, optimizer, loss_function, task, data_parallel: b
             loss = loss_function(output, _target_for(output, y, task))
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(X)
+            batch_loss = float(loss.detach())
+            total += batch_loss * len(X)
+            if on_batch is not None:
+                on_batch(batch_loss, len(X))
             count += len(X)
     if data_parallel:
         import torch.distributed as dist
@@ -544,7 +563,7 @@ def _loss_function(loss):
 
 def _check_model_shapes(model: nn.Module, ds: Dataset) -> None:
     """Run the model on two zero samples shaped like the store's, to fail early and clearly."""
-    sample_shape = tuple(ds._group["X"].shape[1:])
+    sample_shape = ds.sample_shape
     try:
         with torch.no_grad():
             was_training = model.training
@@ -579,6 +598,10 @@ class _EpochBar:
         if message.get("kind") == "resumed":
             self._bar.n = message["epoch"] + 1
             self._bar.refresh()
+            return
+        if message.get("kind") == "batch":  # live figures of the running epoch
+            self._bar.set_postfix({"loss": f"{message['batch_loss']:.4f}",
+                                   "samples/s": f"{message['samples_per_second']:,.0f}"})
             return
         if message.get("kind") != "epoch":
             return
