@@ -12,6 +12,8 @@ import sys
 import uuid
 from typing import Any, Callable, Sequence
 
+from bigdl._events import current_ingest_job
+
 __all__ = ["active_client", "run_tasks"]
 
 
@@ -38,20 +40,25 @@ def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: 
     """Call ``func(*args)`` for each tuple in ``arguments``; return results in order.
 
     The first task error is raised in the caller with its original type and
-    message after the remaining tasks are cancelled.
+    message after the remaining tasks are cancelled.  Inside an ingest job
+    (``bigdl-ingest-*`` prefixes on a distributed client) each finished
+    task's result also goes to the job, which publishes rows and bytes on the
+    dashboard (see :class:`bigdl._events.IngestJob` for what results count).
     """
     if not arguments:
         return []
     client = active_client(client)
     token = uuid.uuid4().hex[:8]
     keys = [f"{prefix}-{token}-{index}" for index in range(len(arguments))]
+    job = current_ingest_job()
+    on_result = job.stage(prefix, len(arguments), client) if job is not None else None
     with _progress_bar(len(arguments), desc, progress) as bar:
         if client is not None:
-            return _run_distributed(client, func, arguments, keys, bar)
+            return _run_distributed(client, func, arguments, keys, bar, on_result)
         return _run_local(func, arguments, keys, bar)
 
 
-def _run_distributed(client, func, arguments, keys, bar):
+def _run_distributed(client, func, arguments, keys, bar, on_result=None):
     from distributed import as_completed
 
     futures = [client.submit(func, *args, key=key, pure=False) for key, args in zip(keys, arguments)]
@@ -61,6 +68,8 @@ def _run_distributed(client, func, arguments, keys, bar):
         for future in as_completed(futures, loop=client.loop):
             if future.status == "error":
                 future.result()  # raises the task's exception in the caller
+            if on_result is not None:
+                on_result(future.result())
             bar.update(1)
         return [future.result() for future in futures]
     except BaseException:

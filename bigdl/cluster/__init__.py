@@ -3,5 +3,15 @@
 from bigdl.cluster._local import SCHEDULER_ENV, connect, start_local, start_or_connect
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, security_from_directory
 
-__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "security_from_directory",
+__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "register_dashboard", "security_from_directory",
            "DEFAULT_TLS_DIR", "TLS_DIR_ENV"]
+
+
+def __getattr__(name):
+    # The dashboard plugin subclasses distributed's SchedulerPlugin: importing
+    # it loads distributed, so it loads on first use, not with ``import bigdl``.
+    if name == "register_dashboard":
+        from bigdl.cluster._dashboard import register_dashboard
+
+        return register_dashboard
+    raise AttributeError(f"module 'bigdl.cluster' has no attribute {name!r}")

@@ -79,8 +79,11 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         **cluster_kwargs,
     )
     client = Client(cluster, set_as_default=True)
+    from bigdl.cluster._dashboard import register_dashboard
+
+    page = register_dashboard(client)  # the bigdl page on the dashboard: training and ingest progress
     if not quiet:
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        print(f"Dask dashboard: {client.dashboard_link}" + (f"  bigdl jobs: {page}" if page else ""), file=sys.stderr)
     return client
 
 
@@ -133,8 +136,12 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
             f"Could not reach the Dask scheduler at {address!r} within {timeout} ({error}). Is it running, "
             f"and is the address (host and port 8786 by default) reachable from here?{tls_hint}"
         ) from None
+    from bigdl.cluster._dashboard import register_dashboard
+
+    page = register_dashboard(client)  # the bigdl page on the dashboard: training and ingest progress
     if not quiet:
-        print(f"Connected to {address}; dashboard: {client.dashboard_link}", file=sys.stderr)
+        print(f"Connected to {address}; dashboard: {client.dashboard_link}"
+              + (f"  bigdl jobs: {page}" if page else ""), file=sys.stderr)
     return client
 
 

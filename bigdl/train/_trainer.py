@@ -420,7 +420,7 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
                 "epoch": epoch, "run": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "loader": loader.state_dict(), "history": history,
             })
-        report({"kind": "epoch", "epochs": spec["epochs"], **entry})
+        report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
 
 
