@@ -54,6 +54,8 @@ MODES = {"L": 1, "RGB": 3}
 RESIZES = ("stretch", "pad")
 RESAMPLE = "bilinear"
 X_DIMENSIONS = ("sample", "channel", "height", "width")
+DECODE_TASKS = 16  # decode tasks wanted at least (when batches stay above MIN_DECODE_BATCH items)
+MIN_DECODE_BATCH = 256
 FILE_DEFAULTS = {"mode": "L", "size": (28, 28)}  # image files vary: without mode=/size= they become 28x28 grey
 
 
@@ -170,7 +172,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         staging = temporary / "_staging"
         staging.mkdir()
         listing.localise(staging)
-        batches = listing.batches(chunk_rows)
+        batches = listing.batches(_decode_batch_rows(n_items, chunk_rows))
         decode_results = run_tasks(
             "bigdl-ingest-decode", _decode_task,
             [(str(staging), index, start, batch, options, split_spec)
@@ -202,6 +204,12 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
                           accounting=accounting, split_counts=split_counts, split_spec=split_spec,
                           seconds=time.perf_counter() - started)
     return open_store(store)
+
+
+def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
+    """Items per decode task: at most a chunk (the memory bound), but small enough for about
+    ``DECODE_TASKS`` tasks, so a few thousand images still keep every worker busy."""
+    return max(1, min(chunk_rows, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
 
 
 # ---------------------------------------------------------------- checks and listing
