@@ -178,7 +178,6 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
             raise EmptyResultError(_empty_message(plan, read_results, accounting))
         step = _frequency(frequency, read_results, spec)
         series_stats = _merge_series(read_results)
-        mean, std = _channel_statistics(read_results, len(channels), scale)
         segments = _plan_segments(series_stats, read_results, chunk_rows)
         offsets = [item["global_record"] for item in accounting["offsets"]]
         sort_results = run_tasks(
@@ -187,6 +186,8 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
              for segment in segments],
             desc=f"ingest {name}: sort", progress=progress, client=client)
         layout = _layout(segments, sort_results, series_stats, spec, step, validation, test)
+        # Fitted on the values stored (after duplicates and off-grid rows left), before any fill.
+        mean, std = _channel_statistics(sort_results, len(channels), scale)
         late_rejects = [item for result in sort_results for item in result["rejects"]]
         accounting = _move_to_rejects(accounting, late_rejects)
         if layout["n_steps"] == 0:
@@ -356,8 +357,9 @@ def _validate(table: pa.Table, spec: dict):
 
     column = table.column(spec["time"])
     text = column.to_pandas()
-    present = text.notna().to_numpy() & ~text.isin(NULL_TOKENS).to_numpy() if text.dtype == object \
-        else text.notna().to_numpy()
+    present = text.notna().to_numpy().copy()
+    if not (pd.api.types.is_numeric_dtype(text) or pd.api.types.is_datetime64_any_dtype(text)):
+        present &= ~text.astype(object).isin(NULL_TOKENS).to_numpy()
     reject(~present, lambda index: f"missing time {spec['time']!r}")
     if spec["time_kind"] == "datetime":
         if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
@@ -426,12 +428,16 @@ def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndar
         steps.update(dict(Counter(differences[differences > 0].tolist()).most_common(8)))
     rng = np.random.default_rng(index)
     chosen = rng.choice(len(times), size=min(len(times), SAMPLE_PER_BLOCK), replace=False) if len(times) else []
+    return {"series": series, "steps": steps, "sample": (names[chosen], times[chosen])}
+
+
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel count, mean and sum of squared deviations of the non-missing values."""
     count = np.sum(~np.isnan(values), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), 0.0)
         m2 = np.nansum((values - mean) ** 2, axis=0)
-    return {"series": series, "steps": steps, "sample": (names[chosen], times[chosen]),
-            "moments": (count.astype(np.float64), mean, m2)}
+    return count.astype(np.float64), mean, m2
 
 
 def _frequency(frequency, results: list[dict], spec: dict):
@@ -624,7 +630,7 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
              record=records_out)
     first_valid, last_valid = _anchors(times_out, values_out)
     return {"n_rows": len(times_out), "n_observed": int((records_out >= 0).sum()), "rejects": rejects,
-            "internal_breaks": internal_breaks,
+            "internal_breaks": internal_breaks, "moments": _moments(values_out),
             "first_time": times_out[0].item() if len(times_out) else None,
             "last_time": times_out[-1].item() if len(times_out) else None,
             "first_valid": first_valid, "last_valid": last_valid}
