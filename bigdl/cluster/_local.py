@@ -110,6 +110,7 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     -------
     distributed.Client
     """
+    import dask
     from distributed import Client
 
     address = address or os.environ.get(SCHEDULER_ENV)
@@ -124,8 +125,18 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     tls_hint = (f" The scheduler uses TLS: pass security= the directory of the cluster's certificates "
                 f"(e.g. {DEFAULT_TLS_DIR!r}, or set {TLS_DIR_ENV}) or a distributed.Security."
                 if address.startswith("tls://") else "")
+    scheduler_before = dask.config.get("scheduler", None)
     try:
-        client = Client(address, timeout=timeout, security=security, set_as_default=True)
+        try:
+            client = Client(address, timeout=timeout, security=security, set_as_default=True)
+        except BaseException:
+            # distributed.Client sets dask's "scheduler" option to "dask.distributed"
+            # before it connects and unsets it only when the half-built client is
+            # garbage collected (distributed 2026.8; no upstream issue found): after
+            # a failed connect, dask.compute would look for a client that does not
+            # exist.  tests/cluster/test_security.py shows it.
+            dask.config.set(scheduler=scheduler_before)
+            raise
     except TypeError as error:
         if "ssl_context" not in str(error):  # distributed's way of saying: no TLS settings for tls://
             raise

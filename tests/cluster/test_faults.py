@@ -25,7 +25,6 @@ import torch
 import bigdl
 from bigdl.models import MLP
 from bigdl.train import Trainer
-from conftest import _forget_default_client
 
 ROWS = 300_000
 INGEST = dict(target="target", categorical=["carrier"], drop=["id"], rows_per_chunk=20_000, blocksize="512KB",
@@ -45,8 +44,7 @@ def fault_client():
     """A cluster of its own (2 worker processes under nannies): its workers get killed."""
     client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="1GiB",
                                        dashboard_address=":0", quiet=True)
-    _forget_default_client(client)
-    yield client
+    yield client  # the suite's autouse fixture stops it being the default client in each test
     cluster = client.cluster
     client.close()
     cluster.close()

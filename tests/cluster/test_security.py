@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 
+import dask
 import pytest
 
 import bigdl
 from bigdl.cluster import TLS_DIR_ENV
 from bigdl.errors import ClusterConnectionError, SchemaError
-from conftest import _forget_default_client
 
 
 def _start(security):
     client = bigdl.cluster.start_local(n_workers=1, threads_per_worker=1, memory_limit="1GiB",
                                        dashboard_address=":0", quiet=True, security=security)
-    _forget_default_client(client)
-    return client
+    return client  # the suite's autouse fixture stops it being the default client in each test
 
 
 def _stop(client) -> None:
@@ -58,8 +57,13 @@ def test_a_client_without_the_certificate_is_refused(tls_client):
     from distributed import Client, Security
 
     address = tls_client.scheduler.address
-    with pytest.raises(TypeError, match="ssl_context"):  # plain distributed: no TLS settings at all
-        Client(address, timeout="5s")
+    with dask.config.set(scheduler=None):  # undoes what the failed client leaves behind, below
+        with pytest.raises(TypeError, match="ssl_context"):  # plain distributed: no TLS settings at all
+            Client(address, timeout="5s")
+        # The upstream behaviour connect() undoes: a Client that failed to start
+        # still points dask at itself until it is garbage collected.
+        assert dask.config.get("scheduler") == "dask.distributed"
+    before = dask.config.get("scheduler", None)
     with pytest.raises(ClusterConnectionError) as error:
         bigdl.cluster.connect(address, timeout="5s", quiet=True)
     assert "no TLS certificates given" in str(error.value) and "security=" in str(error.value)
@@ -70,6 +74,7 @@ def test_a_client_without_the_certificate_is_refused(tls_client):
     # Plain TCP to the TLS port.
     with pytest.raises(ClusterConnectionError):
         bigdl.cluster.connect(address.replace("tls://", "tcp://"), timeout="5s", quiet=True)
+    assert dask.config.get("scheduler", None) == before  # no failed connect left dask pointing anywhere
 
 
 def test_certificate_files_for_a_cluster_and_its_clients(certificate_directory, monkeypatch):
@@ -89,7 +94,6 @@ def test_certificate_files_for_a_cluster_and_its_clients(certificate_directory, 
             assert from_environment.submit(sum, [4, 5]).result() == 9
         finally:
             from_environment.close()
-            _forget_default_client()
     finally:
         _stop(client)
 
