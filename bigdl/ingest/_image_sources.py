@@ -127,7 +127,7 @@ class ImageListing:
         for part in self.parts:
             if isinstance(part, FilePart):
                 for low in range(0, len(part.items), rows):
-                    batches.append((record + low, {"kind": "files", "items": part.items[low:low + rows]}))
+                    batches.append((record + low, {"kind": "files", "items": _opaque(part.items[low:low + rows])}))
                 record += len(part.items)
                 continue
             for low in range(0, part.n, rows):
@@ -139,6 +139,15 @@ class ImageListing:
                 }))
             record += part.n
         return batches
+
+
+def _opaque(items: list) -> np.ndarray:
+    """Items as an object array: Dask walks lists and tuples in task arguments on the client
+    (every one of thousands of items per batch), but passes an array through untouched."""
+    array = np.empty((len(items), 4), dtype=object)
+    if items:
+        array[:] = items
+    return array
 
 
 # ---------------------------------------------------------------- paths and URLs
@@ -277,7 +286,8 @@ def resolve_image_source(source, *, format: str | None = None, labels=None, path
 
 def _folder_listing(root: str, list_folder) -> ImageListing:
     root_path, class_names, files = list_folder(root)
-    items = [(str(root_path / name), name, code, None) for name, code in files]
+    root = str(root_path)
+    items = [(os.path.join(root, name), name, code, None) for name, code in files]
     return ImageListing("image-folder", root_path.name, class_names, [FilePart(items)],
                         {"format": "image-folder", "root": str(root_path), "files": len(files)}, "relative path")
 
