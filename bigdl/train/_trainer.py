@@ -81,7 +81,9 @@ class Trainer:
     progress : bool, default True
         Show a progress bar (one tick per epoch) in the caller.
     loader_options : dict, optional
-        Extra :class:`~bigdl.loaders.torch.ChunkLoader` options (``buffer_chunks``, ``prefetch``...).
+        Extra :class:`~bigdl.loaders.torch.ChunkLoader` options (``buffer_chunks``, ``prefetch``...)
+        for the training loader only: ``{"augment": "crop+flip"}`` augments training batches, while
+        validation and :meth:`evaluate` always read the stored images as they are.
 
     Attributes
     ----------
