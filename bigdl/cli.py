@@ -101,7 +101,68 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--scheduler", default=None,
                         help="check the chunks on this Dask cluster (default: threads in this process)")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    _add_cluster_parser(commands)
     return parser
+
+
+EPILOG_CLUSTER = """\
+examples:
+  bigdl cluster manifest --workers 3 --gpu-workers 1 --image registry.example.com/bigdl:0.1.0 \\
+      | kubectl apply -n data -f -
+  bigdl cluster manifest --tls-secret bigdl-tls --storage-class nfs-client > cluster.yaml
+  bigdl cluster constraints > cluster/constraints.txt     # before building cluster/Dockerfile
+
+cluster/README.md and the README ("Running on Kubernetes") walk through the deployment.
+"""
+
+
+def _add_cluster_parser(commands) -> None:
+    from bigdl.cluster import _kubernetes as k8s
+
+    cluster = commands.add_parser(
+        "cluster", help="Kubernetes: render the DaskCluster manifest, pin the image's packages",
+        description="Deployment on the Dask Kubernetes operator (cluster/ holds the helm values, the "
+                    "manifest and the Dockerfile).",
+        epilog=EPILOG_CLUSTER, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = cluster.add_subparsers(dest="cluster_command", metavar="ACTION")
+    actions.required = True
+    manifest = actions.add_parser(
+        "manifest", help="print the YAML of a bigdl DaskCluster (store volume, scheduler, CPU and GPU workers)",
+        description="Print the Kubernetes resources of a bigdl cluster for `kubectl apply -f -`: a shared "
+                    "ReadWriteMany volume for stores, a DaskCluster (scheduler with its ClusterIP service on "
+                    f"{k8s.SCHEDULER_PORT}/{k8s.DASHBOARD_PORT}, CPU workers), a DaskWorkerGroup of GPU workers "
+                    "and a client pod.",
+        epilog=EPILOG_CLUSTER, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    manifest.add_argument("--name", default="bigdl", help="DaskCluster name; the scheduler is NAME-scheduler")
+    manifest.add_argument("--namespace", help="set metadata.namespace and use full service names")
+    manifest.add_argument("--workers", type=int, default=2, help="CPU workers (default 2)")
+    manifest.add_argument("--gpu-workers", type=int, default=0, help="GPU workers (default 0; scale later)")
+    manifest.add_argument("--image", help=f"image of the scheduler, CPU workers and client (default "
+                                          f"{k8s.default_image()})")
+    manifest.add_argument("--gpu-image", help=f"image of the GPU workers (default {k8s.default_image(gpu=True)})")
+    manifest.add_argument("--memory-limit", default="4GiB", help="memory per CPU worker (default 4GiB)")
+    manifest.add_argument("--cpu", type=int, default=1, help="cores (and threads) per CPU worker (default 1)")
+    manifest.add_argument("--gpu-memory-limit", default="16GiB", help="memory per GPU worker (default 16GiB)")
+    manifest.add_argument("--gpu-cpu", type=int, default=4, help="cores per GPU worker (default 4)")
+    manifest.add_argument("--gpus-per-worker", type=int, default=1, help="nvidia.com/gpu per GPU worker")
+    manifest.add_argument("--gpu-node-selector", action="append", metavar="KEY=VALUE",
+                          help="nodeSelector of the GPU workers (repeatable)")
+    manifest.add_argument("--scheduler-memory", default="2GiB", help="the scheduler's memory (default 2GiB)")
+    manifest.add_argument("--store-claim", help="the ReadWriteMany claim mounted at /data (default NAME-store)")
+    manifest.add_argument("--store-size", default="100Gi", help="its size (default 100Gi)")
+    manifest.add_argument("--storage-class", help="its storage class (default: the cluster's default)")
+    manifest.add_argument("--credentials-secret",
+                          help="optional Secret of object-store credentials (default NAME-store-credentials)")
+    manifest.add_argument("--tls-secret", help="Secret with ca.crt, tls.crt, tls.key: require TLS everywhere")
+    manifest.add_argument("--no-client", action="store_true", help="leave out the client pod")
+    actions.add_parser(
+        "constraints", help="print pip constraints pinning this environment, for building cluster/Dockerfile",
+        description="One name==version line per installed package, after the Python version; the image built "
+                    "with them runs the same dask, distributed, torch, ... as this client.",
+    )
 
 
 def _client(args):
@@ -176,6 +237,31 @@ def _verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def _cluster(args) -> int:
+    from bigdl.cluster import _kubernetes as k8s
+    from bigdl.errors import SchemaError
+
+    if args.cluster_command == "constraints":
+        print(k8s.client_constraints(), end="")
+        return 0
+    selector = {}
+    for item in args.gpu_node_selector or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SchemaError(f"--gpu-node-selector takes KEY=VALUE, e.g. nvidia.com/gpu.present=true; got {item!r}.")
+        selector[key] = value
+    resources = k8s.render_manifest(
+        args.name, workers=args.workers, gpu_workers=args.gpu_workers, image=args.image, gpu_image=args.gpu_image,
+        memory_limit=args.memory_limit, cpu=args.cpu, gpu_memory_limit=args.gpu_memory_limit, gpu_cpu=args.gpu_cpu,
+        gpus_per_worker=args.gpus_per_worker, scheduler_memory=args.scheduler_memory, store_claim=args.store_claim,
+        store_size=args.store_size, storage_class=args.storage_class, credentials_secret=args.credentials_secret,
+        tls_secret=args.tls_secret, namespace=args.namespace, gpu_node_selector=selector or None,
+        client=not args.no_client,
+    )
+    print(k8s.manifest_yaml(resources), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bigdl`` command; returns the exit status."""
     parser = build_parser()
@@ -185,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "cluster":
+            return _cluster(args)
         return _info(args)
     except BigdlError as error:
         print(f"bigdl {args.command}: error: {error}", file=sys.stderr)

@@ -1,0 +1,435 @@
+"""Kubernetes manifests for a bigdl cluster run by the Dask Kubernetes operator.
+
+This module owns what ``bigdl cluster manifest`` prints and what
+``cluster/daskcluster.yaml`` holds (a test keeps the two equal): a
+``PersistentVolumeClaim`` for the shared store, a ``DaskCluster`` (the
+scheduler, its ``ClusterIP`` service on 8786 and 8787, and the CPU worker group
+for ingest), a ``DaskWorkerGroup`` of GPU workers for training, and a client
+pod to run workflows from, all on the bigdl image of ``cluster/Dockerfile``.
+It also writes the pip constraints that image is built with
+(:func:`client_constraints`), so the scheduler and workers run the client's
+exact versions, and derives the scheduler's address inside the Kubernetes
+cluster (:func:`scheduler_address`) for :func:`bigdl.cluster.connect`.
+
+The specs are built here rather than with
+``dask_kubernetes.operator.make_cluster_spec`` because that helper starts the
+scheduler with the ``dask-scheduler`` entry point, which distributed 2026.6
+removed, and has no place for volumes, secrets, TLS or a second worker group;
+importing it would also make ``kr8s``, ``kopf`` and the Kubernetes clients
+runtime dependencies.  The conventions the operator relies on are kept (the
+port names ``tcp-comm`` and ``http-dashboard``, the scheduler service
+``<name>-scheduler`` selecting ``dask.org/cluster-name`` and
+``dask.org/component``), and the tests compare them with that helper's output.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from importlib import metadata
+
+import yaml
+
+from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
+from bigdl.errors import SchemaError
+
+__all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
+           "OPERATOR_VERSION", "SCHEDULER_PORT", "DASHBOARD_PORT", "STORE_MOUNT"]
+
+# The dask-kubernetes release whose operator chart and image cluster/values.yaml pins; the test extra
+# installs the same wheel, whose CRDs the manifests are validated against.
+OPERATOR_VERSION = "2026.3.0"
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+WORKER_DASHBOARD_PORT = 8788  # the port make_worker_spec gives worker dashboards
+IMAGE_REPOSITORY = "bigdl"
+STORE_MOUNT = "/data"
+SCRATCH_MOUNT = "/scratch"
+# The uid of the user the Dockerfile creates; pods run as it, never as root.
+IMAGE_UID = 1000
+# dask_kubernetes.constants: a DaskCluster name is an RFC 1123 label short enough that
+# "<name>-scheduler" (the service) stays within Kubernetes' 63 characters.
+MAX_NAME_LENGTH = 63 - len("-scheduler")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# pip, setuptools and wheel are the image's own tools; bigdl is installed from the build context.
+_NOT_CONSTRAINED = {"pip", "setuptools", "wheel", "bigdl-dask"}
+
+
+def default_image(gpu: bool = False) -> str:
+    """The image tag built by ``cluster/Dockerfile`` for this bigdl version.
+
+    Parameters
+    ----------
+    gpu : bool, default False
+        The CUDA build of torch (tag suffix ``-cuda``) for GPU workers.
+
+    Returns
+    -------
+    str
+        ``bigdl:<version>`` or ``bigdl:<version>-cuda``; push it to your
+        registry and pass the registry's name as ``image=``.
+    """
+    import bigdl
+
+    return f"{IMAGE_REPOSITORY}:{bigdl.__version__}{'-cuda' if gpu else ''}"
+
+
+def scheduler_address(name: str = "bigdl", namespace: str | None = None, *, tls: bool = False) -> str:
+    """The address of the scheduler of the ``DaskCluster`` ``name``, as pods in the cluster reach it.
+
+    The operator names the scheduler's service ``<name>-scheduler``.
+
+    Parameters
+    ----------
+    name : str, default "bigdl"
+        The ``DaskCluster``'s name (``metadata.name``).
+    namespace : str, optional
+        Its namespace: the address is then the service's full DNS name, valid
+        from any namespace; without it, the short name, valid in the same one.
+    tls : bool, default False
+        ``tls://`` for a cluster rendered with ``tls_secret``.
+
+    Returns
+    -------
+    str
+        E.g. ``tcp://bigdl-scheduler.data.svc.cluster.local:8786``, for
+        ``DASK_SCHEDULER_ADDRESS`` or :func:`bigdl.cluster.connect`.
+    """
+    _check_name(name, "name", "scheduler_address")
+    host = f"{name}-scheduler"
+    if namespace is not None:
+        _check_name(namespace, "namespace", "scheduler_address")
+        host += f".{namespace}.svc.cluster.local"
+    return f"{'tls' if tls else 'tcp'}://{host}:{SCHEDULER_PORT}"
+
+
+def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int = 0, image: str | None = None,
+                    gpu_image: str | None = None, memory_limit: str | int = "4GiB", cpu: int = 1,
+                    gpu_memory_limit: str | int = "16GiB", gpu_cpu: int = 4, gpus_per_worker: int = 1,
+                    scheduler_memory: str | int = "2GiB", store_claim: str | None = None,
+                    store_size: str = "100Gi", storage_class: str | None = None,
+                    credentials_secret: str | None = None, tls_secret: str | None = None,
+                    namespace: str | None = None, gpu_node_selector: dict | None = None,
+                    gpu_tolerations: list | None = None, client: bool = True) -> list[dict]:
+    """The Kubernetes resources of a bigdl cluster on the Dask Kubernetes operator.
+
+    Parameters
+    ----------
+    name : str, default "bigdl"
+        The ``DaskCluster``'s name; the scheduler service is ``<name>-scheduler``.
+    workers : int, default 2
+        CPU workers (the ``DaskCluster``'s default worker group: ingest, estimators).
+    gpu_workers : int, default 0
+        GPU workers (the ``DaskWorkerGroup`` ``<name>-gpu``); each has
+        ``gpus_per_worker`` ``nvidia.com/gpu`` and the Dask resource ``GPU``, so
+        ``with dask.annotate(resources={"GPU": 1}): trainer.fit(ds)`` trains there.
+        0 keeps the group, to scale later (``kubectl scale daskworkergroup <name>-gpu --replicas 1``).
+    image, gpu_image : str, optional
+        The images built by ``cluster/Dockerfile`` (default :func:`default_image`).
+    memory_limit : str or int, default "4GiB"
+        Memory of each CPU worker: both the container's limit (and request)
+        and ``dask worker --memory-limit``, so Dask spills, pauses and restarts
+        the worker before the kernel kills the container.
+    cpu : int, default 1
+        Cores requested per CPU worker, and its Dask threads.
+    gpu_memory_limit : str or int, default "16GiB"
+        The same for each GPU worker.
+    gpu_cpu : int, default 4
+        Cores requested per GPU worker (data loading); it runs one task at a time.
+    gpus_per_worker : int, default 1
+        ``nvidia.com/gpu`` per GPU worker.
+    scheduler_memory : str or int, default "2GiB"
+        The scheduler's memory limit.
+    store_claim : str, optional
+        The ``ReadWriteMany`` volume claim mounted at ``/data`` in the workers
+        and the client (default ``<name>-store``): stores and inputs must be at
+        the same path everywhere.
+    store_size : str, default "100Gi"
+        Its requested size.
+    storage_class : str, optional
+        Its storage class (one that supports ``ReadWriteMany``: NFS, CephFS,
+        EFS, Filestore, Azure Files); default: the cluster's default class.
+    credentials_secret : str, optional
+        A Secret whose keys become environment variables of the workers and
+        the client (``AWS_ACCESS_KEY_ID``, ... for ``s3://`` inputs and
+        checkpoints); optional, so the pods start without it.  Default
+        ``<name>-store-credentials``.
+    tls_secret : str, optional
+        A Secret holding ``ca.crt``, ``tls.crt`` and ``tls.key``: mounted at
+        ``/etc/bigdl/tls`` everywhere, and every Dask connection requires TLS.
+    namespace : str, optional
+        Sets ``metadata.namespace`` and uses full service DNS names; default:
+        the namespace ``kubectl apply`` uses.
+    gpu_node_selector : dict, optional
+        ``nodeSelector`` of the GPU workers, e.g. ``{"nvidia.com/gpu.present": "true"}``.
+    gpu_tolerations : list of dict, optional
+        ``tolerations`` of the GPU workers, e.g. for GPU nodes tainted ``nvidia.com/gpu``.
+    client : bool, default True
+        Also a pod ``<name>-client`` (same image, volumes and secrets) to run
+        workflows from with ``kubectl exec``.
+
+    Returns
+    -------
+    list of dict
+        The resources, in the order to apply them; :func:`manifest_yaml` writes them.
+
+    Examples
+    --------
+    >>> resources = render_manifest(workers=3, gpu_workers=1)
+    >>> [resource["kind"] for resource in resources]
+    ['PersistentVolumeClaim', 'DaskCluster', 'DaskWorkerGroup', 'Pod']
+    """
+    owner = "render_manifest"
+    _check_name(name, "name", owner)
+    if namespace is not None:
+        _check_name(namespace, "namespace", owner)
+    for parameter, value, least in (("workers", workers, 0), ("gpu_workers", gpu_workers, 0), ("cpu", cpu, 1),
+                                    ("gpu_cpu", gpu_cpu, 1), ("gpus_per_worker", gpus_per_worker, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise SchemaError(f"The '{parameter}' parameter of {owner} must be an int >= {least}; got {value!r}.")
+    memory = {parameter: _memory_bytes(value, parameter, owner) for parameter, value in
+              (("memory_limit", memory_limit), ("gpu_memory_limit", gpu_memory_limit),
+               ("scheduler_memory", scheduler_memory))}
+    store_claim = store_claim or f"{name}-store"
+    credentials_secret = credentials_secret or f"{name}-store-credentials"
+    for parameter, value in (("store_claim", store_claim), ("credentials_secret", credentials_secret),
+                             ("tls_secret", tls_secret), ("storage_class", storage_class)):
+        if value is not None:
+            _check_name(value, parameter, owner, subdomain=True)  # Secrets, claims, classes: DNS subdomains
+    image = image or default_image()
+    gpu_image = gpu_image or default_image(gpu=True)
+    tls = tls_secret is not None
+    address = scheduler_address(name, namespace, tls=tls)
+
+    def metadata(resource_name: str) -> dict:
+        result = {"name": resource_name, "labels": {"app.kubernetes.io/name": "bigdl",
+                                                    "app.kubernetes.io/instance": name}}
+        if namespace is not None:
+            result["namespace"] = namespace
+        return result
+
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(store_claim),
+             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": store_size}}}}
+    if storage_class is not None:
+        claim["spec"]["storageClassName"] = storage_class
+
+    def container(role: str, image_name: str, args: list[str], memory_bytes: int, cores: int, *,
+                  env: list[dict], gpus: int = 0, store: bool = True) -> dict:
+        resources = {"requests": {"cpu": str(cores), "memory": _quantity(memory_bytes)},
+                     "limits": {"memory": _quantity(memory_bytes)}}
+        if gpus:
+            # Extended resources are requested through limits (the request defaults to the limit).
+            resources["limits"]["nvidia.com/gpu"] = str(gpus)
+        spec = {"name": role, "image": image_name, "imagePullPolicy": "IfNotPresent", "args": args}
+        if env:
+            spec["env"] = env
+        if store:
+            spec["envFrom"] = [{"secretRef": {"name": credentials_secret, "optional": True}}]
+        spec["resources"] = resources
+        spec["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        mounts = []
+        if store:
+            mounts.append({"name": "store", "mountPath": STORE_MOUNT})
+        if role == "worker":
+            mounts.append({"name": "scratch", "mountPath": SCRATCH_MOUNT})
+        if tls:
+            mounts.append({"name": "tls", "mountPath": DEFAULT_TLS_DIR, "readOnly": True})
+        if mounts:
+            spec["volumeMounts"] = mounts
+        return spec
+
+    def pod(containers: list[dict], *, store: bool = True, scratch: bool = True) -> dict:
+        volumes = []
+        if store:
+            volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": store_claim}})
+        if scratch:
+            volumes.append({"name": "scratch", "emptyDir": {}})
+        if tls:
+            # 0440 with fsGroup: readable by the image's user only.
+            volumes.append({"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}})
+        spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
+                                    "fsGroup": IMAGE_UID},
+                "containers": containers}
+        if volumes:
+            spec["volumes"] = volumes
+        return spec
+
+    tls_args = []
+    if tls:
+        tls_args = ["--protocol", "tls", "--tls-ca-file", f"{DEFAULT_TLS_DIR}/{TLS_FILES['ca']}",
+                    "--tls-cert", f"{DEFAULT_TLS_DIR}/{TLS_FILES['cert']}",
+                    "--tls-key", f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"]
+    # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
+    # which a TLS cluster must (controller.build_worker_deployment_spec).
+    def worker_env() -> list[dict]:
+        return [{"name": "DASK_SCHEDULER_ADDRESS", "value": address}] if tls else []
+
+    def worker_args(memory_bytes: int, threads: int, resources: str | None) -> list[str]:
+        args = ["dask", "worker", "--name", "$(DASK_WORKER_NAME)", "--nthreads", str(threads),
+                "--memory-limit", _dask_bytes(memory_bytes), "--local-directory", SCRATCH_MOUNT,
+                "--dashboard-address", f":{WORKER_DASHBOARD_PORT}"]
+        if resources:
+            args += ["--resources", resources]
+        return args + tls_args
+
+    def worker_ports() -> list[dict]:
+        return [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
+
+    cpu_worker = container("worker", image, worker_args(memory["memory_limit"], cpu, None),
+                           memory["memory_limit"], cpu, env=worker_env())
+    cpu_worker["ports"] = worker_ports()
+    gpu_worker = container("worker", gpu_image, worker_args(memory["gpu_memory_limit"], 1,
+                                                            f"GPU={gpus_per_worker}"),
+                           memory["gpu_memory_limit"], gpu_cpu, env=worker_env(), gpus=gpus_per_worker)
+    gpu_worker["ports"] = worker_ports()
+    gpu_pod = pod([gpu_worker])
+    if gpu_node_selector:
+        gpu_pod["nodeSelector"] = dict(gpu_node_selector)
+    if gpu_tolerations:
+        gpu_pod["tolerations"] = [dict(toleration) for toleration in gpu_tolerations]
+
+    def probe() -> dict:
+        return {"httpGet": {"port": "http-dashboard", "path": "/health"}}
+
+    scheduler = container("scheduler", image,
+                          ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
+                           "--dashboard-address", f":{DASHBOARD_PORT}", *tls_args],
+                          memory["scheduler_memory"], 1, env=[], store=False)
+    scheduler["ports"] = [{"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
+                          {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"}]
+    scheduler["readinessProbe"] = {**probe(), "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 300}
+    scheduler["livenessProbe"] = {**probe(), "initialDelaySeconds": 15, "periodSeconds": 20}
+
+    cluster = {
+        "apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": metadata(name),
+        "spec": {
+            "scheduler": {
+                "spec": pod([scheduler], store=False, scratch=False),
+                "service": {
+                    # Never LoadBalancer/NodePort: the dashboard has no authentication (README, "Security").
+                    "type": "ClusterIP",
+                    "selector": {"dask.org/cluster-name": name, "dask.org/component": "scheduler"},
+                    "ports": [{"name": "tcp-comm", "protocol": "TCP", "port": SCHEDULER_PORT,
+                               "targetPort": "tcp-comm"},
+                              {"name": "http-dashboard", "protocol": "TCP", "port": DASHBOARD_PORT,
+                               "targetPort": "http-dashboard"}],
+                },
+            },
+            "worker": {"replicas": workers, "spec": pod([cpu_worker])},
+        },
+    }
+    gpu_group = {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskWorkerGroup", "metadata": metadata(f"{name}-gpu"),
+                 "spec": {"cluster": name, "worker": {"replicas": gpu_workers, "spec": gpu_pod}}}
+    resources = [claim, cluster, gpu_group]
+    if client:
+        client_env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": address}]
+        if tls:
+            client_env.append({"name": TLS_DIR_ENV, "value": DEFAULT_TLS_DIR})
+        # A shell that exits on SIGTERM, so deleting the pod takes no grace period.
+        shell = container("client", image, ["sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"],
+                          memory["memory_limit"], cpu, env=client_env)
+        shell["workingDir"] = "/opt/bigdl"
+        resources.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata(f"{name}-client"),
+                          "spec": pod([shell], scratch=False)})
+    return resources
+
+
+def manifest_yaml(resources: list[dict]) -> str:
+    """The resources as one multi-document YAML text for ``kubectl apply -f -``.
+
+    Parameters
+    ----------
+    resources : list of dict
+        From :func:`render_manifest`.
+
+    Returns
+    -------
+    str
+    """
+    import bigdl
+
+    header = (f"# bigdl {bigdl.__version__} on the Dask Kubernetes operator {OPERATOR_VERSION}; "
+              "rendered by `bigdl cluster manifest` (see cluster/daskcluster.yaml for every key explained).\n")
+    return header + yaml.dump_all(resources, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: no ``&id001`` anchors where two places hold equal objects."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def client_constraints() -> str:
+    """pip constraints pinning every package of this environment, for the image the cluster runs.
+
+    ``cluster/Dockerfile`` installs bigdl with ``--constraint`` this file, so
+    the scheduler and workers get exactly the client's dask, distributed,
+    cloudpickle, numpy, pandas, zarr, pyarrow, ... (distributed compares them
+    when a client connects, the Python version included).  torch keeps its
+    version without the local label (``2.13.0``, not ``2.13.0+cpu``), so the
+    CUDA build satisfies it too.
+
+    Returns
+    -------
+    str
+        One ``name==version`` line per installed distribution, sorted, after a
+        header naming the Python version (the Dockerfile's ``PYTHON_VERSION``).
+    """
+    pins = {}
+    for distribution in metadata.distributions():
+        name = distribution.metadata["Name"]
+        if not name:
+            continue
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in _NOT_CONSTRAINED:
+            continue
+        pins[key] = distribution.version.split("+", 1)[0]
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    lines = [f"# python=={python}",
+             "# The client's packages: `bigdl cluster constraints > cluster/constraints.txt` before `docker build`."]
+    lines += [f"{key}=={pins[key]}" for key in sorted(pins)]
+    return "\n".join(lines) + "\n"
+
+
+def _check_name(value, parameter: str, owner: str, subdomain: bool = False) -> None:
+    """Kubernetes object names: RFC 1123 labels (subdomains where dots are allowed)."""
+    limit = 253 if subdomain else (MAX_NAME_LENGTH if parameter == "name" else 63)
+    parts = value.split(".") if subdomain and isinstance(value, str) else [value]
+    if not isinstance(value, str) or len(value) > limit or not all(_NAME.match(part) for part in parts):
+        raise SchemaError(
+            f"The '{parameter}' parameter of {owner} must be a Kubernetes name: lowercase letters, digits and "
+            f"'-', starting and ending with a letter or digit, at most {limit} characters; got {value!r}."
+        )
+
+
+def _memory_bytes(value, parameter: str, owner: str) -> int:
+    from dask.utils import parse_bytes
+
+    try:
+        result = parse_bytes(value)
+    except (TypeError, ValueError):
+        result = None
+    if result is None or isinstance(value, bool) or result < 2**28:
+        raise SchemaError(f"The '{parameter}' parameter of {owner} must be a memory size of at least 256MiB "
+                          f"such as '4GiB' or a number of bytes; got {value!r}.")
+    return int(result)
+
+
+_BINARY_UNITS = ((2**40, "Ti", "TiB"), (2**30, "Gi", "GiB"), (2**20, "Mi", "MiB"), (2**10, "Ki", "KiB"))
+
+
+def _quantity(n_bytes: int) -> str:
+    """Bytes as a Kubernetes quantity (``4Gi``), exact."""
+    for size, suffix, _ in _BINARY_UNITS:
+        if n_bytes % size == 0:
+            return f"{n_bytes // size}{suffix}"
+    return str(n_bytes)
+
+
+def _dask_bytes(n_bytes: int) -> str:
+    """The same bytes as Dask writes sizes (``4GiB``), exact."""
+    for size, _, suffix in _BINARY_UNITS:
+        if n_bytes % size == 0:
+            return f"{n_bytes // size}{suffix}"
+    return str(n_bytes)

@@ -1,0 +1,523 @@
+"""The Kubernetes deployment in ``cluster/``, checked without a Kubernetes cluster.
+
+What a cluster would check, done statically: every manifest validates against
+the Kubernetes API schemas (``kubernetes-validate``, strict: unknown fields are
+errors) and the ``DaskCluster``/``DaskWorkerGroup`` CRD schemas of the
+operator release pinned in ``cluster/values.yaml`` (shipped in the
+``dask-kubernetes`` wheel); the container args parse with the real
+``dask scheduler``/``dask worker`` commands; and the numbers that must agree do
+(ports, memory limits, image tags, Python/torch/bigdl versions) between
+``cluster/values.yaml``, ``cluster/daskcluster.yaml``, ``cluster/Dockerfile``,
+``cluster/constraints.txt`` and what ``bigdl cluster manifest`` renders.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+import bigdl
+from bigdl.cli import main
+from bigdl.cluster import _kubernetes as k8s
+from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
+from bigdl.errors import ClusterConnectionError, SchemaError
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+jsonschema = pytest.importorskip("jsonschema")
+dask_kubernetes = pytest.importorskip("dask_kubernetes")
+
+CLUSTER_DIR = Path(__file__).resolve().parents[2] / "cluster"
+CHART_DIR = (Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm"
+             / "dask-kubernetes-operator")
+# The oldest Kubernetes minor still supported by the big providers' extended support, and the newest bundled.
+KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+
+RENDERINGS = {
+    "defaults": {},
+    "tls": {"tls_secret": "bigdl-tls"},
+    "gpu": {"workers": 3, "gpu_workers": 1, "gpus_per_worker": 2, "memory_limit": "6GiB", "cpu": 2,
+            "gpu_memory_limit": "30GiB", "storage_class": "nfs-client", "gpu_node_selector":
+                {"nvidia.com/gpu.present": "true"},
+            "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    "namespaced": {"name": "flights", "namespace": "data", "tls_secret": "flights-tls", "client": False,
+                   "image": "registry.example.com/ml/bigdl:0.1.0", "memory_limit": 3 * 2**30 + 2**29},
+}
+
+
+# ---------------------------------------------------------------- helpers
+def parse_quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes (binary and decimal suffixes)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    match = re.fullmatch(r"(\d+)([A-Za-z]*)", str(text))
+    assert match, text
+    return int(match.group(1)) * units.get(match.group(2), 1)
+
+
+def enable_tls(text: str) -> str:
+    """cluster/daskcluster.yaml with TLS switched on as its header says: uncomment '#tls ', drop '# without TLS'."""
+    lines = [line for line in text.splitlines() if not line.rstrip().endswith("# without TLS")]
+    return "\n".join(re.sub(r"^(\s*)#tls ", r"\1", line) for line in lines) + "\n"
+
+
+def load_all(text: str) -> list[dict]:
+    return [document for document in yaml.safe_load_all(text) if document is not None]
+
+
+@functools.lru_cache(maxsize=None)
+def crd_validator(kind: str):
+    """A JSON-schema validator of the operator's CRD ``kind``, strict like ``kubectl apply --validate=strict``.
+
+    Kubernetes prunes (or, strictly, rejects) fields a structural schema does
+    not declare; JSON Schema accepts them unless ``additionalProperties`` is
+    false, so it is added wherever the schema lists properties and does not
+    preserve unknown fields.
+    """
+    crd = yaml.safe_load((CHART_DIR / "crds" / f"{kind.lower()}.yaml").read_text())
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
+    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+
+    def strict(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                strict(value)
+        elif isinstance(node, list):
+            for value in node:
+                strict(value)
+
+    strict(schema["properties"]["spec"])
+    return f"{crd['spec']['group']}/{version['name']}", jsonschema.Draft7Validator(schema)
+
+
+def validate_kubernetes(resource: dict, version: str) -> None:
+    kubernetes_validate.validate(resource, version, strict=True)
+
+
+def pods_of(resources: list[dict]) -> dict[str, dict]:
+    """``{role: pod spec}`` for the scheduler, the CPU and GPU worker groups and the client."""
+    by_kind = {resource["kind"]: resource for resource in resources}
+    pods = {"scheduler": by_kind["DaskCluster"]["spec"]["scheduler"]["spec"],
+            "cpu-worker": by_kind["DaskCluster"]["spec"]["worker"]["spec"],
+            "gpu-worker": by_kind["DaskWorkerGroup"]["spec"]["worker"]["spec"]}
+    if "Pod" in by_kind:
+        pods["client"] = by_kind["Pod"]["spec"]
+    return pods
+
+
+def option(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def env_of(container: dict) -> dict:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def dockerfile_args() -> dict:
+    text = (CLUSTER_DIR / "Dockerfile").read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+
+
+def constraint_pins(text: str) -> dict:
+    return dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$", text, flags=re.MULTILINE))
+
+
+# ---------------------------------------------------------------- the manifests validate
+@pytest.fixture(params=sorted(RENDERINGS), scope="module")
+def rendering(request):
+    options = RENDERINGS[request.param]
+    return options, k8s.render_manifest(**options)
+
+
+def test_custom_resources_validate_against_the_operator_crds(rendering):
+    _, resources = rendering
+    custom = [resource for resource in resources if resource["apiVersion"].startswith("kubernetes.dask.org/")]
+    assert sorted(resource["kind"] for resource in custom) == ["DaskCluster", "DaskWorkerGroup"]
+    for resource in custom:
+        api_version, validator = crd_validator(resource["kind"])
+        assert resource["apiVersion"] == api_version
+        errors = [f"{list(error.path)}: {error.message}" for error in validator.iter_errors(resource)]
+        assert errors == []
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_resources_and_embedded_pod_specs_validate_against_kubernetes(rendering, version):
+    _, resources = rendering
+    for resource in resources:
+        if not resource["apiVersion"].startswith("kubernetes.dask.org/"):
+            validate_kubernetes(resource, version)
+    # The operator turns the embedded specs into Deployments' pods and a Service: validate them as such.
+    for role, spec in pods_of(resources).items():
+        validate_kubernetes({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": role}, "spec": spec}, version)
+    cluster = next(resource for resource in resources if resource["kind"] == "DaskCluster")
+    validate_kubernetes({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "scheduler"},
+                         "spec": cluster["spec"]["scheduler"]["service"]}, version)
+
+
+def test_strict_validation_rejects_unknown_and_mistyped_fields():
+    resources = k8s.render_manifest()
+    cluster = next(resource for resource in resources if resource["kind"] == "DaskCluster")
+    _, validator = crd_validator("DaskCluster")
+    typo = copy.deepcopy(cluster)
+    typo["spec"]["worker"]["replica"] = typo["spec"]["worker"].pop("replicas")
+    assert any("'replica' was unexpected" in error.message for error in validator.iter_errors(typo))
+    wrong_type = copy.deepcopy(cluster)
+    wrong_type["spec"]["worker"]["replicas"] = "two"
+    assert any("is not of type 'integer'" in error.message for error in validator.iter_errors(wrong_type))
+    bad_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+               "spec": copy.deepcopy(cluster["spec"]["worker"]["spec"])}
+    bad_pod["spec"]["containers"][0]["memoryLimit"] = "4GiB"
+    with pytest.raises(kubernetes_validate.ValidationError, match="memoryLimit"):
+        validate_kubernetes(bad_pod, KUBERNETES_VERSIONS[-1])
+
+
+def test_container_args_parse_with_the_dask_cli(rendering, tmp_path):
+    from distributed.cli import dask_scheduler, dask_worker
+
+    _, resources = rendering
+    # click checks that the TLS files exist: stand in for the mounted Secret.
+    for filename in TLS_FILES.values():
+        (tmp_path / filename).write_text("")
+    for role, spec in pods_of(resources).items():
+        (container,) = spec["containers"]
+        args = container["args"]
+        if role == "client":
+            continue
+        assert args[:2] == ["dask", "scheduler" if role == "scheduler" else "worker"]
+        command = dask_scheduler.main if role == "scheduler" else dask_worker.main
+        # make_context parses and type-checks every option without starting anything; an option the
+        # current CLI lacks (or a removed entry point's spelling) fails here.
+        local_args = [arg.replace(DEFAULT_TLS_DIR, str(tmp_path)) for arg in args[2:]]
+        context = command.make_context(f"dask {args[1]}", local_args)
+        if role != "scheduler":
+            assert context.params["memory_limit"] == option(args, "--memory-limit")
+
+
+# ---------------------------------------------------------------- values agree
+def test_memory_threads_and_gpus_agree_between_dask_and_kubernetes(rendering):
+    from dask.utils import parse_bytes
+
+    options, resources = rendering
+    pods = pods_of(resources)
+    expected_memory = {"cpu-worker": parse_bytes(options.get("memory_limit", "4GiB")),
+                       "gpu-worker": parse_bytes(options.get("gpu_memory_limit", "16GiB"))}
+    for role in ("cpu-worker", "gpu-worker"):
+        (container,) = pods[role]["containers"]
+        args, limits, requests = container["args"], container["resources"]["limits"], container["resources"]["requests"]
+        assert parse_bytes(option(args, "--memory-limit")) == parse_quantity(limits["memory"]) \
+            == parse_quantity(requests["memory"]) == expected_memory[role]
+        threads = int(option(args, "--nthreads"))
+        assert threads == (int(requests["cpu"]) if role == "cpu-worker" else 1)
+        assert option(args, "--local-directory") in {mount["mountPath"] for mount in container["volumeMounts"]}
+    (gpu,) = pods["gpu-worker"]["containers"]
+    gpus = options.get("gpus_per_worker", 1)
+    assert option(gpu["args"], "--resources") == f"GPU={gpus}"
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == str(gpus)
+    (cpu,) = pods["cpu-worker"]["containers"]
+    assert "--resources" not in cpu["args"] and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    if "gpu_node_selector" in options:
+        assert pods["gpu-worker"]["nodeSelector"] == options["gpu_node_selector"]
+        assert pods["gpu-worker"]["tolerations"] == options["gpu_tolerations"]
+    by_kind = {resource["kind"]: resource for resource in resources}
+    assert by_kind["DaskCluster"]["spec"]["worker"]["replicas"] == options.get("workers", 2)
+    assert by_kind["DaskWorkerGroup"]["spec"]["worker"]["replicas"] == options.get("gpu_workers", 0)
+    assert by_kind["DaskWorkerGroup"]["spec"]["cluster"] == by_kind["DaskCluster"]["metadata"]["name"]
+
+
+def test_ports_service_and_scheduler_address_agree(rendering):
+    options, resources = rendering
+    name, namespace = options.get("name", "bigdl"), options.get("namespace")
+    cluster = next(resource for resource in resources if resource["kind"] == "DaskCluster")
+    service = cluster["spec"]["scheduler"]["service"]
+    (scheduler,) = cluster["spec"]["scheduler"]["spec"]["containers"]
+    assert service["type"] == "ClusterIP"  # the dashboard is never exposed outside the cluster
+    container_ports = {port["name"]: port["containerPort"] for port in scheduler["ports"]}
+    service_ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["ports"]}
+    assert container_ports == {"tcp-comm": k8s.SCHEDULER_PORT, "http-dashboard": k8s.DASHBOARD_PORT}
+    assert service_ports == {"tcp-comm": (8786, "tcp-comm"), "http-dashboard": (8787, "http-dashboard")}
+    assert option(scheduler["args"], "--port") == str(container_ports["tcp-comm"])
+    assert option(scheduler["args"], "--dashboard-address") == f":{container_ports['http-dashboard']}"
+    assert service["selector"] == {"dask.org/cluster-name": name, "dask.org/component": "scheduler"}
+    # The operator names the service "<name>-scheduler": the address the client pod (and TLS workers) use.
+    tls = "tls_secret" in options
+    address = k8s.scheduler_address(name, namespace, tls=tls)
+    assert address.startswith(f"{'tls' if tls else 'tcp'}://{name}-scheduler") and address.endswith(":8786")
+    pods = pods_of(resources)
+    if "client" in pods:
+        assert env_of(pods["client"]["containers"][0])["DASK_SCHEDULER_ADDRESS"] == address
+    for role in ("cpu-worker", "gpu-worker"):
+        worker_env = env_of(pods[role]["containers"][0])
+        # Without TLS the operator injects tcp://<name>-scheduler.<namespace>...:8786 itself.
+        assert worker_env == ({"DASK_SCHEDULER_ADDRESS": address} if tls else {})
+    if namespace:
+        assert all(resource["metadata"]["namespace"] == namespace for resource in resources)
+
+
+def test_tls_mounts_the_secret_where_bigdl_cluster_reads_it(rendering):
+    options, resources = rendering
+    pods = pods_of(resources)
+    secret = options.get("tls_secret")
+    for role, spec in pods.items():
+        (container,) = spec["containers"]
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        mounts = {mount["name"]: mount for mount in container.get("volumeMounts", [])}
+        if secret is None:
+            assert "tls" not in volumes and "--protocol" not in container["args"]
+            continue
+        assert volumes["tls"]["secret"]["secretName"] == secret
+        assert mounts["tls"] == {"name": "tls", "mountPath": DEFAULT_TLS_DIR, "readOnly": True}
+        if role == "client":
+            assert env_of(container)[TLS_DIR_ENV] == DEFAULT_TLS_DIR
+            continue
+        args = container["args"]
+        assert option(args, "--protocol") == "tls"
+        assert option(args, "--tls-ca-file") == f"{DEFAULT_TLS_DIR}/{TLS_FILES['ca']}"
+        assert option(args, "--tls-cert") == f"{DEFAULT_TLS_DIR}/{TLS_FILES['cert']}"
+        assert option(args, "--tls-key") == f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"
+
+
+def test_store_volume_and_credentials_reach_every_worker_and_the_client(rendering):
+    options, resources = rendering
+    name = options.get("name", "bigdl")
+    (claim,) = [resource for resource in resources if resource["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == f"{name}-store"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"].get("storageClassName") == options.get("storage_class")
+    for role, spec in pods_of(resources).items():
+        (container,) = spec["containers"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == k8s.IMAGE_UID
+        if role == "scheduler":
+            assert "volumeMounts" not in container or all(m["name"] == "tls" for m in container["volumeMounts"])
+            continue
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert volumes["store"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        assert {"name": "store", "mountPath": k8s.STORE_MOUNT} in container["volumeMounts"]
+        assert container["envFrom"] == [{"secretRef": {"name": f"{name}-store-credentials", "optional": True}}]
+
+
+def test_images_are_pinned_to_the_bigdl_version(rendering):
+    options, resources = rendering
+    version = bigdl.__version__
+    for role, spec in pods_of(resources).items():
+        (container,) = spec["containers"]
+        image = container["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag not in {"", "latest"}
+        expected = options.get("image", f"bigdl:{version}") if role != "gpu-worker" else f"bigdl:{version}-cuda"
+        assert image == expected
+        assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_conventions_match_the_operators_own_cluster_spec():
+    """The port names, service selector, probes and worker dashboard port the operator's helper uses."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    theirs = make_cluster_spec("bigdl", image="bigdl:0.1.0", n_workers=2, worker_command="dask worker")
+    ours = next(resource for resource in k8s.render_manifest() if resource["kind"] == "DaskCluster")
+    assert (ours["apiVersion"], ours["kind"]) == (theirs["apiVersion"], theirs["kind"])
+    assert ours["spec"]["scheduler"]["service"] == theirs["spec"]["scheduler"]["service"]
+    (their_scheduler,) = theirs["spec"]["scheduler"]["spec"]["containers"]
+    (our_scheduler,) = ours["spec"]["scheduler"]["spec"]["containers"]
+    for key in ("name", "ports", "readinessProbe", "livenessProbe"):
+        assert our_scheduler[key] == their_scheduler[key]
+    # Theirs still starts the removed entry point; ours must not.
+    assert their_scheduler["args"][0] == "dask-scheduler" and our_scheduler["args"][:2] == ["dask", "scheduler"]
+    (their_worker,) = theirs["spec"]["worker"]["spec"]["containers"]
+    (our_worker,) = ours["spec"]["worker"]["spec"]["containers"]
+    assert our_worker["ports"] == their_worker["ports"] and our_worker["name"] == their_worker["name"]
+    assert option(our_worker["args"], "--name") == option(their_worker["args"], "--name") == "$(DASK_WORKER_NAME)"
+
+
+# ---------------------------------------------------------------- the files in cluster/
+def test_daskcluster_yaml_is_the_default_rendering():
+    assert load_all((CLUSTER_DIR / "daskcluster.yaml").read_text()) == k8s.render_manifest()
+
+
+def test_daskcluster_yaml_with_its_tls_lines_enabled_is_the_tls_rendering():
+    text = enable_tls((CLUSTER_DIR / "daskcluster.yaml").read_text())
+    assert load_all(text) == k8s.render_manifest(tls_secret="bigdl-tls")
+
+
+@pytest.mark.parametrize("filename", ["values.yaml", "daskcluster.yaml"])
+def test_every_key_is_commented(filename):
+    text = (CLUSTER_DIR / filename).read_text()
+    if filename == "daskcluster.yaml":
+        text += enable_tls(text)  # the TLS lines are keys too once enabled
+    uncommented = []
+    previous = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        is_key = re.match(r"^(- )?[^\s#:'][^#:']*:(\s|$)", stripped) is not None
+        if is_key and " # " not in line and not previous.startswith("#"):
+            uncommented.append(f"{number}: {line}")
+        previous = stripped
+    assert uncommented == []
+
+
+def test_values_yaml_keys_exist_in_the_pinned_operator_chart():
+    ours = yaml.safe_load((CLUSTER_DIR / "values.yaml").read_text())
+    chart = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+
+    def check(mine, theirs, path):
+        for key, value in mine.items():
+            where = ".".join([*path, key])
+            assert key in theirs, f"{where} is not a key of the chart's values.yaml"
+            default = theirs[key]
+            if default is None or value is None:
+                continue
+            if isinstance(default, dict) and default and isinstance(value, dict):
+                check(value, default, [*path, key])  # an empty default dict is free-form (a pod field)
+            else:
+                assert type(value) is type(default) or isinstance(default, dict) and isinstance(value, dict), where
+
+    check(ours, chart, [])
+    # The operator image is pinned to the release whose CRDs the manifests are validated against.
+    assert ours["image"]["name"] == chart["image"]["name"]
+    assert ours["image"]["tag"] == k8s.OPERATOR_VERSION == metadata.version("dask-kubernetes")
+    assert ours["rbac"]["cluster"] is True and "--all-namespaces" in ours["kopfArgs"]
+    assert f"--version {k8s.OPERATOR_VERSION}" in (CLUSTER_DIR / "values.yaml").read_text()
+
+
+def test_dockerfile_pins_agree_with_constraints_manifest_and_bigdl():
+    args = dockerfile_args()
+    text = (CLUSTER_DIR / "Dockerfile").read_text()
+    constraints = (CLUSTER_DIR / "constraints.txt").read_text()
+    pins = constraint_pins(constraints)
+    python = re.search(r"^# python==(\S+)$", constraints, flags=re.MULTILINE).group(1)
+    assert args["PYTHON_VERSION"] == python
+    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim-bookworm$", text, flags=re.MULTILINE)
+    assert args["TORCH_VERSION"] == pins["torch"] == "2.13.0"
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert args["BIGDL_VERSION"] == bigdl.__version__
+    assert f"-t REGISTRY/bigdl:{bigdl.__version__} " in text and f"-t REGISTRY/bigdl:{bigdl.__version__}-cuda" in text
+    # Everything distributed compares between client and cluster is pinned, plus the store's readers.
+    for package in ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas",
+                    "zarr", "numcodecs", "pyarrow", "scikit-learn", "dask-ml"):
+        assert package in pins, package
+    assert "bigdl-dask" not in pins and "pip" not in pins
+    # The uid the image runs as is the one the manifests require.
+    assert f"useradd --uid {k8s.IMAGE_UID} " in text and f"USER {k8s.IMAGE_UID}:{k8s.IMAGE_UID}" in text
+    # The default manifest runs this image.
+    images = {c["image"] for spec in pods_of(k8s.render_manifest()).values() for c in spec["containers"]}
+    assert images == {f"bigdl:{args['BIGDL_VERSION']}", f"bigdl:{args['BIGDL_VERSION']}-cuda"}
+
+
+def test_dockerfile_copies_only_what_its_dockerignore_lets_in():
+    root = CLUSTER_DIR.parent
+    text = (CLUSTER_DIR / "Dockerfile").read_text()
+    allowed = [line[1:].rstrip("/") for line in (CLUSTER_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    sources = [source for line in re.findall(r"^COPY (.+)$", text, flags=re.MULTILINE)
+               for source in line.split()[:-1]]
+    assert sources
+    for source in sources:
+        assert (root / source).exists(), source
+        assert source.rstrip("/") in allowed, source
+    assert "*" in (CLUSTER_DIR / "Dockerfile.dockerignore").read_text().splitlines()  # .venv, work/ stay out
+
+
+def test_client_constraints_pin_this_environment():
+    text = k8s.client_constraints()
+    pins = constraint_pins(text)
+    assert text.splitlines()[0] == "# python==" + ".".join(map(str, sys.version_info[:3]))
+    for package in ("dask", "distributed", "zarr", "pyarrow", "numpy", "cloudpickle"):
+        assert pins[package] == metadata.version(package)
+    assert pins["torch"] == metadata.version("torch").split("+")[0]
+    assert "+" not in "".join(pins.values()) or all("+" not in v for k, v in pins.items() if k == "torch")
+    assert "bigdl-dask" not in pins and "pip" not in pins
+
+
+# ---------------------------------------------------------------- the command and the address
+def test_cli_manifest_renders_validating_yaml(capsys):
+    assert main(["cluster", "manifest", "--workers", "3", "--gpu-workers", "1"]) == 0
+    resources = load_all(capsys.readouterr().out)
+    assert resources == k8s.render_manifest(workers=3, gpu_workers=1)
+    for resource in resources:
+        if resource["apiVersion"].startswith("kubernetes.dask.org/"):
+            _, validator = crd_validator(resource["kind"])
+            assert list(validator.iter_errors(resource)) == []
+        else:
+            validate_kubernetes(resource, KUBERNETES_VERSIONS[-1])
+
+
+def test_cli_manifest_options_reach_the_rendering(capsys):
+    assert main(["cluster", "manifest", "--name", "flights", "--namespace", "data", "--tls-secret", "tls",
+                 "--memory-limit", "8GiB", "--cpu", "2", "--gpu-node-selector", "pool=gpu", "--no-client",
+                 "--image", "r.example.com/bigdl:0.1.0"]) == 0
+    resources = load_all(capsys.readouterr().out)
+    assert resources == k8s.render_manifest("flights", namespace="data", tls_secret="tls", memory_limit="8GiB",
+                                            cpu=2, gpu_node_selector={"pool": "gpu"}, client=False,
+                                            image="r.example.com/bigdl:0.1.0")
+
+
+def test_cli_constraints_prints_client_constraints(capsys):
+    assert main(["cluster", "constraints"]) == 0
+    assert capsys.readouterr().out == k8s.client_constraints()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--workers", "-1"], "'workers' parameter of render_manifest must be an int >= 0; got -1"),
+    (["--memory-limit", "lots"], "'memory_limit' parameter of render_manifest must be a memory size"),
+    (["--memory-limit", "100MiB"], "at least 256MiB"),
+    (["--name", "Bigdl_Cluster"], "'name' parameter of render_manifest must be a Kubernetes name"),
+    (["--gpu-node-selector", "gpu"], "--gpu-node-selector takes KEY=VALUE"),
+])
+def test_cli_manifest_errors_are_one_line(argv, message, capsys):
+    assert main(["cluster", "manifest", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err and captured.err.startswith("bigdl cluster: error:")
+
+
+@pytest.mark.parametrize("name", ["bigdl", "a", "flights-2026", "x" * 53, "x" * 54, "Bigdl", "-bigdl", "bigdl-",
+                                  "big_dl", "big.dl", ""])
+def test_cluster_names_follow_the_operators_rule(name):
+    from dask_kubernetes.exceptions import ValidationError
+    from dask_kubernetes.operator.validation import validate_cluster_name
+
+    try:
+        validate_cluster_name(name)
+        operator_accepts = True
+    except ValidationError:
+        operator_accepts = False
+    try:
+        k8s.render_manifest(name)
+        ours_accepts = True
+    except SchemaError:
+        ours_accepts = False
+    assert ours_accepts == operator_accepts
+
+
+def test_scheduler_address_is_the_operators_service_name():
+    assert k8s.scheduler_address() == "tcp://bigdl-scheduler:8786"
+    assert k8s.scheduler_address("flights", "data") == "tcp://flights-scheduler.data.svc.cluster.local:8786"
+    assert k8s.scheduler_address("flights", "data", tls=True) == "tls://flights-scheduler.data.svc.cluster.local:8786"
+    # The address the operator injects into its workers (controller.build_worker_deployment_spec).
+    from dask_kubernetes.operator.controller.controller import build_worker_deployment_spec
+
+    deployment = build_worker_deployment_spec("flights-default", "data", "flights", "abc", {"containers": [{}]},
+                                              {}, {})
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["DASK_SCHEDULER_ADDRESS"] == k8s.scheduler_address("flights", "data")
+    with pytest.raises(SchemaError, match="'namespace' parameter of scheduler_address"):
+        k8s.scheduler_address("bigdl", "Data")
+
+
+def test_connect_uses_the_client_pods_address(monkeypatch):
+    """In the client pod, connect() takes DASK_SCHEDULER_ADDRESS from the manifest; here the name cannot resolve."""
+    client_pod = next(resource for resource in k8s.render_manifest() if resource["kind"] == "Pod")
+    address = env_of(client_pod["spec"]["containers"][0])["DASK_SCHEDULER_ADDRESS"]
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    monkeypatch.delenv(TLS_DIR_ENV, raising=False)
+    with pytest.raises(ClusterConnectionError, match=re.escape(f"Could not reach the Dask scheduler at {address!r}")):
+        bigdl.cluster.connect(timeout="1s", quiet=True)
