@@ -182,3 +182,36 @@ def make_regression(n_rows: int, *, noise: float = 0.1, seed: int = 0, start: in
     x = rng.uniform(-2, 2, size=(n_rows, 2))
     y = 2 * np.tanh(x[:, 0]) - x[:, 1] + 0.5 * x[:, 0] * x[:, 1] + rng.normal(scale=noise, size=n_rows)
     return pd.DataFrame({"x1": x[:, 0].round(6), "x2": x[:, 1].round(6), "y": y.round(6)})
+
+
+def make_series_panel(n_series: int, length: int, *, period: int = 24, missing: float = 0.02,
+                      seed: int = 0) -> pd.DataFrame:
+    """A panel of ``n_series`` hourly series: trend + daily cycle + AR(1) noise, with missing steps.
+
+    Columns ``series`` (``"s0000"``...), ``time`` (timestamps), ``load`` (the
+    value to forecast) and ``temperature`` (a correlated covariate).  Each
+    series has its own level, trend, cycle amplitude and phase; a fraction
+    ``missing`` of the steps (never the first or last) is left out, so ingest
+    has gaps to fill.  Rows come sorted by series and time.
+    """
+    rng = np.random.default_rng(seed)
+    frames = []
+    steps = np.arange(length)
+    for index in range(n_series):
+        level, trend = rng.normal(50, 10), rng.normal(0, 0.002)
+        amplitude, phase = rng.uniform(2, 8), rng.uniform(0, 2 * np.pi)
+        noise = np.empty(length)
+        shocks = rng.normal(scale=0.5, size=length)
+        noise[0] = shocks[0]
+        for step in range(1, length):
+            noise[step] = 0.8 * noise[step - 1] + shocks[step]
+        cycle = np.sin(2 * np.pi * steps / period + phase)
+        load = level + trend * steps + amplitude * cycle + noise
+        temperature = 15 + 5 * np.sin(2 * np.pi * steps / period + phase - 0.5) + rng.normal(scale=0.3, size=length)
+        keep = rng.random(length) >= missing
+        keep[[0, -1]] = True
+        start = pd.Timestamp("2025-01-01") + pd.Timedelta(hours=int(rng.integers(0, 48)))
+        frames.append(pd.DataFrame({
+            "series": f"s{index:04d}", "time": start + pd.to_timedelta(steps[keep], unit="h"),
+            "load": load[keep].round(3), "temperature": temperature[keep].round(2)}))
+    return pd.concat(frames, ignore_index=True)

@@ -148,10 +148,20 @@ class StackedLSTM(nn.Module):
         Steps forecast.
     dropout : float, default 0.0
         Dropout between LSTM layers.
+    residual : bool, default False
+        Forecast changes from the last input step: the window is shifted by
+        its last value (per channel) before the LSTM, and the last value of each
+        target channel is added back to the forecast.  A trending series then
+        never leaves the range the network was trained on.
+    target_channels : list of int, optional
+        The input channels the outputs forecast, with ``residual=True``
+        (default ``0 .. out_features - 1``; a sequence store's targets are
+        ``[ds.feature_names.index(name) for name in ds.window["targets"]]``).
     """
 
     def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
-                 horizon: int = 1, dropout: float = 0.0):
+                 horizon: int = 1, dropout: float = 0.0, residual: bool = False,
+                 target_channels: list[int] | None = None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden", hidden), ("layers", layers),
                             ("out_features", out_features), ("horizon", horizon)):
@@ -162,9 +172,16 @@ class StackedLSTM(nn.Module):
                             dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon * out_features)
         self.input_size, self.horizon, self.out_features = input_size, horizon, out_features
+        channels = list(range(out_features)) if target_channels is None else [int(c) for c in target_channels]
+        if len(channels) != out_features or not all(0 <= c < input_size for c in channels):
+            raise SchemaError(f"The 'target_channels' parameter of StackedLSTM must list {out_features} input "
+                              f"channels in [0, {input_size}); got {target_channels!r}.")
+        self.residual, self.target_channels = bool(residual), channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.lstm(x)
-        forecast = self.head(output[:, -1])
-        return forecast.view(x.shape[0], self.horizon, self.out_features).squeeze(-1) \
-            if self.out_features == 1 else forecast.view(x.shape[0], self.horizon, self.out_features)
+        last = x[:, -1:, :]
+        output, _ = self.lstm(x - last if self.residual else x)
+        forecast = self.head(output[:, -1]).view(x.shape[0], self.horizon, self.out_features)
+        if self.residual:
+            forecast = forecast + last[:, :, self.target_channels]
+        return forecast.squeeze(-1) if self.out_features == 1 else forecast

@@ -477,6 +477,7 @@ def _evaluate(model, ds: Dataset, split: str, loss_function, spec: dict, device)
     model.eval()
     total_loss, count, correct = 0.0, 0, 0
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
+    n_values = 0  # target values: a sample holds several for multi-step or multi-output targets
     for X, y in loader:
         output = model(X)
         target = _target_for(output, y, spec["task"])
@@ -491,13 +492,14 @@ def _evaluate(model, ds: Dataset, split: str, loss_function, spec: dict, device)
             sum_abs += float(error.abs().sum())
             sum_y += float(values.sum())
             sum_y2 += float((values ** 2).sum())
+            n_values += values.numel()
     model.train()
     result = {"loss": total_loss / max(count, 1)}
     if spec["task"] == "classification":
         result["accuracy"] = correct / max(count, 1)
     else:
-        variance = sum_y2 - sum_y ** 2 / max(count, 1)
-        result.update({"mse": sum_err2 / max(count, 1), "mae": sum_abs / max(count, 1),
+        variance = sum_y2 - sum_y ** 2 / max(n_values, 1)
+        result.update({"mse": sum_err2 / max(n_values, 1), "mae": sum_abs / max(n_values, 1),
                        "r2": 1.0 - sum_err2 / variance if variance > 0 else float("nan")})
     result["n_samples"] = count
     return result

@@ -304,3 +304,22 @@ def test_clear_errors(tmp_path, panel_files):
     tabular = bigdl.store.from_arrays(np.zeros((10, 2)), store=tmp_path / "t.zarr")
     with pytest.raises(SchemaError, match="window apply to sequence stores only"):
         ChunkLoader(tabular, window=4)
+
+
+def test_evaluate_averages_over_every_forecast_step(ffill_store):
+    """MSE/MAE/R2 of a multi-step forecast equal NumPy's over all (window, step) values."""
+    import torch
+
+    from bigdl.models import StackedLSTM
+    from bigdl.train import Trainer
+
+    torch.manual_seed(0)
+    trainer = Trainer(StackedLSTM(ffill_store.n_features, hidden=4, layers=1, horizon=HORIZON), epochs=1,
+                      batch_size=32, on_cluster=False, progress=False)
+    X, y = load_all(ffill_store, "test")
+    with torch.no_grad():
+        predicted = trainer.model.eval()(torch.from_numpy(X)).numpy()
+    metrics = trainer.evaluate(ffill_store, split="test")
+    assert metrics["mse"] == pytest.approx(np.mean((predicted - y) ** 2), rel=1e-4)
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(predicted - y)), rel=1e-4)
+    assert metrics["r2"] == pytest.approx(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-4)

@@ -153,3 +153,23 @@ def test_stacked_lstm_parameter_errors(options, named):
     arguments = {"input_size": 3, **options}
     with pytest.raises(SchemaError, match=rf"'{named}' parameter of StackedLSTM"):
         StackedLSTM(**arguments)
+
+
+def test_stacked_lstm_residual_forecasts_changes_from_the_last_value():
+    import torch
+
+    from bigdl.errors import SchemaError
+    from bigdl.models import StackedLSTM
+
+    torch.manual_seed(0)
+    model = StackedLSTM(3, hidden=8, layers=2, out_features=1, horizon=4, residual=True, target_channels=[2]).eval()
+    window = torch.randn(5, 10, 3)
+    shifted = window + torch.tensor([1.0, -2.0, 7.5])  # a level shift of every channel
+    with torch.no_grad():
+        base, moved = model(window), model(shifted)
+    # The network sees the window relative to its last step, so a level shift moves the forecast by
+    # exactly the target channel's shift.
+    torch.testing.assert_close(moved - base, torch.full_like(base, 7.5))
+    assert base.shape == (5, 4)
+    with pytest.raises(SchemaError, match="target_channels"):
+        StackedLSTM(3, out_features=2, target_channels=[0])
