@@ -290,9 +290,12 @@ class ChunkLoader(IterableDataset):
             # and within a few-chunk buffer the rows stay in cache.
             return np.take(x_all, index, axis=0), (np.take(y_all, index) if y_all is not None else None)
         window, horizon = self.windows["window"], self.windows["horizon"]
-        inputs = x_all[index[:, None] + np.arange(window)]
-        targets = x_all[index[:, None] + window + np.arange(horizon)][:, :, self.windows["target_index"]]
-        return inputs, (targets[:, :, 0] if targets.shape[2] == 1 else targets)
+        # A strided view of every window (no copy); indexing it copies whole (channels, span) blocks,
+        # several times faster than gathering window * batch single rows.
+        spans = np.lib.stride_tricks.sliding_window_view(x_all, window + horizon, axis=0)[index]
+        inputs = np.ascontiguousarray(spans[:, :, :window].transpose(0, 2, 1))
+        targets = spans[:, self.windows["target_index"], window:]
+        return inputs, (targets[:, 0] if targets.shape[1] == 1 else np.ascontiguousarray(targets.transpose(0, 2, 1)))
 
     def _carry(self, x_all: np.ndarray, y_all, rest: np.ndarray):
         """The samples at ``rest`` as a small buffer item, to go first into the next buffer."""
