@@ -521,3 +521,44 @@ def test_connect_uses_the_client_pods_address(monkeypatch):
     monkeypatch.delenv(TLS_DIR_ENV, raising=False)
     with pytest.raises(ClusterConnectionError, match=re.escape(f"Could not reach the Dask scheduler at {address!r}")):
         bigdl.cluster.connect(timeout="1s", quiet=True)
+
+
+def test_a_trainer_under_a_gpu_annotation_runs_on_a_gpu_resource_worker(tmp_path):
+    """The README's way onto the GPU worker group: its workers have the Dask resource GPU (``--resources GPU=1``)."""
+    import dask
+    from distributed import Client, LocalCluster, Worker
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from bigdl.models import MLP
+    from bigdl.train import Trainer
+
+    class Placements(SchedulerPlugin):
+        """Records each training task's resource restrictions and worker as the scheduler assigns it."""
+
+        def __init__(self, scheduler):
+            self.scheduler, self.seen = scheduler, []
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "processing" and str(key).startswith("bigdl-train"):
+                task = self.scheduler.tasks[key]
+                self.seen.append((dict(task.resource_restrictions or {}), task.processing_on.address))
+
+    frame = bigdl.datasets.make_tabular(600, n_numeric=3, n_classes=2, seed=1, with_category=False)
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    ds = bigdl.ingest.tabular(tmp_path / "data.parquet", target="target", store=tmp_path / "s.zarr", drop=["id"],
+                              rows_per_chunk=200, progress=False)
+    # One plain worker (a CPU worker) and one with the GPU resource, as the two worker groups start them.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        cluster.worker_spec["gpu"] = {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}}
+        cluster.sync(cluster._correct_state)
+        placements = Placements(cluster.scheduler)
+        cluster.scheduler.add_plugin(placements)
+        with Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(2)
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            (gpu_worker,) = [address for address, info in workers.items() if info["resources"] == {"GPU": 1}]
+            trainer = Trainer(MLP(ds.n_features, [8], ds.n_classes), epochs=1, batch_size=64, progress=False)
+            with client.as_current(), dask.annotate(resources={"GPU": 1}):
+                history = trainer.fit(ds)
+    assert placements.seen == [({"GPU": 1}, gpu_worker)]
+    assert history[0]["worker"] == gpu_worker
