@@ -323,3 +323,21 @@ def test_evaluate_averages_over_every_forecast_step(ffill_store):
     assert metrics["mse"] == pytest.approx(np.mean((predicted - y) ** 2), rel=1e-4)
     assert metrics["mae"] == pytest.approx(np.mean(np.abs(predicted - y)), rel=1e-4)
     assert metrics["r2"] == pytest.approx(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "sql"])
+def test_parquet_and_sql_sources_give_the_same_store(tmp_path, panel, ffill_store, fmt):
+    clean = make_panel()  # the same rows as the CSV, without its three malformed lines
+    if fmt == "parquet":
+        source, extra = str(tmp_path / "panel.parquet"), {}
+        clean.to_parquet(source, index=False)
+    else:
+        import sqlalchemy
+
+        url = f"sqlite:///{tmp_path / 'panel.db'}"
+        clean.to_sql("readings", sqlalchemy.create_engine(url), index=False)
+        source, extra = url, {"table": "readings"}
+    ds = ingest(source, tmp_path / f"{fmt}.zarr", **extra)
+    np.testing.assert_allclose(ds.X.compute(), ffill_store.X.compute(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ds._group["time"][:], ffill_store._group["time"][:])
+    assert ds.row_counts["rejected"] == 12  # the duplicates only
