@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ def pillow_loop(folder: Path, output: Path) -> dict[str, Any]:
     """
     from PIL import Image
 
+    started = _cpu_seconds()
     classes = sorted(path.name for path in folder.iterdir() if path.is_dir())
     arrays, labels = [], []
     for code, label in enumerate(classes):
@@ -176,7 +178,7 @@ def pillow_loop(folder: Path, output: Path) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
     np.save(output / "images.npy", X)
     np.save(output / "labels.npy", np.asarray(labels, dtype=np.int64))
-    return {"n_images": int(X.shape[0]), "shape": list(X.shape)}
+    return {"n_images": int(X.shape[0]), "shape": list(X.shape), "cpu_seconds": _cpu_seconds() - started}
 
 
 def bigdl_images(folder: Path, store: Path) -> dict[str, Any]:
@@ -187,10 +189,23 @@ def bigdl_images(folder: Path, store: Path) -> dict[str, Any]:
     dict
         ``n_images`` stored and the ``shape`` of ``X``.
     """
+    from distributed import default_client
+
     from bigdl.ingest import images
 
+    client = default_client()
+    started = _cpu_seconds() + sum(client.run(_cpu_seconds).values())
     dataset = images(folder, store=store, mode="RGB", size=STORED_SIZE, test=0.2, overwrite=True, progress=False)
-    return {"n_images": int(dataset.n_samples), "shape": list(dataset._group["X"].shape)}
+    used = _cpu_seconds() + sum(client.run(_cpu_seconds).values()) - started
+    return {"n_images": int(dataset.n_samples), "shape": list(dataset._group["X"].shape), "cpu_seconds": used}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
 
 
 def _check(expected: int):
@@ -211,8 +226,28 @@ def _check_same_pixels(pillow_output: Path, store: Path, n: int = 200) -> None:
         raise AssertionError("bigdl and the Pillow loop stored different pixels")
 
 
+def _trimmed(setup):
+    """``setup``, then hand the memory earlier runs freed in this process back to the OS.
+
+    The Pillow loop runs in this (the client) process and frees its 64,000 small
+    arrays at the end, but glibc keeps the pages: without ``malloc_trim`` the next
+    run of either side would start, and so peak, hundreds of MiB higher.
+    """
+    def run() -> None:
+        import ctypes
+        import gc
+
+        setup()
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            pass
+    return run
+
+
 # ------------------------------------------------------------------ report
-COLUMNS = ["scale", "images", "side", "median s", "spread s", "images/s", "vs pillow", "RSS client",
+COLUMNS = ["scale", "images", "side", "median s", "spread s", "images/s", "vs pillow", "CPU s", "RSS client",
            "RSS workers", "RSS total", "other CPU", "ok"]
 
 
@@ -231,7 +266,13 @@ def _growth(by_scale: dict[int, dict[str, Summary]], side: str, role: str) -> fl
     return high / low if low and high else float("nan")
 
 
-def report(config: dict[str, Any], machine: dict[str, Any], by_scale: dict[int, dict[str, Summary]]) -> str:
+def _median_cpu(runs: list) -> str:
+    values = [run.info["cpu_seconds"] for run in runs if run.error is None and "cpu_seconds" in run.info]
+    return f"{statistics.median(values):.2f}" if values else "-"
+
+
+def report(config: dict[str, Any], machine: dict[str, Any], by_scale: dict[int, dict[str, Summary]],
+           raw: dict[int, dict[str, list]]) -> str:
     """The final text report: setup lines, then the tables (printed last)."""
     nan = float("nan")
     lines = [
@@ -242,8 +283,11 @@ def report(config: dict[str, Any], machine: dict[str, Any], by_scale: dict[int, 
         f"data: {config['images']:,} generated {SOURCE_SIZE}x{SOURCE_SIZE} RGB PNGs at 1x, {len(CLASSES)} classes; "
         f"both sides convert to RGB and resize to {STORED_SIZE[0]}x{STORED_SIZE[1]} (bilinear); warm page cache",
         f"runs: {config['repeats']} per side and scale, alternating pillow / bigdl; a fresh cluster for each bigdl "
-        "run (untimed start), none during pillow runs; pixels of both sides compared after the last run",
+        "run (untimed start), none during pillow runs; before each run (untimed) the client process returns "
+        "freed memory to the OS (malloc_trim); pixels of both sides compared after the last run",
         "peak RSS: max over runs of the sampled peak (every 50 ms); workers = sum over worker processes",
+        "CPU s: median CPU seconds used by the side's processes (client with scheduler, and workers): the work "
+        "done, whatever the load; on 2 free cores bigdl's wall time can approach CPU s / 2",
         f"command: {config['command']}",
     ]
     busiest = max((summary.other_cpu for results in by_scale.values() for summary in results.values()
@@ -262,6 +306,7 @@ def report(config: dict[str, Any], machine: dict[str, Any], by_scale: dict[int, 
             rss = summary.peak_rss
             rows.append([f"{scale}x", f"{n:,}", name, f"{summary.median:.2f}", summary.spread(),
                          f"{summary.rate(n):,.0f}", format_ratio(_speedup(by_scale[scale]) if name == "bigdl" else nan),
+                         _median_cpu(raw[scale][name]),
                          format_bytes(rss.get("client")), format_bytes(rss.get("workers", nan)),
                          format_bytes(rss.get("total")),
                          "-" if summary.other_cpu != summary.other_cpu else f"{summary.other_cpu:.0%}",
@@ -330,9 +375,9 @@ def main(args: argparse.Namespace) -> int:
             store, pillow_output = output / "bigdl.zarr", output / "pillow"
             sides = [
                 Side("pillow", lambda folder=folder: pillow_loop(folder, pillow_output),
-                     setup=clusters.setup(), check=_check(n)),
+                     setup=_trimmed(clusters.setup()), check=_check(n)),
                 Side("bigdl", lambda folder=folder: bigdl_images(folder, store),
-                     setup=clusters.setup(store, BIGDL_MODULES), check=_check(n)),
+                     setup=_trimmed(clusters.setup(store, BIGDL_MODULES)), check=_check(n)),
             ]
             log(f"scale {scale}x: {n:,} images")
             runs = measure_alternating(sides, config["repeats"], client=clusters.current, label=f"{scale}x ")
@@ -344,7 +389,7 @@ def main(args: argparse.Namespace) -> int:
             shutil.rmtree(pillow_output, ignore_errors=True)
     finally:
         clusters.close()
-    text = report(config, machine, by_scale)
+    text = report(config, machine, by_scale, raw)
     path = write_results("images", {"config": config, "machine": machine, "summaries": by_scale, "runs": raw,
                                     "report": text}, args.results_dir)
     log(f"results written to {path}")

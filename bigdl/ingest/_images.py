@@ -56,6 +56,7 @@ RESAMPLE = "bilinear"
 X_DIMENSIONS = ("sample", "channel", "height", "width")
 DECODE_TASKS = 16  # decode tasks wanted at least (when batches stay above MIN_DECODE_BATCH items)
 MIN_DECODE_BATCH = 256
+MAX_DECODE_BATCH = 1024
 FILE_DEFAULTS = {"mode": "L", "size": (28, 28)}  # image files vary: without mode=/size= they become 28x28 grey
 
 
@@ -207,9 +208,10 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
 
 
 def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
-    """Items per decode task: at most a chunk (the memory bound), but small enough for about
-    ``DECODE_TASKS`` tasks, so a few thousand images still keep every worker busy."""
-    return max(1, min(chunk_rows, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
+    """Items per decode task: small enough for about ``DECODE_TASKS`` tasks, so a few thousand
+    images still keep every worker busy, and never above ``MAX_DECODE_BATCH`` or a chunk, so a
+    task's memory does not grow with the number of images."""
+    return max(1, min(chunk_rows, MAX_DECODE_BATCH, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
 
 
 # ---------------------------------------------------------------- checks and listing

@@ -178,12 +178,13 @@ def test_ingest_job_counts_by_the_result_convention(tmp_path):
 # ---------------------------------------------------------------- a real cluster and a real browser
 @pytest.fixture(scope="module")
 def dashboard_client():
-    """A LocalCluster of 2 worker processes with the bigdl page (start_local registers it)."""
-    from conftest import _forget_default_client
+    """A LocalCluster of 2 worker processes with the bigdl page (start_local registers it).
 
+    start_local makes it the default client; the autouse ``_no_default_client``
+    fixture undoes that before each test, which then uses it explicitly.
+    """
     client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="1GiB",
                                        dashboard_address=":0", quiet=True)
-    _forget_default_client(client)
     yield client
     cluster = client.cluster
     client.close()
@@ -414,3 +415,26 @@ def test_trainer_progress_bar_shows_loss_and_samples_per_second(finished_jobs, c
             progress=True).fit(ds)
     err = capsys.readouterr().err
     assert "loss=" in err and "samples/s=" in err and "val_accuracy=" in err
+
+
+def test_a_scheduler_preload_serves_the_page_from_the_start():
+    """``dask scheduler --preload bigdl.cluster._dashboard``: the page exists before any client registers it."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0",
+                      scheduler_kwargs={"preload": ["bigdl.cluster._dashboard"]}) as cluster:
+        assert PLUGIN_NAME in cluster.scheduler.plugins
+        link = cluster.dashboard_link.replace("/status", "/bigdl")
+        assert json.loads(_http(link + "/jobs.json"))["jobs"] == []
+
+
+def test_a_scheduler_that_cannot_take_the_plugin_gives_a_warning_not_an_error():
+    class RemoteWithoutBigdl:
+        dashboard_link = "http://scheduler:8787/status"
+
+        def register_plugin(self, plugin, name=None):
+            raise ModuleNotFoundError("No module named 'bigdl'")
+
+    with pytest.warns(RuntimeWarning, match="No module named 'bigdl'.*the scheduler must be able to import bigdl"):
+        assert register_dashboard(RemoteWithoutBigdl()) is None
+    assert dashboard_page_link(RemoteWithoutBigdl()) == "http://scheduler:8787/bigdl"
