@@ -45,7 +45,7 @@ import pyarrow as pa
 from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError, SourceError, SourceNotFoundError
 from bigdl.ingest._sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
-from bigdl.ingest._tabular import _account, _rejects_task, _text_or_null
+from bigdl.ingest._tabular import _account, _reason_family, _rejects_task, _text_or_null
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import (
     SPLIT_CODES,
@@ -397,19 +397,6 @@ def _validate(table: pa.Table, spec: dict):
         for position, name in enumerate(spec["values"]):
             reject(np.isnan(values[:, position]), lambda index, name=name: f"missing value {name!r} (gaps='reject')")
     return times, names, values, bad, reasons
-
-
-def _reason_family(reason: str) -> str:
-    head, _, tail = reason.partition(": ")
-    if " is not " in tail:
-        return f"{head}: not {tail.rsplit(' is not ', 1)[1]}"
-    if reason.startswith("expected ") and " fields" in reason:
-        return "wrong number of fields"
-    if reason.startswith("duplicate time"):
-        return "duplicate time"
-    if " is not on the grid" in reason:
-        return "time off the grid"
-    return reason
 
 
 def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray) -> dict:

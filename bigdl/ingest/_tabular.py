@@ -374,6 +374,10 @@ def _read_task(block: Block, schema: TabularSchema, options: dict, staging: str)
 
 def _reason_family(reason: str) -> str:
     # "column 'x': 'abc' is not a number" -> "column 'x': not a number", for counting.
+    if reason.startswith("duplicate time"):  # sequences: "duplicate time T of series S: kept ..."
+        return "duplicate time"
+    if " is not on the grid" in reason:
+        return "time off the grid"
     head, _, tail = reason.partition(": ")
     if " is not " in tail:
         return f"{head}: not {tail.rsplit(' is not ', 1)[1]}"
