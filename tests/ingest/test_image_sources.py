@@ -339,3 +339,25 @@ def test_manifest_errors(photo_tree, tmp_path):
     with pytest.raises(SchemaError, match="label_column"):
         images(root / "one.csv", store=tmp_path / "s.zarr", labels=[1, 2], progress=False)
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_manifest_and_images_behind_a_memory_url(photo_tree, tmp_path):
+    """Image files named by URLs are read by the tasks through fsspec (threads here: memory:// is per process)."""
+    fsspec = pytest.importorskip("fsspec")
+    root, rows = photo_tree
+    fs = fsspec.filesystem("memory")
+    for path, _ in rows[:6]:
+        fs.pipe(f"/bigdl-url/{path}", (root / path).read_bytes())
+    fs.pipe("/bigdl-url/photos/empty.png", b"")
+    listed = rows[:6] + [("photos/empty.png", "cow"), ("photos/gone.png", "ant")]
+    fs.pipe("/bigdl-url/m.csv", pd.DataFrame(listed, columns=["path", "label"]).to_csv(index=False).encode())
+    try:
+        ds = images("memory://bigdl-url/m.csv", store=tmp_path / "s.zarr", size=(6, 8), progress=False)
+    finally:
+        fs.rm("/bigdl-url", recursive=True)
+    X, _, record, _ = _stored(ds)
+    np.testing.assert_array_equal(record, np.arange(6))
+    for row, index in enumerate(record):
+        np.testing.assert_array_equal(X[row], _expected_pixels(root / rows[index][0], "L", (6, 8)))
+    reasons = dict(zip(_rejects(ds)["source"], _rejects(ds)["reason"]))
+    assert reasons == {"photos/empty.png": "empty file (0 bytes)", "photos/gone.png": "file not found"}
