@@ -238,6 +238,8 @@ def _verify(args) -> int:
 
 
 def _cluster(args) -> int:
+    import re
+
     from bigdl.cluster import _kubernetes as k8s
     from bigdl.errors import SchemaError
 
@@ -250,14 +252,19 @@ def _cluster(args) -> int:
         if not sep or not key:
             raise SchemaError(f"--gpu-node-selector takes KEY=VALUE, e.g. nvidia.com/gpu.present=true; got {item!r}.")
         selector[key] = value
-    resources = k8s.render_manifest(
-        args.name, workers=args.workers, gpu_workers=args.gpu_workers, image=args.image, gpu_image=args.gpu_image,
+    options = dict(
+        name=args.name, workers=args.workers, gpu_workers=args.gpu_workers, image=args.image, gpu_image=args.gpu_image,
         memory_limit=args.memory_limit, cpu=args.cpu, gpu_memory_limit=args.gpu_memory_limit, gpu_cpu=args.gpu_cpu,
         gpus_per_worker=args.gpus_per_worker, scheduler_memory=args.scheduler_memory, store_claim=args.store_claim,
         store_size=args.store_size, storage_class=args.storage_class, credentials_secret=args.credentials_secret,
         tls_secret=args.tls_secret, namespace=args.namespace, gpu_node_selector=selector or None,
         client=not args.no_client,
     )
+    try:
+        resources = k8s.render_manifest(**options)
+    except SchemaError as error:  # name the option as typed: "--memory-limit", not "'memory_limit' parameter"
+        raise SchemaError(re.sub(r"The '(\w+)' parameter of render_manifest",
+                                 lambda match: "--" + match.group(1).replace("_", "-"), str(error))) from None
     print(k8s.manifest_yaml(resources), end="")
     return 0
 

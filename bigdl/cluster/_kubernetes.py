@@ -51,6 +51,7 @@ IMAGE_UID = 1000
 # "<name>-scheduler" (the service) stays within Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 63 - len("-scheduler")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 # pip, setuptools and wheel are the image's own tools; bigdl is installed from the build context.
 _NOT_CONSTRAINED = {"pip", "setuptools", "wheel", "bigdl-dask"}
 
@@ -190,6 +191,9 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     memory = {parameter: _memory_bytes(value, parameter, owner) for parameter, value in
               (("memory_limit", memory_limit), ("gpu_memory_limit", gpu_memory_limit),
                ("scheduler_memory", scheduler_memory))}
+    if not isinstance(store_size, str) or not _QUANTITY.match(store_size):
+        raise SchemaError(f"The 'store_size' parameter of {owner} must be a Kubernetes quantity such as '100Gi' "
+                          f"or '500G'; got {store_size!r}.")
     store_claim = store_claim or f"{name}-store"
     credentials_secret = credentials_secret or f"{name}-store-credentials"
     for parameter, value in (("store_claim", store_claim), ("credentials_secret", credentials_secret),

@@ -20,6 +20,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+# dask-kubernetes, kubernetes-validate (with jsonschema) and helm-python-sdk are test extras.
+import dask_kubernetes
+import helm_python
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -28,10 +33,6 @@ from bigdl.cli import main
 from bigdl.cluster import _kubernetes as k8s
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
 from bigdl.errors import ClusterConnectionError, SchemaError
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
-jsonschema = pytest.importorskip("jsonschema")
-dask_kubernetes = pytest.importorskip("dask_kubernetes")
 
 CLUSTER_DIR = Path(__file__).resolve().parents[2] / "cluster"
 CHART_DIR = (Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm"
@@ -388,6 +389,31 @@ def test_values_yaml_keys_exist_in_the_pinned_operator_chart():
     assert f"--version {k8s.OPERATOR_VERSION}" in (CLUSTER_DIR / "values.yaml").read_text()
 
 
+def test_the_operator_chart_renders_with_our_values_into_valid_resources():
+    """``helm template`` of the pinned chart with cluster/values.yaml, offline (helm-python-sdk binds Helm's Go SDK)."""
+    values = yaml.safe_load((CLUSTER_DIR / "values.yaml").read_text())
+    rendered = helm_python.Chart.load(str(CHART_DIR)).render(values=values, name="dask-operator", namespace="dask-operator")
+    resources = [document for name, text in sorted(rendered.items()) if name.endswith(".yaml")
+                 for document in load_all(text)]
+    kinds = sorted(resource["kind"] for resource in resources)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    for resource in resources:
+        for version in KUBERNETES_VERSIONS:
+            validate_kubernetes(resource, version)
+    deployment = next(resource for resource in resources if resource["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (operator,) = pod["containers"]
+    assert operator["image"] == f"ghcr.io/dask/dask-kubernetes-operator:{k8s.OPERATOR_VERSION}"
+    assert operator["args"][1:] == values["kopfArgs"]
+    assert operator["securityContext"] == values["securityContext"] and operator["resources"] == values["resources"]
+    assert pod["securityContext"] == values["podSecurityContext"]
+    # The chart's rules cover the resources cluster/daskcluster.yaml asks the operator to manage.
+    (role,) = [resource for resource in resources if resource["kind"] == "ClusterRole"]
+    managed = {resource for rule in role["rules"] if "kubernetes.dask.org" in rule["apiGroups"]
+               for resource in rule["resources"]}
+    assert {"daskclusters", "daskworkergroups"} <= managed
+
+
 def test_dockerfile_pins_agree_with_constraints_manifest_and_bigdl():
     args = dockerfile_args()
     text = (CLUSTER_DIR / "Dockerfile").read_text()
@@ -466,10 +492,12 @@ def test_cli_constraints_prints_client_constraints(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--workers", "-1"], "'workers' parameter of render_manifest must be an int >= 0; got -1"),
-    (["--memory-limit", "lots"], "'memory_limit' parameter of render_manifest must be a memory size"),
-    (["--memory-limit", "100MiB"], "at least 256MiB"),
-    (["--name", "Bigdl_Cluster"], "'name' parameter of render_manifest must be a Kubernetes name"),
+    (["--workers", "-1"], "--workers must be an int >= 0; got -1"),
+    (["--memory-limit", "lots"], "--memory-limit must be a memory size of at least 256MiB such as '4GiB'"),
+    (["--gpu-memory-limit", "100MiB"], "--gpu-memory-limit must be a memory size of at least 256MiB"),
+    (["--name", "Bigdl_Cluster"], "--name must be a Kubernetes name: lowercase letters, digits and '-'"),
+    (["--tls-secret", "TLS"], "--tls-secret must be a Kubernetes name"),
+    (["--store-size", "100GB"], "--store-size must be a Kubernetes quantity such as '100Gi'"),
     (["--gpu-node-selector", "gpu"], "--gpu-node-selector takes KEY=VALUE"),
 ])
 def test_cli_manifest_errors_are_one_line(argv, message, capsys):
@@ -496,6 +524,14 @@ def test_cluster_names_follow_the_operators_rule(name):
     except SchemaError:
         ours_accepts = False
     assert ours_accepts == operator_accepts
+
+
+def test_render_manifest_errors_name_the_parameter():
+    with pytest.raises(SchemaError, match="The 'gpu_workers' parameter of render_manifest must be an int >= 0; "
+                                          "got True"):
+        k8s.render_manifest(gpu_workers=True)
+    with pytest.raises(SchemaError, match="The 'scheduler_memory' parameter of render_manifest must be a memory"):
+        k8s.render_manifest(scheduler_memory="2 apples")
 
 
 def test_scheduler_address_is_the_operators_service_name():
@@ -548,8 +584,9 @@ def test_a_trainer_under_a_gpu_annotation_runs_on_a_gpu_resource_worker(tmp_path
     ds = bigdl.ingest.tabular(tmp_path / "data.parquet", target="target", store=tmp_path / "s.zarr", drop=["id"],
                               rows_per_chunk=200, progress=False)
     # One plain worker (a CPU worker) and one with the GPU resource, as the two worker groups start them.
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        cluster.worker_spec["gpu"] = {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        cluster.worker_spec["gpu"] = {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1},
+                                                            "dashboard": False}}
         cluster.sync(cluster._correct_state)
         placements = Placements(cluster.scheduler)
         cluster.scheduler.add_plugin(placements)
