@@ -599,3 +599,94 @@ def test_a_trainer_under_a_gpu_annotation_runs_on_a_gpu_resource_worker(tmp_path
                 history = trainer.fit(ds)
     assert placements.seen == [({"GPU": 1}, gpu_worker)]
     assert history[0]["worker"] == gpu_worker
+
+
+def test_the_manifests_commands_start_a_tls_cluster_that_connect_reaches(tmp_path, monkeypatch):
+    """The scheduler and GPU worker containers' exact args and env, run as processes, as the pods run them.
+
+    Only what Kubernetes provides is stood in for: the Secret's files (a
+    temporary CA and certificate), the worker name the operator sets, the
+    service address (a scheduler file, since the ports here must be free
+    ones) and the mount paths.  The client then connects as the client pod
+    does: ``bigdl.cluster.connect()`` with the pod's ``DASK_SCHEDULER_ADDRESS``
+    and ``BIGDL_TLS_DIR``, over TLS.
+    """
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from dask.utils import parse_bytes
+    from distributed import Security
+
+    security = Security.temporary()
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    for role, text in (("ca", security.tls_ca_file), ("cert", security.tls_client_cert),
+                       ("key", security.tls_client_key)):
+        (tls_dir / TLS_FILES[role]).write_text(text)
+    pods = pods_of(k8s.render_manifest(tls_secret="bigdl-tls"))
+    scheduler_file = tmp_path / "scheduler.json"
+
+    def local(args: list[str]) -> list[str]:
+        replaced = {"0.0.0.0": "127.0.0.1", str(k8s.SCHEDULER_PORT): "0", f":{k8s.DASHBOARD_PORT}": ":0",
+                    f":{k8s.WORKER_DASHBOARD_PORT}": ":0", k8s.SCRATCH_MOUNT: str(tmp_path / "scratch"),
+                    "$(DASK_WORKER_NAME)": "bigdl-gpu-worker-0"}
+        args = [replaced.get(arg, arg.replace(DEFAULT_TLS_DIR, str(tls_dir))) for arg in args]
+        assert args[0] == "dask"
+        return [sys.executable, "-m", "dask", *args[1:]]
+
+    environment = {key: value for key, value in os.environ.items() if key not in ("DASK_SCHEDULER_ADDRESS",
+                                                                                   TLS_DIR_ENV)}
+    processes, logs = [], []
+
+    def log(name: str):
+        logs.append(open(tmp_path / f"{name}.log", "w"))
+        return logs[-1]
+
+    try:
+        (scheduler,) = pods["scheduler"]["containers"]
+        processes.append(subprocess.Popen(local(scheduler["args"]) + ["--scheduler-file", str(scheduler_file)],
+                                          env=environment, cwd=tmp_path, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=log("scheduler")))
+        deadline = time.monotonic() + 120
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert time.monotonic() < deadline and processes[0].poll() is None, \
+                (tmp_path / "scheduler.log").read_text()
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tls://127.0.0.1:")
+        (worker,) = pods["gpu-worker"]["containers"]
+        # The pod's env, with the service's address standing for the real one.
+        worker_env = dict(environment, **{key: address for key in env_of(worker)})
+        processes.append(subprocess.Popen(local(worker["args"]), env=worker_env, cwd=tmp_path,
+                                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=log("worker")))
+
+        (client_container,) = pods["client"]["containers"]
+        client_env = env_of(client_container)
+        assert set(client_env) == {"DASK_SCHEDULER_ADDRESS", TLS_DIR_ENV}
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        monkeypatch.setenv(TLS_DIR_ENV, str(tls_dir))
+        client = bigdl.cluster.connect(timeout="60s", quiet=True)
+        try:
+            client.wait_for_workers(1, timeout=120)
+            (info,) = client.scheduler_info(n_workers=-1)["workers"].values()
+            assert info["name"] == "bigdl-gpu-worker-0" and info["resources"] == {"GPU": 1}
+            assert info["nthreads"] == 1
+            assert info["memory_limit"] == parse_bytes(worker["resources"]["limits"]["memory"].replace("i", "iB"))
+            assert client.submit(sum, [1, 2, 3], resources={"GPU": 1}).result(timeout=60) == 6
+        finally:
+            client.close()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for handle in logs:
+            handle.close()
