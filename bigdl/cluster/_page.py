@@ -126,12 +126,17 @@ function ticks(low, high, count) {
 // One SVG chart: x = epochs, series of [x, y] points drawn as lines and/or markers.
 function chart(title, series, xmax) {
   const W = 440, H = 220, L = 52, R = 12, T = 26, B = 34;
-  const ys = [];
-  series.forEach(s => s.points.forEach(p => { if (p[1] !== null && isFinite(p[1])) ys.push(p[1]); }));
+  // The y range comes from the points that matter once training is under way: the first batches'
+  // loss (often several times the rest) would flatten every curve, so it is clipped at the top.
+  const ys = [], epochDone = series.some(s => !s.early && s.points.length);
+  series.forEach(s => s.points.forEach(p => {
+    if (p[1] !== null && isFinite(p[1]) && !(s.early && epochDone && p[0] < 1)) ys.push(p[1]);
+  }));
   let ylo = ys.length ? Math.min(...ys) : 0, yhi = ys.length ? Math.max(...ys) : 1;
   if (ylo === yhi) { ylo -= 0.5; yhi += 0.5; }
   const pad = (yhi - ylo) * 0.06; ylo -= pad; yhi += pad;
-  const X = x => L + (W - L - R) * x / Math.max(xmax, 1), Y = y => T + (H - T - B) * (1 - (y - ylo) / (yhi - ylo));
+  const X = x => L + (W - L - R) * x / Math.max(xmax, 1);
+  const Y = y => T + (H - T - B) * (1 - (Math.min(Math.max(y, ylo), yhi) - ylo) / (yhi - ylo));
   let svg = '<svg class="chart" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">';
   svg += '<text x="' + L + '" y="14" style="font-size:12px;fill:#222;font-weight:600">' + esc(title) + "</text>";
   ticks(ylo, yhi, 5).forEach(v => {
@@ -187,7 +192,7 @@ function trainCard(job) {
   out += figure("checkpoint", "last checkpoint", cp ? "epoch " + cp.epoch + " at " + clock(cp.time) : "-", cp ? cp.time : null);
   out += "</div>";
   const series = [
-    {name: "batch (smoothed)", cls: "batch", color: "#9ecae1", line: true, width: 1.5, points: job.batches},
+    {name: "batch (smoothed)", cls: "batch", color: "#9ecae1", line: true, width: 1.5, early: true, points: job.batches},
     {name: "train", cls: "train", color: "#1f77b4", line: true, markers: true, points: h.map(e => [e.epoch, e.train_loss])},
   ];
   if ("val_loss" in last) series.push({name: "validation", cls: "validation", color: "#ff7f0e", line: true, markers: true,
