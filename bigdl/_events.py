@@ -136,8 +136,9 @@ class IngestJob:
     by one convention every ingest kind follows: a read (or decode) task
     returns a dict with ``n_valid`` and ``n_rejected`` (rows read = their
     sum), and a write task returns the per-split row counts of the store
-    chunk it wrote (a NumPy array: rows stored = its sum).  Bytes written are
-    the size of the store directory being written, outside its staging area.
+    chunk it wrote (a NumPy array: rows stored = its sum).  When the store is
+    complete its own ``rows`` attribute replaces these running counts.  Bytes
+    written are the size of the store directory, outside its staging area.
     """
 
     #: Seconds between progress events (the last task of a stage is always reported).
@@ -191,8 +192,13 @@ class IngestJob:
         if self.client is None:
             return
         self.bytes_written = _directory_bytes(self.temporary)
+        attributes = _store_attributes(self.temporary)
+        # The store's own accounting is the final word: some kinds reject rows
+        # after reading (duplicate time steps) or store rows no task read (filled gaps).
+        final_rows = attributes.get("rows") or {}
+        self.rows.update({key: int(final_rows[key]) for key in self.rows if isinstance(final_rows.get(key), int)})
         figures = self._figures("finished")
-        figures["store_kind"] = _store_kind(self.temporary)
+        figures["store_kind"] = attributes.get("kind")
         self._publish(figures)
 
     def fail(self, error: BaseException) -> None:
@@ -235,11 +241,12 @@ def _directory_bytes(root: Path) -> int:
     return total
 
 
-def _store_kind(root: Path) -> str | None:
-    """The ``kind`` attribute of the finished store (tabular, image...), read from its metadata."""
+def _store_attributes(root: Path) -> dict:
+    """The finished store's group attributes (kind, rows...), read from its metadata; {} if unreadable."""
     import json
 
     try:
-        return json.loads((root / "zarr.json").read_text()).get("attributes", {}).get("kind")
+        attributes = json.loads((root / "zarr.json").read_text()).get("attributes", {})
     except (OSError, ValueError, AttributeError):
-        return None
+        return {}
+    return attributes if isinstance(attributes, dict) else {}

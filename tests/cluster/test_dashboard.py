@@ -342,6 +342,54 @@ def test_metrics_endpoint_has_the_bigdl_series(dashboard_client, finished_jobs):
         assert as_json[key] == samples[key]
 
 
+def _image_folder(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("ant", "bee"):
+        (root / label).mkdir(parents=True)
+        for index in range(5):
+            Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(root / label / f"{index}.png")
+    (root / "bee" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def _series_files(root: Path) -> list[str]:
+    import pandas as pd
+
+    root.mkdir(parents=True)
+    days = pd.date_range("2022-01-01", periods=60, freq="D")
+    frame = pd.concat([pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "sid": name,
+                                     "load": np.arange(60, dtype=float) * (index + 1)})
+                       for index, name in enumerate(("a", "b"))])
+    frame = frame.drop(index=frame.index[[10, 11]])  # a gap, filled at ingest
+    frame = pd.concat([frame, frame.iloc[[3]]])  # a duplicate time step, rejected after sorting
+    frame.to_csv(root / "series.csv", index=False)
+    with open(root / "series.csv", "a") as handle:
+        handle.write("2022-13-01,a,1.0\n")  # not a date: rejected while reading
+    return [str(root / "series.csv")]
+
+
+@pytest.mark.parametrize("kind", ["images", "sequences"])
+def test_every_ingest_kind_reports_its_rows(dashboard_client, tmp_path, kind):
+    """Ingest progress comes from the shared task runner, so each ingest kind appears with its true counts."""
+    if kind == "images":
+        ds = bigdl.ingest.images(_image_folder(tmp_path / "pictures"), store=tmp_path / "store.zarr", size=(4, 4),
+                                 rows_per_chunk=3, progress=False, client=dashboard_client)
+    else:
+        ds = bigdl.ingest.sequences(_series_files(tmp_path / "series"), store=tmp_path / "store.zarr", time="day",
+                                    series="sid", values=["load"], target="load", window=4, rows_per_chunk=25,
+                                    progress=False, client=dashboard_client)
+    link = dashboard_page_link(dashboard_client)
+    (job,) = [job for job in json.loads(_http(link + "/jobs.json"))["jobs"]
+              if job["type"] == "ingest" and job["store"] == str(Path(ds.path))]
+    expected = ds.row_counts
+    assert job["state"] == "finished" and job["rows"] == {key: expected[key] for key in ("read", "stored", "rejected")}
+    assert expected["rejected"] >= 1
+    assert job["bytes_written"] == ds.size_on_disk()
+    assert job["stages"]["write"]["done"] == job["stages"]["write"]["total"] == ds.n_chunks
+
+
 def test_a_failed_training_job_shows_why(dashboard_client, finished_jobs, tmp_path):
     from bigdl.models import MLP
     from bigdl.train import Trainer
