@@ -173,7 +173,8 @@ class StackedLSTM(nn.Module):
         self.head = nn.Linear(hidden, horizon * out_features)
         self.input_size, self.horizon, self.out_features = input_size, horizon, out_features
         channels = list(range(out_features)) if target_channels is None else [int(c) for c in target_channels]
-        if len(channels) != out_features or not all(0 <= c < input_size for c in channels):
+        if (residual or target_channels is not None) and (
+                len(channels) != out_features or not all(0 <= c < input_size for c in channels)):
             raise SchemaError(f"The 'target_channels' parameter of StackedLSTM must list {out_features} input "
                               f"channels in [0, {input_size}); got {target_channels!r}.")
         self.residual, self.target_channels = bool(residual), channels
