@@ -24,6 +24,7 @@ port names ``tcp-comm`` and ``http-dashboard``, the scheduler service
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from importlib import metadata
@@ -200,35 +201,85 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
                              ("tls_secret", tls_secret), ("storage_class", storage_class)):
         if value is not None:
             _check_name(value, parameter, owner, subdomain=True)  # Secrets, claims, classes: DNS subdomains
+    layout = _Layout(name=name, namespace=namespace, store_claim=store_claim,
+                     credentials_secret=credentials_secret, tls_secret=tls_secret)
     image = image or default_image()
-    gpu_image = gpu_image or default_image(gpu=True)
-    tls = tls_secret is not None
-    address = scheduler_address(name, namespace, tls=tls)
-
-    def metadata(resource_name: str) -> dict:
-        result = {"name": resource_name, "labels": {"app.kubernetes.io/name": "bigdl",
-                                                    "app.kubernetes.io/instance": name}}
-        if namespace is not None:
-            result["namespace"] = namespace
-        return result
-
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(store_claim),
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": layout.metadata(store_claim),
              "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": store_size}}}}
     if storage_class is not None:
         claim["spec"]["storageClassName"] = storage_class
+    cluster = {
+        "apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": layout.metadata(name),
+        "spec": {
+            "scheduler": {"spec": layout.pod([layout.scheduler(image, memory["scheduler_memory"])], store=False,
+                                             scratch=False),
+                          "service": layout.service()},
+            "worker": {"replicas": workers,
+                       "spec": layout.pod([layout.worker(image, memory["memory_limit"], cores=cpu, threads=cpu)])},
+        },
+    }
+    gpu_pod = layout.pod([layout.worker(gpu_image or default_image(gpu=True), memory["gpu_memory_limit"],
+                                        cores=gpu_cpu, threads=1, gpus=gpus_per_worker)])
+    if gpu_node_selector:
+        gpu_pod["nodeSelector"] = dict(gpu_node_selector)
+    if gpu_tolerations:
+        gpu_pod["tolerations"] = [dict(toleration) for toleration in gpu_tolerations]
+    gpu_group = {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskWorkerGroup",
+                 "metadata": layout.metadata(f"{name}-gpu"),
+                 "spec": {"cluster": name, "worker": {"replicas": gpu_workers, "spec": gpu_pod}}}
+    resources = [claim, cluster, gpu_group]
+    if client:
+        resources.append({"apiVersion": "v1", "kind": "Pod", "metadata": layout.metadata(f"{name}-client"),
+                          "spec": layout.pod([layout.client(image, memory["memory_limit"], cores=cpu)],
+                                             scratch=False)})
+    return resources
 
-    def container(role: str, image_name: str, args: list[str], memory_bytes: int, cores: int, *,
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What every resource of one rendered cluster shares: names, volumes, secrets, TLS."""
+
+    name: str
+    namespace: str | None
+    store_claim: str
+    credentials_secret: str
+    tls_secret: str | None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_secret is not None
+
+    @property
+    def address(self) -> str:
+        return scheduler_address(self.name, self.namespace, tls=self.tls)
+
+    def metadata(self, resource_name: str) -> dict:
+        result = {"name": resource_name, "labels": {"app.kubernetes.io/name": "bigdl",
+                                                    "app.kubernetes.io/instance": self.name}}
+        if self.namespace is not None:
+            result["namespace"] = self.namespace
+        return result
+
+    def tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        return ["--protocol", "tls", "--tls-ca-file", f"{DEFAULT_TLS_DIR}/{TLS_FILES['ca']}",
+                "--tls-cert", f"{DEFAULT_TLS_DIR}/{TLS_FILES['cert']}",
+                "--tls-key", f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"]
+
+    def container(self, role: str, image: str, args: list[str], memory_bytes: int, cores: int, *,
                   env: list[dict], gpus: int = 0, store: bool = True) -> dict:
+        """One container: requests = limits for memory (no overcommit), no CPU limit (no throttling)."""
         resources = {"requests": {"cpu": str(cores), "memory": _quantity(memory_bytes)},
                      "limits": {"memory": _quantity(memory_bytes)}}
         if gpus:
             # Extended resources are requested through limits (the request defaults to the limit).
             resources["limits"]["nvidia.com/gpu"] = str(gpus)
-        spec = {"name": role, "image": image_name, "imagePullPolicy": "IfNotPresent", "args": args}
+        spec = {"name": role, "image": image, "imagePullPolicy": "IfNotPresent", "args": args}
         if env:
             spec["env"] = env
         if store:
-            spec["envFrom"] = [{"secretRef": {"name": credentials_secret, "optional": True}}]
+            spec["envFrom"] = [{"secretRef": {"name": self.credentials_secret, "optional": True}}]
         spec["resources"] = resources
         spec["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         mounts = []
@@ -236,21 +287,22 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
             mounts.append({"name": "store", "mountPath": STORE_MOUNT})
         if role == "worker":
             mounts.append({"name": "scratch", "mountPath": SCRATCH_MOUNT})
-        if tls:
+        if self.tls:
             mounts.append({"name": "tls", "mountPath": DEFAULT_TLS_DIR, "readOnly": True})
         if mounts:
             spec["volumeMounts"] = mounts
         return spec
 
-    def pod(containers: list[dict], *, store: bool = True, scratch: bool = True) -> dict:
+    def pod(self, containers: list[dict], *, store: bool = True, scratch: bool = True) -> dict:
+        """A pod spec running as the image's unprivileged user, with the volumes its containers mount."""
         volumes = []
         if store:
-            volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": store_claim}})
+            volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": self.store_claim}})
         if scratch:
             volumes.append({"name": "scratch", "emptyDir": {}})
-        if tls:
+        if self.tls:
             # 0440 with fsGroup: readable by the image's user only.
-            volumes.append({"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}})
+            volumes.append({"name": "tls", "secret": {"secretName": self.tls_secret, "defaultMode": 0o440}})
         spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
                                     "fsGroup": IMAGE_UID},
                 "containers": containers}
@@ -258,84 +310,52 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
             spec["volumes"] = volumes
         return spec
 
-    tls_args = []
-    if tls:
-        tls_args = ["--protocol", "tls", "--tls-ca-file", f"{DEFAULT_TLS_DIR}/{TLS_FILES['ca']}",
-                    "--tls-cert", f"{DEFAULT_TLS_DIR}/{TLS_FILES['cert']}",
-                    "--tls-key", f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"]
-    # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
-    # which a TLS cluster must (controller.build_worker_deployment_spec).
-    def worker_env() -> list[dict]:
-        return [{"name": "DASK_SCHEDULER_ADDRESS", "value": address}] if tls else []
+    def scheduler(self, image: str, memory_bytes: int) -> dict:
+        """``dask scheduler`` with the ports, port names and health probes the operator expects."""
+        args = ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
+                "--dashboard-address", f":{DASHBOARD_PORT}", *self.tls_args()]
+        spec = self.container("scheduler", image, args, memory_bytes, 1, env=[], store=False)
+        spec["ports"] = [{"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
+                         {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"}]
+        probe = {"port": "http-dashboard", "path": "/health"}
+        spec["readinessProbe"] = {"httpGet": dict(probe), "initialDelaySeconds": 0, "periodSeconds": 1,
+                                  "timeoutSeconds": 300}
+        spec["livenessProbe"] = {"httpGet": dict(probe), "initialDelaySeconds": 15, "periodSeconds": 20}
+        return spec
 
-    def worker_args(memory_bytes: int, threads: int, resources: str | None) -> list[str]:
+    def service(self) -> dict:
+        """The scheduler's service (the operator names it ``<name>-scheduler``)."""
+        # Never LoadBalancer/NodePort: the dashboard has no authentication (README, "Security").
+        return {"type": "ClusterIP",
+                "selector": {"dask.org/cluster-name": self.name, "dask.org/component": "scheduler"},
+                "ports": [{"name": "tcp-comm", "protocol": "TCP", "port": SCHEDULER_PORT, "targetPort": "tcp-comm"},
+                          {"name": "http-dashboard", "protocol": "TCP", "port": DASHBOARD_PORT,
+                           "targetPort": "http-dashboard"}]}
+
+    def worker(self, image: str, memory_bytes: int, *, cores: int, threads: int, gpus: int = 0) -> dict:
+        """``dask worker`` whose ``--memory-limit`` is its container's memory limit."""
         args = ["dask", "worker", "--name", "$(DASK_WORKER_NAME)", "--nthreads", str(threads),
                 "--memory-limit", _dask_bytes(memory_bytes), "--local-directory", SCRATCH_MOUNT,
                 "--dashboard-address", f":{WORKER_DASHBOARD_PORT}"]
-        if resources:
-            args += ["--resources", resources]
-        return args + tls_args
+        if gpus:
+            args += ["--resources", f"GPU={gpus}"]
+        # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
+        # which a TLS cluster must (controller.build_worker_deployment_spec).
+        env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": self.address}] if self.tls else []
+        spec = self.container("worker", image, args + self.tls_args(), memory_bytes, cores, env=env, gpus=gpus)
+        spec["ports"] = [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
+        return spec
 
-    def worker_ports() -> list[dict]:
-        return [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
-
-    cpu_worker = container("worker", image, worker_args(memory["memory_limit"], cpu, None),
-                           memory["memory_limit"], cpu, env=worker_env())
-    cpu_worker["ports"] = worker_ports()
-    gpu_worker = container("worker", gpu_image, worker_args(memory["gpu_memory_limit"], 1,
-                                                            f"GPU={gpus_per_worker}"),
-                           memory["gpu_memory_limit"], gpu_cpu, env=worker_env(), gpus=gpus_per_worker)
-    gpu_worker["ports"] = worker_ports()
-    gpu_pod = pod([gpu_worker])
-    if gpu_node_selector:
-        gpu_pod["nodeSelector"] = dict(gpu_node_selector)
-    if gpu_tolerations:
-        gpu_pod["tolerations"] = [dict(toleration) for toleration in gpu_tolerations]
-
-    def probe() -> dict:
-        return {"httpGet": {"port": "http-dashboard", "path": "/health"}}
-
-    scheduler = container("scheduler", image,
-                          ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
-                           "--dashboard-address", f":{DASHBOARD_PORT}", *tls_args],
-                          memory["scheduler_memory"], 1, env=[], store=False)
-    scheduler["ports"] = [{"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
-                          {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"}]
-    scheduler["readinessProbe"] = {**probe(), "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 300}
-    scheduler["livenessProbe"] = {**probe(), "initialDelaySeconds": 15, "periodSeconds": 20}
-
-    cluster = {
-        "apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": metadata(name),
-        "spec": {
-            "scheduler": {
-                "spec": pod([scheduler], store=False, scratch=False),
-                "service": {
-                    # Never LoadBalancer/NodePort: the dashboard has no authentication (README, "Security").
-                    "type": "ClusterIP",
-                    "selector": {"dask.org/cluster-name": name, "dask.org/component": "scheduler"},
-                    "ports": [{"name": "tcp-comm", "protocol": "TCP", "port": SCHEDULER_PORT,
-                               "targetPort": "tcp-comm"},
-                              {"name": "http-dashboard", "protocol": "TCP", "port": DASHBOARD_PORT,
-                               "targetPort": "http-dashboard"}],
-                },
-            },
-            "worker": {"replicas": workers, "spec": pod([cpu_worker])},
-        },
-    }
-    gpu_group = {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskWorkerGroup", "metadata": metadata(f"{name}-gpu"),
-                 "spec": {"cluster": name, "worker": {"replicas": gpu_workers, "spec": gpu_pod}}}
-    resources = [claim, cluster, gpu_group]
-    if client:
-        client_env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": address}]
-        if tls:
-            client_env.append({"name": TLS_DIR_ENV, "value": DEFAULT_TLS_DIR})
+    def client(self, image: str, memory_bytes: int, *, cores: int) -> dict:
+        """A shell to ``kubectl exec`` into, with the scheduler's address (and certificates) set."""
+        env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": self.address}]
+        if self.tls:
+            env.append({"name": TLS_DIR_ENV, "value": DEFAULT_TLS_DIR})
         # A shell that exits on SIGTERM, so deleting the pod takes no grace period.
-        shell = container("client", image, ["sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"],
-                          memory["memory_limit"], cpu, env=client_env)
-        shell["workingDir"] = "/opt/bigdl"
-        resources.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata(f"{name}-client"),
-                          "spec": pod([shell], scratch=False)})
-    return resources
+        spec = self.container("client", image, ["sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"],
+                              memory_bytes, cores, env=env)
+        spec["workingDir"] = "/opt/bigdl"
+        return spec
 
 
 def manifest_yaml(resources: list[dict]) -> str:
