@@ -108,7 +108,7 @@ def client(request):
 @pytest.fixture(autouse=True)
 def _no_default_client():
     """Every test starts and ends without a default distributed client."""
-    from bigdl._tasks import active_client
+    from bigdl.runtime._tasks import active_client
 
     _forget_default_client()
     assert active_client() is None

@@ -3,7 +3,7 @@
 :class:`DashboardPlugin` is a scheduler plugin: registered once per
 scheduler (by :func:`register_dashboard`, which ``start_local`` and
 ``connect`` call, or by the preload ``--preload bigdl.cluster._dashboard``),
-it listens to bigdl's Dask events (:mod:`bigdl._events`: the Trainer's
+it listens to bigdl's Dask events (:mod:`bigdl.runtime._events`: the Trainer's
 ``bigdl-train`` and the ingest's ``bigdl-ingest``), keeps each job's state in
 a :class:`JobBoard`, and serves, on the scheduler's own web server (the port
 of ``/status``):
@@ -34,7 +34,7 @@ from collections import OrderedDict
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado import web
 
-from bigdl._events import INGEST_TOPIC, TRAIN_TOPIC
+from bigdl.runtime._events import INGEST_TOPIC, TRAIN_TOPIC
 
 __all__ = ["DashboardPlugin", "JobBoard", "register_dashboard", "dashboard_page_link", "PLUGIN_NAME", "PAGE"]
 
@@ -425,7 +425,7 @@ def register_dashboard(client=None, *, quiet: bool = True) -> str | None:
     """
     import warnings
 
-    from bigdl._tasks import active_client
+    from bigdl.runtime._tasks import active_client
     from bigdl.errors import ClusterConnectionError
 
     client = active_client(client)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -33,7 +32,7 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from bigdl._tasks import active_client
+from bigdl.runtime import active_client, task_runner
 from bigdl.errors import SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
 
@@ -295,8 +294,7 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         self
         """
         self._check_params()
-        client = active_client()
-        runner = _ClusterRunner(client) if client is not None else _ThreadedRunner()
+        runner = task_runner()
         data = _search_data(X, y, split=self.split, validation_split=self.validation_split, runner=runner,
                             classifier=is_classifier(self.estimator))
         first_params = dict(fit_params)
@@ -503,7 +501,7 @@ class _HyperbandRun:
             for bracket in self.brackets:
                 self._advance(bracket)
             while self.runner.pending():
-                bracket, targets, handles, scores = self.runner.next_done()
+                (bracket, targets), handles, scores = self.runner.next_done()
                 for (model, target), handle, score in zip(targets.items(), handles, scores):
                     self._record(model, target, handle, score)
                 self._advance(bracket)
@@ -532,7 +530,11 @@ class _HyperbandRun:
             models.append(trained)
             scores.append(score)
         self._round += 1
-        self.runner.start(bracket, targets, models, scores, key=f"bigdl-search-scores-{self._token}-{self._round}")
+        import dask
+
+        # The scores come back to this process; the trained models stay where they were computed.
+        self.runner.start((bracket, targets), [*models, dask.delayed(_as_floats)(scores)],
+                          key=f"bigdl-search-scores-{self._token}-{self._round}")
 
     def _leave(self, model: int) -> None:
         """A model leaves its bracket: keep its handle only while it is the best that left."""
@@ -579,88 +581,6 @@ def _score_step(model, X, y, scorer) -> float:
 
 def _as_floats(scores) -> list[float]:
     return [float(score) for score in scores]
-
-
-# ------------------------------------------------------------------ where tasks run
-class _ThreadedRunner:
-    """No distributed client: each rung's graph runs at once on Dask's threaded scheduler, in this process."""
-
-    client = None
-
-    def __init__(self):
-        self._done: deque = deque()
-
-    def place(self, arrays) -> list:
-        return list(arrays)
-
-    def persist(self, collections) -> tuple:
-        return _compute(None, collections)
-
-    def start(self, tag, targets: dict, models: list, scores: list, *, key: str) -> None:
-        import dask
-
-        models, scores = dask.compute(models, scores, scheduler="threads")
-        self._done.append((tag, targets, list(models), _as_floats(scores)))
-
-    def pending(self) -> bool:
-        return bool(self._done)
-
-    def next_done(self):
-        return self._done.popleft()
-
-    def fetch(self, handle):
-        return handle
-
-    def close(self) -> None:
-        self._done.clear()
-
-
-class _ClusterRunner:
-    """A distributed client: models and data stay on the workers as futures; only scores come back.
-
-    Graphs go unoptimised: the chunk-reading tasks of one store are shared by
-    many submissions, and each must describe a key the same way (optimising
-    each submission fuses them differently, which the scheduler warns can
-    deadlock, dask #9888).  The scheduler still runs only the tasks needed.
-    """
-
-    def __init__(self, client):
-        from distributed import as_completed
-
-        self.client = client
-        self._pending: dict = {}
-        # as_completed takes the default client's loop unless told; the client need not be the default.
-        self._completed = as_completed(loop=client.loop)
-
-    def place(self, arrays) -> list:
-        return self.client.scatter(list(arrays))
-
-    def persist(self, collections) -> tuple:
-        return tuple(self.client.compute(list(collections), optimize_graph=False))
-
-    def start(self, tag, targets: dict, models: list, scores: list, *, key: str) -> None:
-        import dask
-
-        futures = self.client.compute([*models, dask.delayed(_as_floats)(scores, dask_key_name=key)],
-                                      optimize_graph=False)
-        self._pending[futures[-1]] = (tag, targets, futures[:-1])
-        self._completed.add(futures[-1])
-
-    def pending(self) -> bool:
-        return bool(self._pending)
-
-    def next_done(self):
-        future = next(self._completed)
-        tag, targets, models = self._pending.pop(future)
-        return tag, targets, models, future.result()  # raises a failed task's error here
-
-    def fetch(self, handle):
-        return handle.result() if handle is not None else None
-
-    def close(self) -> None:
-        for future, (_, _, models) in self._pending.items():
-            self.client.cancel([future, *models])
-        self._pending.clear()
 
 
 def _compute(client, collections) -> tuple:

@@ -81,7 +81,7 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
         per repeat), sorted by decreasing importance; ``attrs["baseline"]`` is
         the unpermuted score and ``attrs["metric"]`` its name.
     """
-    from bigdl._tasks import run_tasks
+    from bigdl.runtime._tasks import run_tasks
 
     ds = ds if isinstance(ds, Dataset) else open_store(ds)
     if ds.task is None:
@@ -97,7 +97,7 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
     counts = ds.split_counts
     if split not in (None, "all") and not counts.get(split):
         raise SchemaError(f"The store has no {split!r} rows (splits: {counts}).")
-    from bigdl._tasks import active_client
+    from bigdl.runtime._tasks import active_client
 
     client = active_client(client)
     if client is not None:  # send the model to the workers once, not with every task

@@ -1,7 +1,7 @@
 """Ingest: read and validate raw data with Dask, fit preprocessing out of core, write a Zarr store."""
 
 from bigdl.ingest._images import images
-from bigdl.ingest._preprocessing import TabularPreprocessor
+from bigdl.preprocessing import TabularPreprocessor
 from bigdl.ingest._sequences import sequences
 from bigdl.ingest._tabular import tabular
 

@@ -34,19 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError, SourceNotFoundError
 from bigdl.ingest._image_sources import IMAGE_SUFFIXES, ImageListing, is_url, resolve_image_source
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import (
-    assign_split,
-    atomic_store,
-    check_split_parameters,
-    check_whole_chunk,
-    create_arrays,
-    finish_store,
-    rows_per_chunk_for,
-)
+from bigdl.runtime import ingest_job, run_tasks
+from bigdl.store._commit import atomic_store
+from bigdl.store._format import assign_split, check_split_parameters, check_whole_chunk, rows_per_chunk_for
+from bigdl.store._write import create_arrays, finish_store
 
 __all__ = ["images", "IMAGE_SUFFIXES"]
 
@@ -169,7 +163,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     options = {"mode": mode, "size": size, "resize": resize}
     n_items = listing.n_items
 
-    with atomic_store(store, overwrite=overwrite) as temporary:
+    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         listing.localise(staging)
@@ -200,9 +194,8 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
                 temporary / "rejects" / "part-000000.parquet", index=False)
         shutil.rmtree(staging)
         mean, std = _statistics(decode_results, channels)
-        split_counts = np.sum(write_results, axis=0)
         _write_attributes(temporary, listing=listing, options=options, mean=mean, std=std,
-                          accounting=accounting, split_counts=split_counts, split_spec=split_spec,
+                          accounting=accounting, chunk_split_counts=write_results, split_spec=split_spec,
                           seconds=time.perf_counter() - started)
     return open_store(store)
 
@@ -569,7 +562,7 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple]) -> np.
 def _write_attributes(path: Path, **kwargs) -> None:
     options, listing = kwargs["options"], kwargs["listing"]
     finish_store(
-        path, kind="image", accounting=kwargs["accounting"], split_counts=kwargs["split_counts"],
+        path, kind="image", accounting=kwargs["accounting"], chunk_split_counts=kwargs["chunk_split_counts"],
         split={**kwargs["split_spec"], "key": listing.split_key},
         task="classification", feature_names=[], target_name="label", class_names=list(listing.class_names),
         preprocessing={"mode": options["mode"], "size": list(options["size"]), "resize": options["resize"],

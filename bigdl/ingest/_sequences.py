@@ -42,21 +42,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError, SourceError, SourceNotFoundError
 from bigdl.ingest._sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
 from bigdl.ingest._tabular import _account, _reason_family, _rejects_task, _text_or_null
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import (
-    SPLIT_CODES,
-    atomic_store,
-    check_split_parameters,
-    check_whole_chunk,
-    compressor,
-    create_arrays,
-    finish_store,
-    rows_per_chunk_for,
-)
+from bigdl.runtime import ingest_job, run_tasks
+from bigdl.store._commit import atomic_store
+from bigdl.store._format import SPLIT_CODES, check_split_parameters, check_whole_chunk, compressor, rows_per_chunk_for
+from bigdl.store._write import create_arrays, finish_store
 
 __all__ = ["sequences", "GAPS", "DUPLICATES"]
 
@@ -167,7 +160,7 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     options = dict(plan.options, all_columns=plan.columns)
     name = Path(plan.paths[0]).name
 
-    with atomic_store(store, overwrite=overwrite) as temporary:
+    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         read_results = run_tasks("bigdl-ingest-read", _read_task,
@@ -203,10 +196,9 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
             desc=f"ingest {name}: write", progress=progress, client=client)
         _write_rejects(temporary, plan, read_results, accounting, late_rejects, progress, client)
         shutil.rmtree(staging)
-        split_counts = np.sum(write_results, axis=0)
         targets = spec["targets"]
         finish_store(
-            temporary, kind="sequence", accounting=accounting, split_counts=split_counts,
+            temporary, kind="sequence", accounting=accounting, chunk_split_counts=write_results,
             split={"validation": validation, "test": test, "key": "time (last fraction of each series)"},
             feature_names=list(channels), target_name=targets[0] if len(targets) == 1 else list(targets),
             task="regression", class_names=None, compression=compression,

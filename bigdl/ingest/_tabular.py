@@ -29,21 +29,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigdl._tasks import run_tasks
 from bigdl.errors import EmptyResultError, SchemaError
-from bigdl.ingest._preprocessing import TabularPreprocessor, canonical_target, summarize
+from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
 from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import (
-    assign_split,
-    atomic_store,
-    check_split_parameters,
-    check_whole_chunk,
-    compressor,
-    create_arrays,
-    finish_store,
-    rows_per_chunk_for,
-)
+from bigdl.runtime import ingest_job, run_tasks
+from bigdl.store._commit import atomic_store
+from bigdl.store._format import assign_split, check_split_parameters, check_whole_chunk, compressor, rows_per_chunk_for
+from bigdl.store._write import create_arrays, finish_store
 
 __all__ = ["tabular", "TabularSchema"]
 
@@ -182,7 +175,7 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
                             key=key, task=task, impute=impute, seed=seed)
     options = dict(plan.options, all_columns=plan.columns)
 
-    with atomic_store(store, overwrite=overwrite) as temporary:
+    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         read_results = run_tasks(
@@ -221,9 +214,8 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
             run_tasks("bigdl-ingest-rejects", _rejects_task, reject_jobs, desc="ingest: rejects",
                       progress=progress, client=client)
         shutil.rmtree(staging)
-        split_counts = np.sum([result for result in write_results], axis=0)
         _write_attributes(temporary, plan=plan, schema=schema, preprocessor=preprocessor, accounting=accounting,
-                          split_counts=split_counts, split_spec=split_spec, compression=compression,
+                          chunk_split_counts=write_results, split_spec=split_spec, compression=compression,
                           seconds=time.perf_counter() - started)
     return open_store(store)
 
@@ -576,11 +568,11 @@ def _rejects_task(staging: str, destination: str, block_index: int, source: str,
     return len(out)
 
 
-def _write_attributes(root: Path, *, plan, schema, preprocessor, accounting, split_counts, split_spec,
+def _write_attributes(root: Path, *, plan, schema, preprocessor, accounting, chunk_split_counts, split_spec,
                       compression, seconds) -> None:
     target_state = preprocessor.target_
     finish_store(
-        root, kind="tabular", accounting=accounting, split_counts=split_counts,
+        root, kind="tabular", accounting=accounting, chunk_split_counts=chunk_split_counts,
         split={**split_spec, "key": schema.key or "record position"},
         feature_names=preprocessor.feature_names_, target_name=schema.target, task=schema.task,
         class_names=target_state.get("classes") if target_state else None,

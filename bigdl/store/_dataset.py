@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bigdl.errors import SchemaError, StoreFormatError
-from bigdl.store._format import FORMAT_VERSION, SPLIT_CODES
+from bigdl.errors import SchemaError
+from bigdl.store._format import SPLIT_CODES, open_group
 from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
@@ -32,24 +32,8 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     >>> ds = bigdl.open("work/flights.zarr")        # doctest: +SKIP
     >>> X_train, y_train = ds.arrays("train")      # lazy dask arrays
     """
-    import zarr
-
     path = Path(path)
-    if not path.exists():
-        raise StoreFormatError(f"No store at {str(path)!r}: the path does not exist. Create it with bigdl.ingest.")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as error:  # zarr raises several types for "not a group"
-        raise StoreFormatError(f"{str(path)!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
-    attrs = dict(group.attrs)
-    version = attrs.get("format_version")
-    if version is None or "kind" not in attrs:
-        raise StoreFormatError(f"{str(path)!r} is a Zarr group but not a bigdl store (no 'format_version').")
-    if version > FORMAT_VERSION:
-        raise StoreFormatError(
-            f"{str(path)!r} has store format {version}, newer than this bigdl understands ({FORMAT_VERSION}); "
-            "upgrade bigdl."
-        )
+    group, attrs = open_group(path)
     return Dataset(path, group, attrs)
 
 
@@ -152,7 +136,7 @@ class Dataset:
     @property
     def preprocessor(self):
         """The fitted transform, to prepare new raw data the same way (tabular stores)."""
-        from bigdl.ingest._preprocessing import TabularPreprocessor
+        from bigdl.preprocessing import TabularPreprocessor
 
         if "preprocessing" not in self.attrs:
             raise SchemaError(f"The store {str(self.path)!r} records no preprocessing state.")

@@ -1,29 +1,21 @@
-"""The on-disk store format: layout constants, array creation, atomic commit.
+"""The on-disk store format: layout constants, chunk sizing, codecs, split assignment.
 
 A store is a Zarr v3 group (see ``ARCHITECTURE.md``, "The store"): ``X``,
 ``y``, ``split`` and ``record`` arrays sharing the sample axis and one row
 chunking, attributes describing schema, preprocessing and row accounting, and
-a ``rejects/`` folder of Parquet files.  It is written under a temporary
-sibling name and renamed into place only when complete.
+a ``rejects/`` folder of Parquet files.  Writing is in :mod:`bigdl.store._write`,
+the atomic commit in :mod:`bigdl.store._commit`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
-from pathlib import Path
-
 import numpy as np
 
-from bigdl._events import ingest_job
-from bigdl.errors import SchemaError, StoreExistsError
+from bigdl.errors import SchemaError, StoreFormatError
 
 __all__ = [
-    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "compressor", "rows_per_chunk_for",
-    "atomic_store", "create_arrays", "finish_store", "check_split_parameters", "check_whole_chunk",
-    "TARGET_CHUNK_BYTES",
+    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "compressor", "rows_per_chunk_for", "check_split_parameters",
+    "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
 ]
 
 FORMAT_VERSION = 1
@@ -56,41 +48,6 @@ def rows_per_chunk_for(n_features: int, itemsize: int = 4, target_bytes: int = T
     rows = max(1, target_bytes // max(1, n_features * itemsize))
     # A multiple of 1024 keeps batch slicing tidy for common batch sizes.
     return max(1024, rows // 1024 * 1024)
-
-
-def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, *,
-                  x_shape: tuple[int, ...], x_dtype="float32", y_dtype=None, compression="lz4",
-                  x_dimensions=("sample", "feature"), extra_arrays: dict | None = None):
-    """Create the empty arrays of a store at ``path`` (a fresh directory).
-
-    ``extra_arrays`` maps further per-sample array names to dtypes (sequence
-    stores keep ``time``, ``series``, ``position`` and ``run`` beside ``X``).
-    """
-    import zarr
-
-    from zarr.codecs import Crc32cCodec
-
-    group = zarr.open_group(str(path), mode="a", zarr_format=3)
-    codec = compressor(compression)
-    # A CRC-32C of every stored chunk (zarr v3's own codec, so plain zarr and
-    # xarray still read it): a byte flipped on disk fails at decode instead of
-    # decompressing to wrong numbers, which Blosc-lz4 alone lets through.
-    # About 12 GB/s, nothing next to the decompression.
-    codecs = {"compressors": ([codec] if codec is not None else []) + [Crc32cCodec()]}
-    chunk_rows = max(1, min(rows_per_chunk, max(n_samples, 1)))
-    group.create_array("X", shape=(n_samples, *x_shape), chunks=(chunk_rows, *x_shape), dtype=x_dtype,
-                       dimension_names=list(x_dimensions), fill_value=0, **codecs)
-    if y_dtype is not None:
-        group.create_array("y", shape=(n_samples,), chunks=(chunk_rows,), dtype=y_dtype,
-                           dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("split", shape=(n_samples,), chunks=(chunk_rows,), dtype="uint8",
-                       dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("record", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
-                       dimension_names=["sample"], fill_value=-1, **codecs)
-    for name, dtype in (extra_arrays or {}).items():
-        group.create_array(name, shape=(n_samples,), chunks=(chunk_rows,), dtype=dtype,
-                           dimension_names=["sample"], fill_value=0, **codecs)
-    return group
 
 
 def check_split_parameters(owner: str, *, validation, test, seed, rows_per_chunk, unit: str = "rows") -> None:
@@ -141,103 +98,43 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-@contextlib.contextmanager
-def atomic_store(path: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary sibling directory; rename it to ``path`` on success.
 
-    On any failure, KeyboardInterrupt included, the temporary directory is
-    removed and ``path`` is left as it was.  An existing store is replaced
-    only with ``overwrite=True``, and only once the new one is complete.
 
-    SIGTERM (what ``kill``, a batch system or Kubernetes sends to stop a
-    process) ends Python at once by default, which would leave the temporary
-    directory behind; while the store is written, in the main thread and only
-    where SIGTERM still has its default action, it raises KeyboardInterrupt
-    instead, so the same cleanup runs.  The previous handler is restored on exit.
+def open_group(path) -> tuple:
+    """The Zarr group of a bigdl store and its attributes; refuses what is not a store this bigdl reads.
+
+    Parameters
+    ----------
+    path : str or path
+        The store directory.
+
+    Returns
+    -------
+    (zarr.Group, dict)
+
+    Raises
+    ------
+    StoreFormatError
+        No such path, not a Zarr group, not a bigdl store, or a newer format.
     """
-    final = Path(path).absolute()
-    if final.exists() and not overwrite:
-        raise StoreExistsError(
-            f"The store {str(path)!r} already exists; pass overwrite=True to replace it "
-            "(or choose another path)."
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    temporary = final.with_name(f".{final.name}.tmp-{token}")
-    temporary.mkdir()
-    with _sigterm_as_interrupt():
-        try:
-            with ingest_job(final, temporary):  # progress on the dashboard (bigdl/_events.py)
-                yield temporary
-            if final.exists():
-                retired = final.with_name(f".{final.name}.old-{token}")
-                os.replace(final, retired)
-                os.replace(temporary, final)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                os.replace(temporary, final)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Turn the first SIGTERM into KeyboardInterrupt (main thread, default handler only)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        # Signal handlers can only be set from the main thread; an application
-        # that handles (or ignores) SIGTERM itself keeps its choice.
-        yield
-        return
-    received = []
-
-    def interrupt(signum, frame):
-        if not received:  # a second SIGTERM must not cut the cleanup short
-            received.append(signum)
-            raise KeyboardInterrupt("SIGTERM received")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def finish_store(path, *, kind: str, accounting: dict, split_counts, split: dict, **attributes) -> None:
-    """Write a complete store's attributes and consolidate its metadata.
-
-    The fields every store has (format version, kind, row accounting, split
-    counts and spec, creation time, bigdl version) are filled here; each
-    writer passes its own (``feature_names``, ``preprocessing``, ``source``...).
-    ``accounting`` has ``read``, ``stored``, ``rejected`` and ``reasons``.
-    """
-    import warnings
-    from datetime import datetime, timezone
+    from pathlib import Path
 
     import zarr
 
-    import bigdl
-    from bigdl.store._verify import integrity_manifest
-
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update({
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        **attributes,
-        "rows": {"read": accounting["read"], "stored": accounting["stored"], "rejected": accounting["rejected"],
-                 "rejected_by_reason": accounting.get("reasons", {})},
-        "split_counts": {SPLIT_NAMES[code]: int(count) for code, count in enumerate(split_counts)},
-        "split": split,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bigdl_version": bigdl.__version__,
-        "integrity": integrity_manifest(path),
-    })
-    with warnings.catch_warnings():
-        # Zarr warns that consolidated metadata is not in the v3 spec yet;
-        # xarray reads it and falls back cleanly where it is absent.
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(path))
+    path = Path(path)
+    if not path.exists():
+        raise StoreFormatError(f"No store at {str(path)!r}: the path does not exist. Create it with bigdl.ingest.")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as error:  # zarr raises several types for "not a group"
+        raise StoreFormatError(f"{str(path)!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
+    attrs = dict(group.attrs)
+    version = attrs.get("format_version")
+    if version is None or "kind" not in attrs:
+        raise StoreFormatError(f"{str(path)!r} is a Zarr group but not a bigdl store (no 'format_version').")
+    if version > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{str(path)!r} has store format {version}, newer than this bigdl understands ({FORMAT_VERSION}); "
+            "upgrade bigdl."
+        )
+    return group, attrs

@@ -301,12 +301,12 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
     >>> report.ok                                               # doctest: +SKIP
     True
     """
-    from bigdl._tasks import run_tasks
-    from bigdl.store._dataset import open_store
+    from bigdl.runtime import run_tasks
+    from bigdl.store._format import open_group
 
-    ds = open_store(path)
-    group = ds._group
-    manifest = ds.attrs.get("integrity")
+    root = Path(path)
+    group, attrs = open_group(root)
+    manifest = attrs.get("integrity")
     jobs, checksums, total = [], {}, 0
     for name in _array_names(group):
         array = group[name]
@@ -314,12 +314,12 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
         coords = [tuple(item) for item in _coordinates(array)]
         total += len(coords)
         absent = None if manifest is None else list(manifest.get("absent_chunks", {}).get(name, []))
-        jobs.extend((str(ds.path), name, coords[start:start + CHUNKS_PER_TASK], absent)
+        jobs.extend((str(root), name, coords[start:start + CHUNKS_PER_TASK], absent)
                     for start in range(0, len(coords), CHUNKS_PER_TASK))
-    found = run_tasks("bigdl-verify", _verify_chunks, jobs, desc=f"verify {ds.path.name}", progress=progress,
+    found = run_tasks("bigdl-verify", _verify_chunks, jobs, desc=f"verify {root.name}", progress=progress,
                       client=client)
     problems = [item for items in found for item in items]
-    return VerifyReport(str(ds.path), total, problems, checksums, manifest is not None)
+    return VerifyReport(str(root), total, problems, checksums, manifest is not None)
 
 
 def _verify_chunks(path: str, name: str, coords: list[tuple], absent: list[str] | None) -> list[dict]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bigdl._events import TRAIN_TOPIC, BatchLossReporter
+from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -162,26 +162,19 @@ class Trainer:
     def _client(self):
         if not self.on_cluster:
             return None
-        from bigdl._tasks import active_client
+        from bigdl.runtime import active_client
 
         return active_client()
 
     def _fit_on_cluster(self, client, spec, path, resume, run_id, bar):
-        topic = f"{EVENT_TOPIC}-{run_id}"
+        from bigdl.runtime import run_on_workers
 
-        def on_event(event):
-            _, message = event
-            bar.update(message)
-
-        client.subscribe_topic(topic, on_event)
-        try:
-            future = client.submit(_run_on_worker, spec, path, resume, run_id, key=f"bigdl-train-{run_id}",
-                                   pure=False, retries=0)
-            return future.result()
-        finally:
-            client.unsubscribe_topic(topic)
+        return run_on_workers(client, _run_on_worker, [(spec, path, resume, run_id)], key=f"bigdl-train-{run_id}",
+                              topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update)[0]
 
     def _fit_data_parallel(self, client, spec, path, resume, run_id, bar):
+        from bigdl.runtime import run_on_workers
+
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if len(workers) < self.n_workers:
             raise SchemaError(f"n_workers={self.n_workers} but the cluster has only {len(workers)} workers; "
@@ -189,19 +182,10 @@ class Trainer:
         chosen = workers[:self.n_workers]
         host = chosen[0].split("://", 1)[-1].rsplit(":", 1)[0]
         port = client.run(_free_port, workers=[chosen[0]])[chosen[0]]
-        topic = f"{EVENT_TOPIC}-{run_id}"
-        client.subscribe_topic(topic, lambda event: bar.update(event[1]))
-        try:
-            futures = [
-                client.submit(_run_on_worker, dict(spec, world={"rank": rank, "world_size": self.n_workers,
-                                                                "init_method": f"tcp://{host}:{port}"}),
-                              path, resume, run_id, key=f"bigdl-train-{run_id}-rank{rank}", workers=[address],
-                              allow_other_workers=False, pure=False, retries=0)
-                for rank, address in enumerate(chosen)
-            ]
-            results = client.gather(futures)
-        finally:
-            client.unsubscribe_topic(topic)
+        calls = [(dict(spec, world={"rank": rank, "world_size": self.n_workers, "init_method": f"tcp://{host}:{port}"}),
+                  path, resume, run_id) for rank in range(self.n_workers)]
+        results = run_on_workers(client, _run_on_worker, calls, key=f"bigdl-train-{run_id}",
+                                 topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update, workers=chosen)
         return results[0]
 
     def _spec(self, ds: Dataset) -> dict:

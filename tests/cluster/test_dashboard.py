@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import bigdl
-from bigdl._events import INGEST_TOPIC, TRAIN_TOPIC, BatchLossReporter, IngestJob
+from bigdl.runtime._events import INGEST_TOPIC, TRAIN_TOPIC, BatchLossReporter, IngestJob
 from bigdl.cluster import _distributed_api
 from bigdl.cluster._dashboard import PAGE, PLUGIN_NAME, JobBoard, dashboard_page_link, register_dashboard, to_json
 

@@ -22,7 +22,7 @@ import bigdl
 from support import expected_codes, expected_features, read_store
 
 # Numbers on a 1e-3 grid: exact in CSV text and far from the rounding residue
-# of a constant column (that case has its own test in test_preprocessing.py).
+# of a constant column (that case has its own test in tests/preprocessing/test_tabular_preprocessing.py).
 number = st.integers(-10**6, 10**6).map(lambda value: value / 1000)
 maybe_number = st.one_of(st.none(), number)
 

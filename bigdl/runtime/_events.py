@@ -14,8 +14,8 @@ plugins (the dashboard page, :mod:`bigdl.cluster._dashboard`).  Two topics:
 
 This module owns the publishing side that is not the Trainer's own loop: the
 throttled, smoothed per-batch loss of a training epoch and the ingest job,
-which every ingest gets through :func:`bigdl.store._format.atomic_store` and
-:func:`bigdl._tasks.run_tasks` without ingest code of its own.  It imports
+which an ingest opens around its store's writing (:func:`ingest_job`) and
+which then watches every :func:`bigdl.runtime._tasks.run_tasks` call.  It imports
 nothing heavy: the scheduler imports it too.
 """
 
@@ -116,10 +116,13 @@ def ingest_job(store, temporary):
     until its first tasks go to a distributed client (see
     :meth:`IngestJob.stage`): ingest on Dask's local threads has no dashboard.
     """
+    from bigdl.runtime._tasks import observe_tasks
+
     job = IngestJob(store, temporary)
     token = _current_job.set(job)
     try:
-        yield job
+        with observe_tasks(job):  # every run_tasks call inside reports its stage to the job
+            yield job
     except BaseException as error:
         job.fail(error)
         raise

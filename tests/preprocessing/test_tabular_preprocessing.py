@@ -9,7 +9,7 @@ import pytest
 
 import bigdl
 from bigdl.errors import SchemaError
-from bigdl.ingest._preprocessing import OTHER, ColumnStats, TabularPreprocessor
+from bigdl.preprocessing._tabular import OTHER, ColumnStats, TabularPreprocessor
 from support import (
     NUMERIC,
     ROWS_PER_CHUNK,
@@ -98,7 +98,7 @@ def test_column_stats_of_all_missing_piece_merges():
 
 
 def _fit(frame: pd.DataFrame, **kwargs) -> TabularPreprocessor:
-    from bigdl.ingest._preprocessing import summarize
+    from bigdl.preprocessing._tabular import summarize
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     numeric = kwargs.pop("numeric", [])
