@@ -3,7 +3,8 @@
 The source (a folder of class sub-folders, a ``path,label`` manifest, MNIST
 IDX files or ``.npy``/``.npz`` arrays; see :mod:`bigdl.ingest._image_sources`)
 is resolved on the client into an ordered list of items and their labels.
-Decoding runs in Dask tasks, in two passes like tabular ingest:
+Decoding runs in Dask tasks, in the one ingest pipeline of
+:mod:`bigdl.ingest._pipeline` (:class:`ImageSteps` plugs in the image steps):
 
 1. **decode** (one task per batch of items, a batch being at most one store
    chunk's worth): open each file with Pillow, or read the batch's rows of an
@@ -26,21 +27,18 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bigdl.errors import EmptyResultError, SchemaError, SourceNotFoundError
+from bigdl.errors import SchemaError, SourceNotFoundError
 from bigdl.ingest._image_sources import IMAGE_SUFFIXES, ImageListing, is_url, resolve_image_source
-from bigdl.store._dataset import Dataset, open_store
-from bigdl.runtime import ingest_job, run_tasks
-from bigdl.store._commit import atomic_store
-from bigdl.store._format import assign_split, check_split_parameters, check_whole_chunk, rows_per_chunk_for
-from bigdl.store._write import create_arrays, finish_store
+from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
+                                    run_ingest, write_chunk, write_rejects_part)
+from bigdl.store._dataset import Dataset
+from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._write import create_arrays
 
 __all__ = ["images", "IMAGE_SUFFIXES"]
 
@@ -57,7 +55,7 @@ FILE_DEFAULTS = {"mode": "L", "size": (28, 28)}  # image files vary: without mod
 def images(source, *, store: str | os.PathLike, mode: str | None = None, size=None, resize: str = "stretch",
            labels=None, path_column: str = "path", label_column: str = "label", format: str | None = None,
            validation: float = 0.0, test: float = 0.2, seed: int = 0, rows_per_chunk: int | None = None,
-           overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
+           compression: str = "lz4", overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
     """Ingest labelled images into a Zarr store, decoding in parallel on Dask.
 
     Parameters
@@ -117,6 +115,8 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         files (or manifest rows) never moves existing samples.
     rows_per_chunk : int, optional
         Images per store chunk; default: about 16 MiB of ``X`` per chunk.
+    compression : {"lz4", "zstd", "none"}, default "lz4"
+        Blosc codec of the store's arrays (recorded in its ``compression`` attribute).
     overwrite : bool, default False
         Replace an existing store (only once the new one is complete).
     progress : bool, default True
@@ -150,54 +150,75 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     >>> ds = bigdl.ingest.images("mnist/train-images-idx3-ubyte.gz", store="work/mnist.zarr")     # doctest: +SKIP
     >>> ds = bigdl.ingest.images("photos/manifest.parquet", store="work/p.zarr", mode="RGB", size=64)  # doctest: +SKIP
     """
-    started = time.perf_counter()
     _check_parameters(mode=mode, size=size, resize=resize, validation=validation, test=test, seed=seed,
                       rows_per_chunk=rows_per_chunk)
+    compressor(compression)  # validate the name before any work
     listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
                                    label_column=label_column, list_folder=list_image_folder)
     mode, size = _resolve_mode_and_size(mode, size, listing)
-    channels = MODES[mode]
-    height, width = size
-    chunk_rows = rows_per_chunk or rows_per_chunk_for(channels * height * width, itemsize=1)
-    split_spec = {"seed": seed, "validation": validation, "test": test}
-    options = {"mode": mode, "size": size, "resize": resize}
-    n_items = listing.n_items
+    steps = ImageSteps(source, listing, options={"mode": mode, "size": size, "resize": resize},
+                       split_spec={"seed": seed, "validation": validation, "test": test},
+                       rows_per_chunk=rows_per_chunk, compression=compression)
+    return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
-        staging = temporary / "_staging"
-        staging.mkdir()
-        listing.localise(staging)
-        batches = listing.batches(_decode_batch_rows(n_items, chunk_rows))
-        decode_results = run_tasks(
-            "bigdl-ingest-decode", _decode_task,
-            [(str(staging), index, start, batch, options, split_spec)
-             for index, (start, batch) in enumerate(batches)],
-            desc=f"ingest {listing.name}: decode", progress=progress, client=client,
-        )
-        accounting = _account(n_items, decode_results)
-        if accounting["stored"] == 0:
-            raise EmptyResultError(_empty_message(source, accounting, decode_results))
+
+class ImageSteps(IngestSteps):
+    """The image steps of the ingest pipeline: decode batches of items, fit the pixel statistics, write."""
+
+    kind = "image"
+    read_stage = "decode"
+
+    def __init__(self, source, listing: ImageListing, *, options: dict, split_spec: dict, rows_per_chunk,
+                 compression: str):
+        self.source, self.listing, self.options, self.split_spec = source, listing, options, split_spec
+        self.compression, self.name = compression, listing.name
+        self.channels = MODES[options["mode"]]
+        height, width = options["size"]
+        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(self.channels * height * width, itemsize=1)
+        self.read_task, self.write_task = _decode_task, _write_task
+
+    def prepare(self, staging: Path) -> None:
+        self.listing.localise(staging)
+
+    def read_jobs(self, staging: str) -> list[tuple]:
+        batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.chunk_rows))
+        return [(staging, index, start, batch, self.options, self.split_spec)
+                for index, (start, batch) in enumerate(batches)]
+
+    def account(self, read_results: list[dict]) -> dict:
+        return account(read_results, expected=self.listing.n_items, what="images")
+
+    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
+        examples = [f"{item['source']}: {item['reason']}" for result in read_results for item in result["rejects"]]
+        return empty_message(os.fspath(self.source), accounting, examples, what="images")
+
+    def fit(self, read_results: list[dict], accounting: dict) -> None:
+        self.mean, self.std = _statistics(read_results, self.channels)
+
+    def create_arrays(self, root: Path, n_rows: int) -> None:
         # Not ("y", "x"): xarray would take the label array "y" for a coordinate of X's row axis.
-        create_arrays(temporary, accounting["stored"], chunk_rows, x_shape=(channels, height, width),
-                      x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS)
-        write_results = run_tasks(
-            "bigdl-ingest-write", _write_task,
-            [(str(temporary), str(staging), start, pieces)
-             for start, pieces in _chunk_jobs(decode_results, accounting["stored"], chunk_rows)],
-            desc=f"ingest {listing.name}: write", progress=progress, client=client,
-        )
-        rejects = [item for result in decode_results for item in result["rejects"]]
+        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.channels, *self.options["size"]),
+                      x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS, compression=self.compression)
+
+    def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
+        return (root, staging, start, pieces)
+
+    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
+        # Image rejects are few and small (a name and a reason each): the decode tasks return them.
+        rejects = [item for result in read_results for item in result["rejects"]]
         if rejects:
-            (temporary / "rejects").mkdir()
-            pd.DataFrame(rejects, columns=["source", "record", "class", "reason"]).astype(
-                {"record": "int64", "class": "int64"}).to_parquet(
-                temporary / "rejects" / "part-000000.parquet", index=False)
-        shutil.rmtree(staging)
-        mean, std = _statistics(decode_results, channels)
-        _write_attributes(temporary, listing=listing, options=options, mean=mean, std=std,
-                          accounting=accounting, chunk_split_counts=write_results, split_spec=split_spec,
-                          seconds=time.perf_counter() - started)
-    return open_store(store)
+            write_rejects_part(root, "part-000000",
+                               pd.DataFrame(rejects, columns=["source", "record", "class", "reason"]))
+
+    def attributes(self, accounting: dict) -> dict:
+        options = self.options
+        return dict(
+            split={**self.split_spec, "key": self.listing.split_key},
+            task="classification", feature_names=[], target_name="label", class_names=list(self.listing.class_names),
+            preprocessing={"mode": options["mode"], "size": list(options["size"]), "resize": options["resize"],
+                           "resample": RESAMPLE, "mean": self.mean, "std": self.std},
+            source=self.listing.description,
+        )
 
 
 def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
@@ -464,11 +485,11 @@ def _decode_task(staging: str, index: int, start: int, batch: dict, options: dic
     sums, squares = _pixel_sums(X)
     return {
         "index": index,
-        "n_files": n_items,
+        "n_records": n_items,
         "n_valid": int(X.shape[0]),
         "n_rejected": len(rejects),
         "rejects": rejects,
-        "reasons": Counter(_reason_family(item["reason"]) for item in rejects),
+        "reasons": count_reasons("image", rejects),
         "sum": sums,
         "sum_squares": squares,
         "n_pixels": int(X.shape[0] * X.shape[2] * X.shape[3]),
@@ -483,28 +504,10 @@ def _pixel_sums(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return counts @ values, counts @ np.square(values)
 
 
+@register_reason_family("image")
 def _reason_family(reason: str) -> str:
+    # "cannot decode: OSError: ..." -> "cannot decode"; "pixel values outside 0..255 (min ...)" -> its head.
     return reason.split(":", 1)[0].split(" (", 1)[0]
-
-
-def _account(n_files: int, results: list[dict]) -> dict:
-    read = sum(result["n_files"] for result in results)
-    stored = sum(result["n_valid"] for result in results)
-    rejected = sum(result["n_rejected"] for result in results)
-    if read != n_files or read != stored + rejected:
-        raise RuntimeError(  # a bug, never a user error: refuse to write an inconsistent store
-            f"bigdl internal error: files listed ({n_files}), read ({read}) != stored ({stored}) "
-            f"+ rejected ({rejected}).")
-    reasons: Counter = Counter()
-    for result in results:
-        reasons.update(result["reasons"])
-    return {"read": read, "stored": stored, "rejected": rejected, "reasons": dict(reasons)}
-
-
-def _empty_message(source, accounting: dict, results: list[dict]) -> str:
-    examples = [f"{item['source']}: {item['reason']}" for result in results for item in result["rejects"]][:3]
-    return (f"All {accounting['read']} images of {os.fspath(source)!r} were rejected, so nothing would be stored. "
-            f"First ones: {'; '.join(examples)}.")
 
 
 def _statistics(results: list[dict], channels: int) -> tuple[list[float], list[float]]:
@@ -519,54 +522,11 @@ def _statistics(results: list[dict], channels: int) -> tuple[list[float], list[f
 
 
 # ---------------------------------------------------------------- pass 2
-def _chunk_jobs(results: list[dict], n_stored: int, chunk_rows: int) -> list[tuple[int, list[tuple]]]:
-    """For each store chunk, the (batch, from, to) staged row ranges it holds."""
-    starts = np.concatenate([[0], np.cumsum([result["n_valid"] for result in results])])
-    jobs = []
-    for start in range(0, n_stored, chunk_rows):
-        stop = min(start + chunk_rows, n_stored)
-        pieces = []
-        first = int(np.searchsorted(starts, start, side="right") - 1)
-        for batch in range(first, len(results)):
-            low, high = max(start, int(starts[batch])), min(stop, int(starts[batch + 1]))
-            if int(starts[batch]) >= stop:
-                break
-            if high > low:
-                pieces.append((results[batch]["index"], low - int(starts[batch]), high - int(starts[batch])))
-        jobs.append((start, pieces))
-    return jobs
-
-
 def _write_task(root: str, staging: str, start: int, pieces: list[tuple]) -> np.ndarray:
-    import zarr
-
-    xs, ys, records, splits = [], [], [], []
+    arrays: dict[str, list] = {"X": [], "y": [], "split": [], "record": []}
     for index, low, high in pieces:
-        xs.append(np.load(os.path.join(staging, f"X-{index:06d}.npy"), mmap_mode="r")[low:high])
+        arrays["X"].append(np.load(os.path.join(staging, f"X-{index:06d}.npy"), mmap_mode="r")[low:high])
         with np.load(os.path.join(staging, f"meta-{index:06d}.npz")) as meta:
-            ys.append(meta["y"][low:high])
-            records.append(meta["record"][low:high])
-            splits.append(meta["split"][low:high])
-    X = np.concatenate(xs)
-    split = np.concatenate(splits)
-    stop = start + X.shape[0]
-    group = zarr.open_group(root, mode="r+")
-    check_whole_chunk(group["X"], start, stop)
-    group["X"][start:stop] = X
-    group["y"][start:stop] = np.concatenate(ys)
-    group["split"][start:stop] = split
-    group["record"][start:stop] = np.concatenate(records)
-    return np.bincount(split, minlength=3)
-
-
-def _write_attributes(path: Path, **kwargs) -> None:
-    options, listing = kwargs["options"], kwargs["listing"]
-    finish_store(
-        path, kind="image", accounting=kwargs["accounting"], chunk_split_counts=kwargs["chunk_split_counts"],
-        split={**kwargs["split_spec"], "key": listing.split_key},
-        task="classification", feature_names=[], target_name="label", class_names=list(listing.class_names),
-        preprocessing={"mode": options["mode"], "size": list(options["size"]), "resize": options["resize"],
-                       "resample": RESAMPLE, "mean": kwargs["mean"], "std": kwargs["std"]},
-        source=listing.description,
-        compression="lz4", ingest_seconds=round(kwargs["seconds"], 3),
-    )
+            for name in ("y", "split", "record"):
+                arrays[name].append(meta[name][low:high])
+    return write_chunk(root, start, {name: np.concatenate(parts) for name, parts in arrays.items()})

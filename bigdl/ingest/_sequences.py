@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import time as _time
 from collections import Counter
 from pathlib import Path
 
@@ -43,13 +41,13 @@ import pandas as pd
 import pyarrow as pa
 
 from bigdl.errors import EmptyResultError, SchemaError, SourceError, SourceNotFoundError
+from bigdl.ingest import _rows
+from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, reason_family,
+                                    register_reason_family, run_ingest, write_chunk, write_rejects_part)
 from bigdl.ingest._sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
-from bigdl.ingest._tabular import _account, _reason_family, _rejects_task, _text_or_null
-from bigdl.store._dataset import Dataset, open_store
-from bigdl.runtime import ingest_job, run_tasks
-from bigdl.store._commit import atomic_store
-from bigdl.store._format import SPLIT_CODES, check_split_parameters, check_whole_chunk, compressor, rows_per_chunk_for
-from bigdl.store._write import create_arrays, finish_store
+from bigdl.store._dataset import Dataset
+from bigdl.store._format import SPLIT_CODES, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._write import create_arrays
 
 __all__ = ["sequences", "GAPS", "DUPLICATES"]
 
@@ -147,7 +145,6 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     """
     from dask.utils import parse_bytes
 
-    started = _time.perf_counter()
     _check_parameters(window=window, horizon=horizon, stride=stride, gaps=gaps, duplicates=duplicates,
                       validation=validation, test=test, rows_per_chunk=rows_per_chunk)
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
@@ -155,63 +152,108 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     plan = _plan(source, format=format, table=table, blocksize=blocksize)
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format)
-    channels = spec["values"]
-    chunk_rows = rows_per_chunk or rows_per_chunk_for(len(channels) + 8)
-    options = dict(plan.options, all_columns=plan.columns)
-    name = Path(plan.paths[0]).name
+    steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
+                          validation=validation, test=test, window={"window": window, "horizon": horizon,
+                                                                    "stride": stride},
+                          rows_per_chunk=rows_per_chunk, compression=compression)
+    return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
-        staging = temporary / "_staging"
-        staging.mkdir()
-        read_results = run_tasks("bigdl-ingest-read", _read_task,
-                                 [(block, spec, options, str(staging)) for block in plan.blocks],
-                                 desc=f"ingest {name}: read", progress=progress, client=client)
-        accounting = _account(plan, read_results)
-        if accounting["stored"] == 0:
-            raise EmptyResultError(_empty_message(plan, read_results, accounting))
-        step = _frequency(frequency, read_results, spec)
-        series_stats = _merge_series(read_results)
-        segments = _plan_segments(series_stats, read_results, chunk_rows)
-        offsets = [item["global_record"] for item in accounting["offsets"]]
-        sort_results = run_tasks(
-            "bigdl-ingest-sort", _sort_task,
-            [(str(staging), segment, spec, step, duplicates, offsets, [block.path for block in plan.blocks])
-             for segment in segments],
-            desc=f"ingest {name}: sort", progress=progress, client=client)
-        layout = _layout(segments, sort_results, series_stats, spec, step, validation, test)
+
+class SequenceSteps(IngestSteps):
+    """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write."""
+
+    kind = "sequence"
+
+    def __init__(self, plan: SourcePlan, spec: dict, *, frequency, duplicates: str, scale: bool, validation: float,
+                 test: float, window: dict, rows_per_chunk, compression: str):
+        self.plan, self.spec, self.frequency, self.duplicates, self.scale = plan, spec, frequency, duplicates, scale
+        self.validation, self.test, self.window, self.compression = validation, test, window, compression
+        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
+        self.name = Path(plan.paths[0]).name
+        self.read_task, self.write_task = _read_task, _write_task
+        self.late_rejects: list[dict] = []
+
+    def read_jobs(self, staging: str) -> list[tuple]:
+        options = dict(self.plan.options, all_columns=self.plan.columns)
+        return [(block, self.spec, options, staging) for block in self.plan.blocks]
+
+    def account(self, read_results: list[dict]) -> dict:
+        self.offsets = _rows.block_offsets(self.plan, read_results)
+        return super().account(read_results)
+
+    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
+        return empty_message(self.plan.paths[0], accounting, _rows.staged_examples(staging),
+                                   "Check time=, values= and time_format=.")
+
+    def fit(self, read_results: list[dict], accounting: dict) -> None:
+        self.step = _frequency(self.frequency, read_results, self.spec)
+        self.series_stats = _merge_series(read_results)
+        self.segments = _plan_segments(self.series_stats, read_results, self.chunk_rows)
+
+    def extra_stages(self, run, staging: str, read_results: list[dict], accounting: dict) -> dict:
+        """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'."""
+        offsets = [item["global_record"] for item in self.offsets]
+        paths = [block.path for block in self.plan.blocks]
+        sort_results = run("sort", _sort_task, [(staging, segment, self.spec, self.step, self.duplicates, offsets,
+                                                 paths) for segment in self.segments])
+        self.layout = _layout(self.segments, sort_results, self.series_stats, self.spec, self.step,
+                              self.validation, self.test)
         # Fitted on the values stored (after duplicates and off-grid rows left), before any fill.
-        mean, std = _channel_statistics(sort_results, len(channels), scale)
-        late_rejects = [item for result in sort_results for item in result["rejects"]]
-        accounting = _move_to_rejects(accounting, late_rejects)
-        if layout["n_steps"] == 0:
-            raise EmptyResultError(f"Every row of {plan.paths[0]!r} was rejected after sorting: "
+        self.mean, self.std = _channel_statistics(sort_results, len(self.spec["values"]), self.scale)
+        self.late_rejects = [item for result in sort_results for item in result["rejects"]]
+        accounting = _move_to_rejects(accounting, self.late_rejects)
+        if self.layout["n_steps"] == 0:
+            raise EmptyResultError(f"Every row of {self.plan.paths[0]!r} was rejected after sorting: "
                                    f"{accounting['reasons']}.")
-        time_dtype = "int64" if spec["time_kind"] == "datetime" else "float64"
-        create_arrays(temporary, layout["n_steps"], chunk_rows, x_shape=(len(channels),), compression=compression,
-                      x_dimensions=("step", "channel"), extra_arrays={"time": time_dtype, **EXTRA_ARRAYS})
-        write_results = run_tasks(
-            "bigdl-ingest-write", _write_task,
-            [(str(temporary), str(staging), start, pieces, layout["segments"], spec, mean, std)
-             for start, pieces in _chunk_jobs(layout, chunk_rows)],
-            desc=f"ingest {name}: write", progress=progress, client=client)
-        _write_rejects(temporary, plan, read_results, accounting, late_rejects, progress, client)
-        shutil.rmtree(staging)
-        targets = spec["targets"]
-        finish_store(
-            temporary, kind="sequence", accounting=accounting, chunk_split_counts=write_results,
-            split={"validation": validation, "test": test, "key": "time (last fraction of each series)"},
-            feature_names=list(channels), target_name=targets[0] if len(targets) == 1 else list(targets),
-            task="regression", class_names=None, compression=compression,
+        if self.layout["n_observed"] != accounting["stored"]:
+            raise RuntimeError(f"bigdl internal error: {self.layout['n_observed']} observed steps placed, "
+                               f"{accounting['stored']} rows stored.")
+        return accounting
+
+    def pieces(self, read_results: list[dict]) -> tuple[list, list[int]]:
+        placed = [item for item in self.layout["segments"] if item["n_rows"]]
+        return [item["index"] for item in placed], [item["n_rows"] for item in placed]
+
+    def create_arrays(self, root: Path, n_rows: int) -> None:
+        time_dtype = "int64" if self.spec["time_kind"] == "datetime" else "float64"
+        create_arrays(root, n_rows, self.chunk_rows, x_shape=(len(self.spec["values"]),),
+                      compression=self.compression, x_dimensions=("step", "channel"),
+                      extra_arrays={"time": time_dtype, **EXTRA_ARRAYS})
+
+    def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
+        return (root, staging, start, pieces, self.layout["segments"], self.spec, self.mean, self.std)
+
+    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
+        _rows.write_block_rejects(root, staging, self.plan, read_results, self.offsets, run)
+        if self.late_rejects:
+            _write_late_rejects(root, self.plan, self.offsets, self.late_rejects)
+
+    def attributes(self, accounting: dict) -> dict:
+        spec, layout, targets = self.spec, self.layout, self.spec["targets"]
+        return dict(
+            split={"validation": self.validation, "test": self.test, "key": "time (last fraction of each series)"},
+            feature_names=list(spec["values"]), target_name=targets[0] if len(targets) == 1 else list(targets),
+            task="regression", class_names=None,
             steps={"observed": layout["n_observed"], "inserted": layout["n_inserted"], "total": layout["n_steps"]},
-            window={"window": window, "horizon": horizon, "stride": stride, "targets": list(targets)},
+            window={**self.window, "targets": list(targets)},
             series={"column": spec["series"], "names": layout["series_names"], "lengths": layout["series_lengths"]},
-            preprocessing={"channels": list(channels), "mean": mean, "std": std, "scaled": bool(scale),
-                           "time": {"column": spec["time"], "kind": spec["time_kind"], "step": _json_number(step),
+            preprocessing={"channels": list(spec["values"]), "mean": self.mean, "std": self.std,
+                           "scaled": bool(self.scale),
+                           "time": {"column": spec["time"], "kind": spec["time_kind"],
+                                    "step": _json_number(self.step),
                                     "unit": "ns" if spec["time_kind"] == "datetime" else None},
-                           "gaps": gaps, "duplicates": duplicates},
-            source=plan.fingerprint(), ingest_seconds=round(_time.perf_counter() - started, 3),
+                           "gaps": spec["gaps"], "duplicates": self.duplicates},
+            source=self.plan.fingerprint(),
         )
-    return open_store(store)
+
+
+@register_reason_family("sequence")
+def _reason_family(reason: str) -> str:
+    if reason.startswith("duplicate time"):  # "duplicate time T of series S: kept ..."
+        return "duplicate time"
+    if " is not on the grid" in reason:
+        return "time off the grid"
+    return _rows.row_reason_family(reason)
 
 
 # ---------------------------------------------------------------- parameters and planning
@@ -252,8 +294,6 @@ def _plan(source, *, format, table, blocksize) -> SourcePlan:
 
 
 def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format) -> dict:
-    from bigdl.ingest._tabular import _unknown_columns
-
     columns = plan.columns
     if plan.format == "npy":
         values = list(values) if values is not None else columns
@@ -263,13 +303,13 @@ def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, ti
     else:
         if time is None:
             raise SchemaError(f"sequences() needs time= (the time column); the columns are {columns}.")
-        _unknown_columns([time], columns, "time")
+        _rows.check_columns([time], columns, "time")
         if series is not None:
-            _unknown_columns([series], columns, "series")
+            _rows.check_columns([series], columns, "series")
         if values is None:
             values = [name for name in columns if name not in (time, series)]
         values = list(values)
-        _unknown_columns(values, columns, "values")
+        _rows.check_columns(values, columns, "values")
         if not values:
             raise SchemaError("sequences() needs at least one value column besides the time and series columns.")
         column = plan.sample.column(time) if time in plan.sample.column_names else None
@@ -306,33 +346,19 @@ def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
         columns = [spec["time"]] + ([spec["series"]] if spec["series"] else []) + spec["values"]
         raw = read_block(block, columns, {}, options)
         times, names, values, bad, reasons = _validate(raw.table, spec)
-        for item in raw.rejects:
-            line, text = raw.physical(item["record"])
-            rejects.append({**item, "line": line, "raw": text if text is not None else item["raw"]})
-        for index in np.flatnonzero(bad):
-            record = int(raw.records[index])
-            line, text = raw.physical(record)
-            if text is None:
-                text = json.dumps({name: raw.table.column(name)[index].as_py() for name in raw.table.column_names},
-                                  default=str)
-            rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
+        rejects = _rows.rejected_rows(raw, bad, reasons)
         records = raw.records
         n_records, n_physical = raw.n_records, raw.n_physical
     keep = ~bad
     times, names, values, records = times[keep], names[keep], values[keep], records[keep]
-    rejects.sort(key=lambda item: item["record"])
     time_type = pa.int64() if spec["time_kind"] == "datetime" else pa.float64()
-    staged = pa.table({_SERIES: pa.array(names, pa.string()), _TIME: pa.array(times, time_type),
-                       **{f"v{index}": pa.array(values[:, index]) for index in range(values.shape[1])},
-                       _RECORD: pa.array(records, pa.int64())})
-    with pa.OSFile(os.path.join(staging, f"block-{block.index:06d}.arrow"), "wb") as sink:
-        with pa.ipc.new_file(sink, staged.schema) as writer:
-            writer.write_table(staged)
-    if rejects:
-        pd.DataFrame(rejects, columns=["record", "line", "raw", "reason"]).to_parquet(
-            os.path.join(staging, f"rejects-{block.index:06d}.parquet"), index=False)
+    _rows.stage_table(staging, block.index, pa.table({
+        _SERIES: pa.array(names, pa.string()), _TIME: pa.array(times, time_type),
+        **{f"v{index}": pa.array(values[:, index]) for index in range(values.shape[1])},
+        _RECORD: pa.array(records, pa.int64())}))
+    _rows.stage_rejects(staging, block.index, rejects)
     return {"n_records": n_records, "n_valid": int(keep.sum()), "n_rejected": len(rejects),
-            "n_physical": n_physical, "reasons": Counter(_reason_family(item["reason"]) for item in rejects),
+            "n_physical": n_physical, "reasons": count_reasons("sequence", rejects),
             **_summarize(block.index, times, names, values)}
 
 
@@ -369,7 +395,7 @@ def _validate(table: pa.Table, spec: dict):
         reject(failed, lambda index: f"time {spec['time']!r}: {text.iloc[index]!r} is not a number")
         times = numbers.to_numpy(dtype=np.float64)
     if spec["series"]:
-        ids = _text_or_null(table.column(spec["series"])).to_pandas()
+        ids = _rows.text_or_null(table.column(spec["series"])).to_pandas()
         reject(ids.isna().to_numpy(), lambda index: f"missing series id {spec['series']!r}")
         names = ids.fillna("").to_numpy(dtype=object)
     else:
@@ -702,39 +728,12 @@ def _move_to_rejects(accounting: dict, late_rejects: list[dict]) -> dict:
     if not late_rejects:
         return accounting
     reasons = Counter(accounting["reasons"])
-    reasons.update(_reason_family(item["reason"]) for item in late_rejects)
+    reasons.update(reason_family("sequence", item["reason"]) for item in late_rejects)
     return {**accounting, "stored": accounting["stored"] - len(late_rejects),
             "rejected": accounting["rejected"] + len(late_rejects), "reasons": dict(reasons)}
 
 
-def _empty_message(plan: SourcePlan, results: list[dict], accounting: dict) -> str:
-    if accounting["read"] == 0:
-        return f"The input {plan.paths[0]!r} holds no data rows."
-    reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
-    return (f"All {accounting['read']} rows of {plan.paths[0]!r} were rejected, so nothing would be stored: "
-            f"{reasons}. Check time=, values= and time_format=.")
-
-
 # ---------------------------------------------------------------- pass 3: write
-def _chunk_jobs(layout: dict, chunk_rows: int) -> list[tuple[int, list[tuple]]]:
-    """For each store chunk, the (segment, from, to) row ranges it holds."""
-    segments = [item for item in layout["segments"] if item["n_rows"]]
-    starts = np.array([item["start"] for item in segments] + [layout["n_steps"]])
-    jobs = []
-    for start in range(0, layout["n_steps"], chunk_rows):
-        stop = min(start + chunk_rows, layout["n_steps"])
-        pieces = []
-        first = int(np.searchsorted(starts, start, side="right") - 1)
-        for number in range(first, len(segments)):
-            low, high = max(start, int(starts[number])), min(stop, int(starts[number + 1]))
-            if int(starts[number]) >= stop:
-                break
-            if high > low:
-                pieces.append((segments[number]["index"], low - int(starts[number]), high - int(starts[number])))
-        jobs.append((start, pieces))
-    return jobs
-
-
 def fill_gaps(times: np.ndarray, values: np.ndarray, policy: str, before: list, after: list) -> np.ndarray:
     """Fill the NaNs of a segment's ``values`` (steps x channels) by ``policy``.
 
@@ -769,8 +768,6 @@ def fill_gaps(times: np.ndarray, values: np.ndarray, policy: str, before: list, 
 
 def _write_task(root: str, staging: str, start: int, pieces: list[tuple], segments: list[dict], spec: dict,
                 mean: list[float], std: list[float]) -> np.ndarray:
-    import zarr
-
     by_index = {item["index"]: item for item in segments}
     columns: dict[str, list] = {name: [] for name in ("X", "time", "series", "position", "run", "split", "record")}
     for index, low, high in pieces:
@@ -792,36 +789,20 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple], segmen
         for name, array in (("X", scaled), ("time", times), ("series", np.full(len(times), item["code"], np.int32)),
                             ("position", positions), ("run", runs), ("split", split), ("record", records)):
             columns[name].append(array[low:high])
-    data = {name: np.concatenate(parts) for name, parts in columns.items()}
-    stop = start + len(data["time"])
-    group = zarr.open_group(root, mode="r+")
-    check_whole_chunk(group["X"], start, stop)
-    for name, array in data.items():
-        group[name][start:stop] = array
-    return np.bincount(data["split"], minlength=3)
+    return write_chunk(root, start, {name: np.concatenate(parts) for name, parts in columns.items()})
 
 
-def _write_rejects(temporary: Path, plan: SourcePlan, read_results: list[dict], accounting: dict,
-                   late_rejects: list[dict], progress: bool, client) -> None:
-    jobs = [(str(temporary / "_staging"), str(temporary / "rejects"), block.index, block.path, offsets)
-            for block, result, offsets in zip(plan.blocks, read_results, accounting["offsets"])
-            if result["n_rejected"]]
-    if not jobs and not late_rejects:
-        return
-    (temporary / "rejects").mkdir()
-    if jobs:
-        run_tasks("bigdl-ingest-rejects", _rejects_task, jobs, desc="ingest: rejects", progress=progress,
-                  client=client)
-    if late_rejects:
-        # Records here are global; the row within its file is the record minus the file's first record.
-        first_record: dict[str, int] = {}
-        for block, offsets in zip(plan.blocks, accounting["offsets"]):
-            first_record.setdefault(block.path, offsets["global_record"] - offsets["file_record"])
-        frame = pd.DataFrame({
-            "source": [plan.blocks[item["block"]].path for item in late_rejects],
-            "row": [item["record"] - first_record[plan.blocks[item["block"]].path] + 1 for item in late_rejects],
-            "line": pd.array([None] * len(late_rejects), dtype="Int64"),
-            "raw": [item["raw"] for item in late_rejects],
-            "reason": [item["reason"] for item in late_rejects],
-        }).sort_values(["source", "row"], kind="stable")
-        frame.to_parquet(temporary / "rejects" / "part-sort.parquet", index=False)
+def _write_late_rejects(root: Path, plan: SourcePlan, offsets: list[dict], late_rejects: list[dict]) -> None:
+    """The rows rejected while sorting; their records are global, so the row within its file is
+    the record minus the file's first record."""
+    first_record: dict[str, int] = {}
+    for block, block_offset in zip(plan.blocks, offsets):
+        first_record.setdefault(block.path, block_offset["global_record"] - block_offset["file_record"])
+    frame = pd.DataFrame({
+        "source": [plan.blocks[item["block"]].path for item in late_rejects],
+        "row": [item["record"] - first_record[plan.blocks[item["block"]].path] + 1 for item in late_rejects],
+        "line": pd.array([None] * len(late_rejects), dtype="Int64"),
+        "raw": [item["raw"] for item in late_rejects],
+        "reason": [item["reason"] for item in late_rejects],
+    }).sort_values(["source", "row"], kind="stable")
+    write_rejects_part(root, "part-sort", frame)

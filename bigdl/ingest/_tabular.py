@@ -1,27 +1,23 @@
 """Tabular ingest: files or a SQL table -> validated, preprocessed Zarr store.
 
-Two passes, each one Dask task per piece of work:
+This module owns what is tabular about it: resolving each column's role and
+read type (:class:`TabularSchema`), validating rows against it, and the
+steps (:class:`TabularSteps`) it plugs into the one ingest pipeline of
+:mod:`bigdl.ingest._pipeline`:
 
 1. **read** (one task per input block): parse, validate, quarantine bad rows,
    summarize the block for the preprocessing fit, and stage the valid rows
    as an Arrow IPC file next to the temporary store.
-2. **write** (one task per store chunk): read the staged rows of exactly one
-   chunk, transform them with the fitted preprocessor, assign splits, and
-   write the chunk.  Tasks write whole, aligned chunks only, so no two tasks
-   touch one Zarr chunk (misaligned writes corrupt data, dask #12583).
-
-The raw input is parsed once; the fit needs only the merged block summaries.
-Everything is written under a temporary name and renamed when complete.
+2. **fit** the :class:`~bigdl.preprocessing.TabularPreprocessor` from the
+   merged block summaries (the raw input is parsed once).
+3. **write** (one task per store chunk): read the staged rows of exactly one
+   chunk, transform them, assign splits, and write the chunk.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import shutil
-import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +25,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigdl.errors import EmptyResultError, SchemaError
-from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
+from bigdl.errors import SchemaError
+from bigdl.ingest import _rows
+from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, register_reason_family, run_ingest,
+                                    write_chunk)
 from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
-from bigdl.store._dataset import Dataset, open_store
-from bigdl.runtime import ingest_job, run_tasks
-from bigdl.store._commit import atomic_store
-from bigdl.store._format import assign_split, check_split_parameters, check_whole_chunk, compressor, rows_per_chunk_for
-from bigdl.store._write import create_arrays, finish_store
+from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
+from bigdl.store._dataset import Dataset
+from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._write import create_arrays
 
 __all__ = ["tabular", "TabularSchema"]
 
@@ -164,7 +161,6 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     """
     from dask.utils import parse_bytes
 
-    started = time.perf_counter()
     _check_parameters(impute=impute, task=task, validation=validation, test=test,
                       max_categories=max_categories, rows_per_chunk=rows_per_chunk, seed=seed)
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
@@ -173,51 +169,71 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
                         delimiter=delimiter)
     schema = resolve_schema(plan, target=target, categorical=categorical, numeric=numeric, drop=drop,
                             key=key, task=task, impute=impute, seed=seed)
-    options = dict(plan.options, all_columns=plan.columns)
+    steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
+                         split_spec={"seed": seed, "validation": validation, "test": test}, compression=compression)
+    return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
-        staging = temporary / "_staging"
-        staging.mkdir()
-        read_results = run_tasks(
-            "bigdl-ingest-read", _read_task,
-            [(block, schema, options, str(staging)) for block in plan.blocks],
-            desc=f"ingest {Path(plan.paths[0]).name}: read", progress=progress, client=client,
-        )
-        accounting = _account(plan, read_results)
-        if accounting["stored"] == 0:
-            raise EmptyResultError(_empty_message(plan, accounting, staging))
+
+class TabularSteps(IngestSteps):
+    """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`)."""
+
+    kind = "tabular"
+
+    def __init__(self, plan: SourcePlan, schema: TabularSchema, *, max_categories: int, rows_per_chunk,
+                 split_spec: dict, compression: str):
+        self.plan, self.schema, self.split_spec, self.compression = plan, schema, split_spec, compression
+        self.max_categories, self.rows_per_chunk = max_categories, rows_per_chunk
+        self.name = Path(plan.paths[0]).name
+        self.read_task, self.write_task = _read_task, _write_task
+        self.offsets: list[dict] = []
+
+    def read_jobs(self, staging: str) -> list[tuple]:
+        options = dict(self.plan.options, all_columns=self.plan.columns)
+        return [(block, self.schema, options, staging) for block in self.plan.blocks]
+
+    def account(self, read_results: list[dict]) -> dict:
+        self.offsets = _rows.block_offsets(self.plan, read_results)
+        return super().account(read_results)
+
+    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
+        paths = self.plan.paths
+        return empty_message(paths if len(paths) > 1 else paths[0], accounting, _rows.staged_examples(staging),
+                                   "Check the columns, delimiter and target.")
+
+    def fit(self, read_results: list[dict], accounting: dict) -> None:
+        schema = self.schema
         summary = read_results[0]["summary"]
         for result in read_results[1:]:
             summary = summary.merge(result["summary"])
-        preprocessor = TabularPreprocessor.fit_summary(
+        self.preprocessor = TabularPreprocessor.fit_summary(
             summary, numeric=list(schema.numeric), categorical=list(schema.categorical), target=schema.target,
-            task=schema.task, impute=impute, max_categories=max_categories, target_type=schema.target_type,
+            task=schema.task, impute=schema.impute, max_categories=self.max_categories,
+            target_type=schema.target_type,
         )
-        n_features = preprocessor.n_features_in_
-        chunk_rows = rows_per_chunk or rows_per_chunk_for(n_features)
+        self.chunk_rows = self.rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
+
+    def create_arrays(self, root: Path, n_rows: int) -> None:
+        schema = self.schema
         y_dtype = None if schema.target is None else ("int64" if schema.task == "classification" else "float32")
-        create_arrays(temporary, accounting["stored"], chunk_rows, x_shape=(n_features,), y_dtype=y_dtype,
-                      compression=compression)
-        chunk_jobs = _chunk_jobs(read_results, accounting, chunk_rows)
-        split_spec = {"seed": seed, "validation": validation, "test": test}
-        write_results = run_tasks(
-            "bigdl-ingest-write", _write_task,
-            [(str(temporary), str(staging), pieces, start, preprocessor.to_state(), schema, split_spec)
-             for start, pieces in chunk_jobs],
-            desc=f"ingest {Path(plan.paths[0]).name}: write", progress=progress, client=client,
+        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.preprocessor.n_features_in_,), y_dtype=y_dtype,
+                      compression=self.compression)
+
+    def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
+        # A staged row's record is local to its block: add the records of the blocks before it.
+        pieces = [(block, low, high, self.offsets[block]["global_record"]) for block, low, high in pieces]
+        return (root, staging, pieces, start, self.preprocessor.to_state(), self.schema, self.split_spec)
+
+    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
+        _rows.write_block_rejects(root, staging, self.plan, read_results, self.offsets, run)
+
+    def attributes(self, accounting: dict) -> dict:
+        target_state = self.preprocessor.target_
+        return dict(
+            split={**self.split_spec, "key": self.schema.key or "record position"},
+            feature_names=self.preprocessor.feature_names_, target_name=self.schema.target, task=self.schema.task,
+            class_names=target_state.get("classes") if target_state else None,
+            preprocessing=self.preprocessor.to_state(), source=self.plan.fingerprint(),
         )
-        reject_jobs = [(str(staging), str(temporary / "rejects"), block.index, block.path, offsets)
-                       for block, result, offsets in zip(plan.blocks, read_results, accounting["offsets"])
-                       if result["n_rejected"]]
-        if reject_jobs:
-            (temporary / "rejects").mkdir()
-            run_tasks("bigdl-ingest-rejects", _rejects_task, reject_jobs, desc="ingest: rejects",
-                      progress=progress, client=client)
-        shutil.rmtree(staging)
-        _write_attributes(temporary, plan=plan, schema=schema, preprocessor=preprocessor, accounting=accounting,
-                          chunk_split_counts=write_results, split_spec=split_spec, compression=compression,
-                          seconds=time.perf_counter() - started)
-    return open_store(store)
 
 
 # ---------------------------------------------------------------- checks
@@ -231,17 +247,6 @@ def _check_parameters(*, impute, task, validation, test, max_categories, rows_pe
         raise SchemaError(f"The 'max_categories' parameter of tabular must be an int >= 1; got {max_categories!r}.")
 
 
-def _unknown_columns(names, columns, parameter) -> None:
-    unknown = [name for name in names if name not in columns]
-    if unknown:
-        hints = {name: difflib.get_close_matches(name, columns, n=1) for name in unknown}
-        hint = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in hints.items() if match)
-        raise SchemaError(
-            f"Column(s) {unknown} given in {parameter}= are not in the data; columns found: {columns}."
-            + (f" ({hint})" if hint else "")
-        )
-
-
 def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed) -> TabularSchema:
     """Decide each column's role from the parameters and a typed sample."""
     columns = plan.columns
@@ -253,9 +258,9 @@ def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key,
         )
     categorical, numeric, drop = list(categorical or []), list(numeric or []), list(drop or [])
     for names, parameter in ((categorical, "categorical"), (numeric, "numeric"), (drop, "drop")):
-        _unknown_columns(names, columns, parameter)
+        _rows.check_columns(names, columns, parameter)
     if key is not None:
-        _unknown_columns([key], columns, "key")
+        _rows.check_columns([key], columns, "key")
     both = sorted(set(categorical) & set(numeric))
     if both:
         raise SchemaError(f"Column(s) {both} are given as both categorical= and numeric=; choose one.")
@@ -345,39 +350,21 @@ def _target_kind(plan: SourcePlan, name: str) -> tuple[str, str]:
 def _read_task(block: Block, schema: TabularSchema, options: dict, staging: str) -> dict:
     raw = read_block(block, schema.read_columns, schema.read_types(), options)
     table, records, rejects = validate(raw, schema, block)
-    pa_table = table.append_column(RECORD, pa.array(records, type=pa.int64()))
-    with pa.OSFile(os.path.join(staging, f"block-{block.index:06d}.arrow"), "wb") as sink:
-        with pa.ipc.new_file(sink, pa_table.schema) as writer:
-            writer.write_table(pa_table)
-    if rejects:
-        pd.DataFrame(rejects, columns=["record", "line", "raw", "reason"]).to_parquet(
-            os.path.join(staging, f"rejects-{block.index:06d}.parquet"), index=False)
+    _rows.stage_table(staging, block.index, table.append_column(RECORD, pa.array(records, type=pa.int64())))
+    _rows.stage_rejects(staging, block.index, rejects)
     return {
         "n_records": raw.n_records,
         "n_valid": table.num_rows,
         "n_rejected": len(rejects),
         "n_physical": raw.n_physical,
-        "reasons": Counter(_reason_family(item["reason"]) for item in rejects),
+        "reasons": count_reasons("tabular", rejects),
         "summary": summarize(table, list(schema.numeric), list(schema.categorical), schema.target,
                              schema.task, seed=schema.seed + block.index * 7919,
                              keep_sample=schema.impute == "median"),
     }
 
 
-def _reason_family(reason: str) -> str:
-    # "column 'x': 'abc' is not a number" -> "column 'x': not a number", for counting.
-    if reason.startswith("duplicate time"):  # sequences: "duplicate time T of series S: kept ..."
-        return "duplicate time"
-    if " is not on the grid" in reason:
-        return "time off the grid"
-    head, _, tail = reason.partition(": ")
-    if " is not " in tail:
-        return f"{head}: not {tail.rsplit(' is not ', 1)[1]}"
-    if reason.startswith("expected ") and " fields" in reason:
-        return "wrong number of fields"
-    if reason.startswith("malformed JSON"):
-        return "malformed JSON"
-    return reason
+register_reason_family("tabular")(_rows.row_reason_family)
 
 
 def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Table, np.ndarray, list[dict]]:
@@ -416,14 +403,14 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
                f"{label} {name!r}: {text.iloc[index]!r} is not a number")
         columns[name] = pa.chunked_array([pa.array(numbers.to_numpy(dtype=np.float64), from_pandas=True)])
     for name in schema.categorical:
-        columns[name] = _text_or_null(table.column(name))
+        columns[name] = _rows.text_or_null(table.column(name))
     if schema.key is not None:
-        columns[schema.key] = _text_or_null(table.column(schema.key))
+        columns[schema.key] = _rows.text_or_null(table.column(schema.key))
     if schema.target is not None:
         if schema.task == "classification":
             target_column = table.column(schema.target)
             if pa.types.is_string(target_column.type):
-                target_column = _text_or_null(target_column)
+                target_column = _rows.text_or_null(target_column)
             text, misfit = canonical_target(target_column.to_pandas(), schema.target_type)
             original = target_column.to_pandas()
             reject(misfit, lambda index: f"target {schema.target!r}: {original.iloc[index]!r} is not "
@@ -434,108 +421,16 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
         reject(missing, lambda index: f"missing target {schema.target!r}")
     ordered = [name for name in schema.read_columns]
     validated = pa.table([columns[name] for name in ordered], names=ordered)
-    rejects = []
-    for item in raw.rejects:  # rows that could not even be parsed
-        line, text = raw.physical(item["record"])
-        rejects.append({**item, "line": line, "raw": text if text is not None else item["raw"]})
+    rejects = _rows.rejected_rows(raw, bad, reasons)
     if bad.any():
-        keep = ~bad
-        validated = validated.filter(pa.array(keep))
-        for index in np.flatnonzero(bad):
-            record = int(raw.records[index])
-            line, text = raw.physical(record)
-            if text is None:  # Parquet and SQL rows have no text: quote their values
-                text = json.dumps({name: table.column(name)[index].as_py() for name in table.column_names},
-                                  default=str)
-            rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
-        records = raw.records[keep]
-    else:
-        records = raw.records
-    rejects.sort(key=lambda item: item["record"])
-    return validated, records, rejects
-
-
-def _text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A text column with empty strings as missing (the same in every input format)."""
-    import pyarrow.compute as pc
-
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = pc.cast(column, pa.string())
-    if not len(column):
-        return column
-    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-
-
-def _account(plan: SourcePlan, results: list[dict]) -> dict:
-    read = sum(result["n_records"] for result in results)
-    stored = sum(result["n_valid"] for result in results)
-    rejected = sum(result["n_rejected"] for result in results)
-    if read != stored + rejected:
-        raise RuntimeError(  # a bug, never a user error: refuse to write an inconsistent store
-            f"bigdl internal error: rows read ({read}) != stored ({stored}) + rejected ({rejected}).")
-    reasons: Counter = Counter()
-    for result in results:
-        reasons.update(result["reasons"])
-    offsets = []
-    global_records = 0
-    file_records: dict[str, int] = {}
-    file_lines: dict[str, int] = {}
-    for block, result in zip(plan.blocks, results):
-        offsets.append({"global_record": global_records, "file_record": file_records.get(block.path, 0),
-                        "file_line": file_lines.get(block.path, 0)})
-        global_records += result["n_records"]
-        file_records[block.path] = file_records.get(block.path, 0) + result["n_records"]
-        file_lines[block.path] = file_lines.get(block.path, 0) + result["n_physical"]
-    return {"read": read, "stored": stored, "rejected": rejected, "reasons": dict(reasons), "offsets": offsets}
-
-
-def _empty_message(plan: SourcePlan, accounting: dict, staging: Path) -> str:
-    if accounting["read"] == 0:
-        return f"The input {plan.paths if len(plan.paths) > 1 else plan.paths[0]!r} holds no data rows."
-    examples = []
-    for part in sorted(staging.glob("rejects-*.parquet"))[:1]:
-        frame = pd.read_parquet(part).head(3)
-        examples = [f"line {row.line}: {row.reason} ({row.raw!r})" if row.line is not None
-                    else f"{row.reason} ({row.raw!r})" for row in frame.itertuples()]
-    reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
-    return (f"All {accounting['read']} rows were rejected, so nothing would be stored: {reasons}. "
-            f"First ones: {'; '.join(examples)}. Check the columns, delimiter and target.")
-
-
-# ---------------------------------------------------------------- pass 2
-def _chunk_jobs(results: list[dict], accounting: dict, chunk_rows: int) -> list[tuple[int, list[tuple]]]:
-    """For each store chunk, the (block, from, to, record offset) staged row ranges it holds."""
-    n_stored = accounting["stored"]
-    valid_starts = np.concatenate([[0], np.cumsum([result["n_valid"] for result in results])])
-    jobs = []
-    for start in range(0, n_stored, chunk_rows):
-        stop = min(start + chunk_rows, n_stored)
-        pieces = []
-        first = int(np.searchsorted(valid_starts, start, side="right") - 1)
-        for block_index in range(first, len(results)):
-            block_start = int(valid_starts[block_index])
-            block_stop = int(valid_starts[block_index + 1])
-            if block_start >= stop:
-                break
-            low, high = max(start, block_start), min(stop, block_stop)
-            if high > low:
-                pieces.append((block_index, low - block_start, high - block_start,
-                               accounting["offsets"][block_index]["global_record"]))
-        jobs.append((start, pieces))
-    return jobs
+        validated = validated.filter(pa.array(~bad))
+    return validated, raw.records[~bad], rejects
 
 
 def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state: dict,
                 schema: TabularSchema, split_spec: dict) -> np.ndarray:
-    import zarr
-
     preprocessor = TabularPreprocessor.from_state(state)
-    tables = []
-    for block_index, low, high, _ in pieces:
-        source = pa.memory_map(os.path.join(staging, f"block-{block_index:06d}.arrow"), "r")
-        tables.append(pa.ipc.open_file(source).read_all().slice(low, high - low))
-    table = pa.concat_tables(tables)
-    stop = start + table.num_rows
+    table = pa.concat_tables([_rows.read_staged(staging, block).slice(low, high - low) for block, low, high, _ in pieces])
     record_offsets = np.concatenate([np.full(high - low, offset, dtype=np.int64)
                                      for _, low, high, offset in pieces])
     records = table.column(RECORD).to_numpy() + record_offsets
@@ -543,39 +438,9 @@ def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state:
         keys = pd.util.hash_array(table.column(schema.key).to_numpy(zero_copy_only=False).astype(object))
     else:
         keys = records.astype(np.uint64)
-    split = assign_split(keys, split_spec["seed"], split_spec["validation"], split_spec["test"])
-    X = preprocessor.transform(table)
-    group = zarr.open_group(root, mode="r+")
-    check_whole_chunk(group["X"], start, stop)
-    group["X"][start:stop] = X
+    arrays = {"X": preprocessor.transform(table)}
     if schema.target is not None:
-        group["y"][start:stop] = preprocessor.transform_target(table.column(schema.target))
-    group["split"][start:stop] = split
-    group["record"][start:stop] = records
-    return np.bincount(split, minlength=3)
-
-
-def _rejects_task(staging: str, destination: str, block_index: int, source: str, offsets: dict) -> int:
-    frame = pd.read_parquet(os.path.join(staging, f"rejects-{block_index:06d}.parquet"))
-    out = pd.DataFrame({
-        "source": source,
-        "row": (frame["record"] + offsets["file_record"] + 1).astype("int64"),
-        "line": (frame["line"] + offsets["file_line"]).astype("Int64"),
-        "raw": frame["raw"].astype(object),
-        "reason": frame["reason"].astype(object),
-    })
-    out.to_parquet(os.path.join(destination, f"part-{block_index:06d}.parquet"), index=False)
-    return len(out)
-
-
-def _write_attributes(root: Path, *, plan, schema, preprocessor, accounting, chunk_split_counts, split_spec,
-                      compression, seconds) -> None:
-    target_state = preprocessor.target_
-    finish_store(
-        root, kind="tabular", accounting=accounting, chunk_split_counts=chunk_split_counts,
-        split={**split_spec, "key": schema.key or "record position"},
-        feature_names=preprocessor.feature_names_, target_name=schema.target, task=schema.task,
-        class_names=target_state.get("classes") if target_state else None,
-        preprocessing=preprocessor.to_state(), source=plan.fingerprint(), compression=compression,
-        ingest_seconds=round(seconds, 3),
-    )
+        arrays["y"] = preprocessor.transform_target(table.column(schema.target))
+    arrays["split"] = assign_split(keys, split_spec["seed"], split_spec["validation"], split_spec["test"])
+    arrays["record"] = records
+    return write_chunk(root, start, arrays)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bigdl
-from bigdl.ingest import _tabular
+from bigdl.ingest import _rows, _tabular
 from support import FORMATS, TARGET, assert_same_store, make_frame, read_store, write_source
 
 
@@ -268,17 +268,17 @@ def _failing(*args, **kwargs):
 
 
 FAILURE_POINTS = {
-    "write task": ("_write_task", _failing),
-    "preprocessing fit": ("TabularPreprocessor", type("Broken", (), {"fit_summary": staticmethod(_failing)})),
-    "rejects task": ("_rejects_task", _failing),
+    "write task": (_tabular, "_write_task", _failing),
+    "preprocessing fit": (_tabular, "TabularPreprocessor", type("Broken", (), {"fit_summary": staticmethod(_failing)})),
+    "rejects task": (_rows, "rejects_task", _failing),
 }
 
 
 @pytest.mark.parametrize("point", sorted(FAILURE_POINTS))
 def test_failed_ingest_leaves_no_store_and_no_temporary(tmp_path, bad_csvs, monkeypatch, point):
     paths, _ = bad_csvs  # has rejects, so the rejects pass runs too
-    name, replacement = FAILURE_POINTS[point]
-    monkeypatch.setattr(_tabular, name, replacement)
+    module, name, replacement = FAILURE_POINTS[point]
+    monkeypatch.setattr(module, name, replacement)
     with pytest.raises(RuntimeError, match="injected failure"):
         bigdl.ingest.tabular([str(path) for path in paths], target="target", store=tmp_path / "s.zarr",
                              blocksize=3000, rows_per_chunk=100, progress=False)
@@ -296,8 +296,8 @@ def test_failed_overwrite_keeps_the_existing_store(tmp_path, bad_csvs, monkeypat
     created = before.attrs["created"]
     files_before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
 
-    name, replacement = FAILURE_POINTS[point]
-    monkeypatch.setattr(_tabular, name, replacement)
+    module, name, replacement = FAILURE_POINTS[point]
+    monkeypatch.setattr(module, name, replacement)
     with pytest.raises(RuntimeError, match="injected failure"):
         bigdl.ingest.tabular(sources, overwrite=True, **kwargs)
 

@@ -1,0 +1,321 @@
+"""The one ingest pipeline every store kind runs, and the helpers its steps share.
+
+:func:`run_ingest` owns the skeleton: open the store atomically and its
+dashboard job, **read** (one Dask task per input block: parse, validate,
+quarantine, stage), account for every row, **fit** on the client from the
+blocks' summaries, run any extra stages a kind needs (sequences sort), create
+the arrays, **write** whole aligned chunks (one task per store chunk, so no
+two tasks touch one Zarr chunk: dask #12583), write the **rejects**, and
+**finish** the store with its attributes and per-chunk split counts.
+
+A kind (tabular, image, sequence) plugs in its own steps by subclassing
+:class:`IngestSteps`; nothing of the skeleton is copied into a kind.  The
+helpers here (row accounting, chunk jobs, chunk writes, reason families,
+rejects files) are the only copies of that logic in :mod:`bigdl.ingest`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bigdl.errors import EmptyResultError
+from bigdl.runtime import ingest_job, run_tasks
+from bigdl.store._commit import atomic_store
+from bigdl.store._dataset import Dataset, open_store
+from bigdl.store._format import check_whole_chunk
+from bigdl.store._write import finish_store
+
+__all__ = ["IngestSteps", "run_ingest", "account", "check_accounting", "chunk_jobs", "write_chunk",
+           "register_reason_family", "reason_family", "count_reasons", "write_rejects_part", "empty_message"]
+
+# Store kind -> the function that folds a reject reason into its family, for counting
+# ("column 'x': 'abc' is not a number" -> "column 'x': not a number").  Each kind registers its own.
+REASON_FAMILIES: dict[str, Callable[[str], str]] = {}
+
+
+def register_reason_family(kind: str) -> Callable:
+    """Decorator registering ``function(reason) -> family`` as the reason families of store ``kind``.
+
+    Registering again replaces the previous function, so reloading a module is harmless.
+    """
+    def register(function: Callable[[str], str]) -> Callable[[str], str]:
+        REASON_FAMILIES[kind] = function
+        return function
+
+    return register
+
+
+def reason_family(kind: str, reason: str) -> str:
+    """The family of a reject ``reason`` under the rules of store ``kind`` (the reason itself if none)."""
+    return REASON_FAMILIES.get(kind, str)(reason)
+
+
+def count_reasons(kind: str, rejects: Sequence[dict]) -> Counter:
+    """Rejects counted by reason family (each reject a dict with a ``reason``)."""
+    return Counter(reason_family(kind, item["reason"]) for item in rejects)
+
+
+# ---------------------------------------------------------------- accounting
+def check_accounting(read: int, stored: int, rejected: int, what: str = "rows") -> None:
+    """Raise when ``read != stored + rejected``: a bug, never a user error.
+
+    The store would otherwise claim rows it does not hold (or hold rows it
+    never read), so the ingest refuses to commit it.
+    """
+    if read != stored + rejected:
+        raise RuntimeError(f"bigdl internal error: {what} read ({read}) != stored ({stored}) "
+                           f"+ rejected ({rejected}).")
+
+
+def account(results: Sequence[dict], *, expected: int | None = None, what: str = "rows") -> dict:
+    """Sum the read tasks' counts into the store's row accounting, checking read = stored + rejected.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        One per read task, each with ``n_records`` (items read), ``n_valid``
+        (staged), ``n_rejected`` and ``reasons`` (a Counter of reason families).
+    expected : int, optional
+        Items the plan listed; when given, the tasks must have read exactly these.
+    what : str, default "rows"
+        The unit, for the error message.
+
+    Returns
+    -------
+    dict
+        ``read``, ``stored``, ``rejected`` and ``reasons`` (family -> count).
+
+    Examples
+    --------
+    >>> from collections import Counter
+    >>> account([{"n_records": 3, "n_valid": 2, "n_rejected": 1, "reasons": Counter(a=1)}])
+    {'read': 3, 'stored': 2, 'rejected': 1, 'reasons': {'a': 1}}
+    """
+    read = sum(int(result["n_records"]) for result in results)
+    stored = sum(int(result["n_valid"]) for result in results)
+    rejected = sum(int(result["n_rejected"]) for result in results)
+    if expected is not None and read != expected:
+        raise RuntimeError(f"bigdl internal error: {what} listed ({expected}) != {what} read ({read}).")
+    check_accounting(read, stored, rejected, what)
+    reasons: Counter = Counter()
+    for result in results:
+        reasons.update(result["reasons"])
+    return {"read": read, "stored": stored, "rejected": rejected, "reasons": dict(reasons)}
+
+
+# ---------------------------------------------------------------- chunk jobs and writes
+def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
+    """For each store chunk, the ``(piece id, from, to)`` staged row ranges it holds.
+
+    Parameters
+    ----------
+    counts : sequence of int
+        Rows of each staged piece (a block, a batch, a segment), in store order.
+    chunk_rows : int
+        Rows per store chunk.
+    ids : sequence, optional
+        The id of each piece (its staging file number); default: its position.
+
+    Returns
+    -------
+    list of (int, list of tuple)
+        ``(first row of the chunk, pieces)`` per chunk; every chunk but the
+        last holds exactly ``chunk_rows`` rows, so each write task writes one
+        whole aligned chunk.
+
+    Examples
+    --------
+    >>> chunk_jobs([3, 0, 4], chunk_rows=5)
+    [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
+    """
+    ids = list(range(len(counts))) if ids is None else list(ids)
+    starts = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
+    n_rows = int(starts[-1])
+    jobs = []
+    for start in range(0, n_rows, chunk_rows):
+        stop = min(start + chunk_rows, n_rows)
+        pieces = []
+        first = int(np.searchsorted(starts, start, side="right") - 1)
+        for number in range(first, len(counts)):
+            piece_start, piece_stop = int(starts[number]), int(starts[number + 1])
+            if piece_start >= stop:
+                break
+            low, high = max(start, piece_start), min(stop, piece_stop)
+            if high > low:
+                pieces.append((ids[number], low - piece_start, high - piece_start))
+        jobs.append((start, pieces))
+    return jobs
+
+
+def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Write one whole store chunk of every array in ``arrays``; return its rows per split.
+
+    Runs inside a write task.  The returned ``np.bincount`` of the chunk's
+    ``split`` is what the store's ``chunk_split_counts`` attribute holds (and
+    what the dashboard counts as rows stored).
+    """
+    import zarr
+
+    stop = start + len(arrays["split"])
+    group = zarr.open_group(root, mode="r+")
+    check_whole_chunk(group["X"], start, stop)
+    for name, values in arrays.items():
+        group[name][start:stop] = values
+    return np.bincount(arrays["split"], minlength=3)
+
+
+# ---------------------------------------------------------------- rejects
+def empty_message(source, accounting: dict, examples: list[str], hint: str = "", what: str = "rows") -> str:
+    """Why an ingest would store nothing: no row at all, or every row rejected (with the first few)."""
+    if accounting["read"] == 0:
+        return f"The input {source!r} holds no data {what}."
+    reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
+    return (f"All {accounting['read']} {what} were rejected, so nothing would be stored (input {source!r}): "
+            f"{reasons}. First ones: {'; '.join(examples[:3])}.{' ' + hint if hint else ''}")
+
+
+REJECT_TYPES = {"row": "int64", "record": "int64", "line": "Int64", "class": "int64"}
+
+
+def write_rejects_part(root: str | os.PathLike, name: str, frame: pd.DataFrame) -> int:
+    """Write ``frame`` as ``<store>/rejects/<name>.parquet`` (creating the folder); return its rows."""
+    folder = Path(root) / "rejects"
+    folder.mkdir(exist_ok=True)
+    types = {column: dtype for column, dtype in REJECT_TYPES.items() if column in frame.columns}
+    frame.astype(types).to_parquet(folder / f"{name}.parquet", index=False)
+    return len(frame)
+
+
+# ---------------------------------------------------------------- the skeleton
+class IngestSteps:
+    """The steps one store kind plugs into :func:`run_ingest`.
+
+    Subclasses set the attributes and implement the methods without a
+    default; hooks with a default do nothing.  Methods run on the client;
+    ``read_task`` and ``write_task`` are plain functions (picklable) run in
+    Dask tasks.
+
+    Attributes
+    ----------
+    kind : str
+        The store kind (``"tabular"``, ``"image"``, ``"sequence"``); also the
+        key of its reason families.
+    name : str
+        A short name of the source, for progress bars.
+    read_stage : str
+        Name of the read stage on progress bars and the dashboard.
+    chunk_rows : int
+        Rows per store chunk (set by :meth:`fit` at the latest).
+    compression : str
+        Blosc codec of the arrays, recorded in the store's attributes.
+    """
+
+    kind: str = ""
+    name: str = ""
+    read_stage: str = "read"
+    chunk_rows: int = 0
+    compression: str = "lz4"
+    read_task: Callable = None
+    write_task: Callable = None
+
+    def prepare(self, staging: Path) -> None:
+        """Before reading: e.g. copy sources tasks cannot read in place into ``staging``."""
+
+    def read_jobs(self, staging: str) -> list[tuple]:
+        """The arguments of each read task (one per input block)."""
+        raise NotImplementedError
+
+    def account(self, read_results: list[dict]) -> dict:
+        """Row accounting of the read results (see :func:`account`)."""
+        return account(read_results)
+
+    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
+        """Why nothing would be stored (every row rejected, or no row read)."""
+        raise NotImplementedError
+
+    def fit(self, read_results: list[dict], accounting: dict) -> None:
+        """Learn what the write tasks need (preprocessing, statistics) from the read results."""
+
+    def extra_stages(self, run: Callable, staging: str, read_results: list[dict], accounting: dict) -> dict:
+        """Stages between fit and write (sequences sort); return the accounting, updated if rows left.
+
+        ``run(stage, task, jobs)`` runs one task per job like the skeleton's own stages.
+        """
+        return accounting
+
+    def pieces(self, read_results: list[dict]) -> tuple[list, list[int]]:
+        """The staged pieces in store order: their ids and row counts (default: the read blocks)."""
+        return list(range(len(read_results))), [int(result["n_valid"]) for result in read_results]
+
+    def create_arrays(self, root: Path, n_rows: int) -> None:
+        """Create the store's empty arrays for ``n_rows`` rows of ``chunk_rows``."""
+        raise NotImplementedError
+
+    def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
+        """The arguments of the write task of the chunk starting at ``start``."""
+        raise NotImplementedError
+
+    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict,
+                      run: Callable) -> None:
+        """Write ``<store>/rejects/*.parquet``."""
+
+    def attributes(self, accounting: dict) -> dict:
+        """The kind's own store attributes, passed to :func:`bigdl.store._write.finish_store`."""
+        raise NotImplementedError
+
+
+def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool, progress: bool,
+               client=None) -> Dataset:
+    """Run the ingest pipeline with one kind's ``steps``; return the committed store, opened.
+
+    Parameters
+    ----------
+    steps : IngestSteps
+        The kind's steps, parameters already validated and sources planned.
+    store : str or path
+        Where the store goes; written to a temporary sibling and committed when complete.
+    overwrite, progress, client
+        As in :func:`bigdl.ingest.tabular`.
+
+    Returns
+    -------
+    Dataset
+    """
+    started = time.perf_counter()
+
+    def run(stage: str, task: Callable, jobs: list[tuple]) -> list:
+        # The task prefix names the stage on the dashboard ("bigdl-ingest-read", ...).
+        return run_tasks(f"bigdl-ingest-{stage}", task, jobs, desc=f"ingest {steps.name}: {stage}",
+                         progress=progress, client=client)
+
+    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
+        staging = temporary / "_staging"
+        staging.mkdir()
+        steps.prepare(staging)
+        read_results = run(steps.read_stage, steps.read_task, steps.read_jobs(str(staging)))
+        accounting = steps.account(read_results)
+        if accounting["stored"] == 0:
+            raise EmptyResultError(steps.empty_message(accounting, read_results, staging))
+        steps.fit(read_results, accounting)
+        accounting = steps.extra_stages(run, str(staging), read_results, accounting)
+        check_accounting(accounting["read"], accounting["stored"], accounting["rejected"])
+        ids, counts = steps.pieces(read_results)
+        steps.create_arrays(temporary, int(sum(counts)))
+        chunk_split_counts = run("write", steps.write_task,
+                                 [steps.write_job(str(temporary), str(staging), start, pieces)
+                                  for start, pieces in chunk_jobs(counts, steps.chunk_rows, ids)])
+        steps.write_rejects(temporary, staging, read_results, accounting, run)
+        shutil.rmtree(staging)
+        attributes = steps.attributes(accounting)
+        finish_store(temporary, kind=steps.kind, accounting=accounting, chunk_split_counts=chunk_split_counts,
+                     compression=steps.compression, ingest_seconds=round(time.perf_counter() - started, 3),
+                     **attributes)
+    return open_store(store)

@@ -1,0 +1,151 @@
+"""Steps shared by the kinds that read rows of tables (tabular and sequence ingest).
+
+Both read the same planned blocks (:mod:`bigdl.ingest.sources`), reject rows
+the same way (with their line and raw text), stage valid rows as Arrow IPC
+files and rejects as Parquet files in the staging folder, and number rejected
+rows within their file once every block's size is known.  This module owns
+those steps and the reason families of row rejects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from bigdl.errors import SchemaError
+from bigdl.ingest._pipeline import write_rejects_part
+from bigdl.ingest._sources import RawBlock, SourcePlan
+
+__all__ = ["row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
+           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
+
+STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+
+
+def row_reason_family(reason: str) -> str:
+    """``"column 'x': 'abc' is not a number"`` -> ``"column 'x': not a number"``, for counting."""
+    head, _, tail = reason.partition(": ")
+    if " is not " in tail:
+        return f"{head}: not {tail.rsplit(' is not ', 1)[1]}"
+    if reason.startswith("expected ") and " fields" in reason:
+        return "wrong number of fields"
+    if reason.startswith("malformed JSON"):
+        return "malformed JSON"
+    return reason
+
+
+def check_columns(names, columns, parameter: str) -> None:
+    """Refuse column ``names`` given in ``parameter=`` that are not among ``columns``, with close matches."""
+    unknown = [name for name in names if name not in columns]
+    if unknown:
+        hints = {name: difflib.get_close_matches(name, columns, n=1) for name in unknown}
+        hint = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in hints.items() if match)
+        raise SchemaError(
+            f"Column(s) {unknown} given in {parameter}= are not in the data; columns found: {columns}."
+            + (f" ({hint})" if hint else "")
+        )
+
+
+def text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column with empty strings as missing (the same in every input format)."""
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    if not len(column):
+        return column
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+
+
+def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
+    """The rejects of a parsed block: rows the parser refused, then the ``bad`` rows with their ``reasons``.
+
+    Each reject has its block-local ``record``, its ``line`` in the block and
+    its ``raw`` text; Parquet and SQL rows have no text, so their values are
+    quoted as JSON instead.  Sorted by record.
+    """
+    rejects = []
+    for item in raw.rejects:  # rows that could not even be parsed
+        line, text = raw.physical(item["record"])
+        rejects.append({**item, "line": line, "raw": text if text is not None else item["raw"]})
+    for index in np.flatnonzero(bad):
+        record = int(raw.records[index])
+        line, text = raw.physical(record)
+        if text is None:
+            text = json.dumps({name: raw.table.column(name)[index].as_py() for name in raw.table.column_names},
+                              default=str)
+        rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
+    rejects.sort(key=lambda item: item["record"])
+    return rejects
+
+
+def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
+    """Stage a block's valid rows as Arrow IPC (memory-mapped by the later tasks)."""
+    with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def read_staged(staging: str, block_index: int) -> pa.Table:
+    """The staged rows of one block."""
+    source = pa.memory_map(os.path.join(staging, f"block-{block_index:06d}.arrow"), "r")
+    return pa.ipc.open_file(source).read_all()
+
+
+def stage_rejects(staging: str, block_index: int, rejects: list[dict]) -> None:
+    """Stage a block's rejects (block-local records and lines) until every block's offsets are known."""
+    if rejects:
+        pd.DataFrame(rejects, columns=STAGED_REJECT_COLUMNS).to_parquet(
+            os.path.join(staging, f"rejects-{block_index:06d}.parquet"), index=False)
+
+
+def block_offsets(plan: SourcePlan, results: list[dict]) -> list[dict]:
+    """Per block, the records before it in the whole input and in its file, and the lines before it in its file."""
+    offsets = []
+    global_records = 0
+    file_records: dict[str, int] = {}
+    file_lines: dict[str, int] = {}
+    for block, result in zip(plan.blocks, results):
+        offsets.append({"global_record": global_records, "file_record": file_records.get(block.path, 0),
+                        "file_line": file_lines.get(block.path, 0)})
+        global_records += result["n_records"]
+        file_records[block.path] = file_records.get(block.path, 0) + result["n_records"]
+        file_lines[block.path] = file_lines.get(block.path, 0) + result["n_physical"]
+    return offsets
+
+
+def rejects_task(staging: str, destination: str, block_index: int, source: str, offsets: dict) -> int:
+    """Renumber one block's staged rejects within their file and write them to the store's rejects."""
+    frame = pd.read_parquet(os.path.join(staging, f"rejects-{block_index:06d}.parquet"))
+    out = pd.DataFrame({
+        "source": source,
+        "row": frame["record"] + offsets["file_record"] + 1,
+        "line": frame["line"] + offsets["file_line"],
+        "raw": frame["raw"].astype(object),
+        "reason": frame["reason"].astype(object),
+    })
+    return write_rejects_part(destination, f"part-{block_index:06d}", out)
+
+
+def write_block_rejects(root: Path, staging: Path, plan: SourcePlan, read_results: list[dict], offsets: list[dict],
+                        run) -> None:
+    """One rejects task per block that rejected rows."""
+    jobs = [(str(staging), str(root), block.index, block.path, block_offset)
+            for block, result, block_offset in zip(plan.blocks, read_results, offsets) if result["n_rejected"]]
+    if jobs:
+        run("rejects", rejects_task, jobs)
+
+
+def staged_examples(staging: Path, limit: int = 3) -> list[str]:
+    """The first staged rejects as text, for :func:`bigdl.ingest._pipeline.empty_message`."""
+    for part in sorted(Path(staging).glob("rejects-*.parquet"))[:1]:
+        frame = pd.read_parquet(part).head(limit)
+        return [f"line {row.line}: {row.reason} ({row.raw!r})" if pd.notna(row.line) else f"{row.reason} ({row.raw!r})"
+                for row in frame.itertuples()]
+    return []
