@@ -175,7 +175,7 @@ def _client(args):
 
 def _ingest(args) -> int:
     import bigdl
-    from bigdl.ingest._sources import plan_sources
+    from bigdl.ingest.sources import plan_sources
     from bigdl.ingest._tabular import resolve_schema
 
     source = args.source if len(args.source) > 1 else args.source[0]

@@ -1,7 +1,7 @@
 """Image ingest: image files or image arrays -> uint8 ``(n, C, H, W)`` Zarr store.
 
 The source (a folder of class sub-folders, a ``path,label`` manifest, MNIST
-IDX files or ``.npy``/``.npz`` arrays; see :mod:`bigdl.ingest._image_sources`)
+IDX files or ``.npy``/``.npz`` arrays; see :mod:`bigdl.ingest.sources`)
 is resolved on the client into an ordered list of items and their labels.
 Decoding runs in Dask tasks, in the one ingest pipeline of
 :mod:`bigdl.ingest._pipeline` (:class:`ImageSteps` plugs in the image steps):
@@ -32,15 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigdl.errors import SchemaError, SourceNotFoundError
-from bigdl.ingest._image_sources import IMAGE_SUFFIXES, ImageListing, is_url, resolve_image_source
+from bigdl.errors import SchemaError
+from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
+                                  resolve_image_source)
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
                                     run_ingest, write_chunk, write_rejects_part)
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
-__all__ = ["images", "IMAGE_SUFFIXES"]
+__all__ = ["images", "IMAGE_SUFFIXES", "list_image_folder"]
 
 MODES = {"L": 1, "RGB": 3}
 RESIZES = ("stretch", "pad")
@@ -154,7 +155,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
                       rows_per_chunk=rows_per_chunk)
     compressor(compression)  # validate the name before any work
     listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
-                                   label_column=label_column, list_folder=list_image_folder)
+                                   label_column=label_column)
     mode, size = _resolve_mode_and_size(mode, size, listing)
     steps = ImageSteps(source, listing, options={"mode": mode, "size": size, "resize": resize},
                        split_spec={"seed": seed, "validation": validation, "test": test},
@@ -259,55 +260,12 @@ def _resolve_mode_and_size(mode, size, listing: ImageListing) -> tuple[str, tupl
     return mode or FILE_DEFAULTS["mode"], _size_pair(size if size is not None else FILE_DEFAULTS["size"])
 
 
-def _is_image(filename: str) -> bool:
-    return filename.lower().endswith(IMAGE_SUFFIXES) and not filename.startswith(".")
-
-
-def list_image_folder(source) -> tuple[Path, list[str], list[tuple[str, int]]]:
-    """The root, the class names and the sorted ``(relative path, class code)`` list of an image folder."""
-    root = Path(source).expanduser()
-    if not root.exists():
-        raise SourceNotFoundError(f"The image folder {str(source)!r} does not exist.")
-    if not root.is_dir():
-        raise SourceNotFoundError(
-            f"{str(source)!r} is a file; images() expects a folder with one sub-folder of images per class.")
-    root = root.absolute()
-    found: dict[str, list[str]] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        names = []
-        # Plain strings, not Path objects: listing 100,000 files with pathlib costs seconds.
-        for directory, subdirectories, filenames in os.walk(folder):
-            subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
-            relative = os.path.relpath(directory, root).replace(os.sep, "/")
-            names.extend(f"{relative}/{filename}" for filename in filenames if _is_image(filename))
-        if names:
-            found[folder.name] = sorted(names)
-    if not found:
-        loose = [p.name for p in root.iterdir() if p.is_file() and _is_image(p.name)]
-        hint = (f" It holds {len(loose)} image(s) directly; move them into one sub-folder per class."
-                if loose else "")
-        raise SourceNotFoundError(
-            f"No images ({', '.join(IMAGE_SUFFIXES)}) found in class sub-folders of {str(source)!r}.{hint}")
-    if len(found) < 2:
-        only = next(iter(found))
-        raise SchemaError(
-            f"Only one class ({only!r}) has images in {str(source)!r}; classification needs at least two "
-            "class sub-folders (each sub-folder name is a class).")
-    class_names = sorted(found)
-    files = [(name, code) for code, label in enumerate(class_names) for name in found[label]]
-    return root, class_names, files
-
-
-
-
 # ---------------------------------------------------------------- pass 1: image files
 def _open_image(location: str):
     """A Pillow image of a local path or an fsspec URL (the bytes of a URL are read whole)."""
     from PIL import Image
 
     if is_url(location):
-        from bigdl.ingest._image_sources import open_binary
-
         with open_binary(location) as handle:
             data = handle.read()
         if not data:

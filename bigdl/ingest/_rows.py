@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import write_rejects_part
-from bigdl.ingest._sources import RawBlock, SourcePlan
+from bigdl.ingest.sources import RawBlock, SourcePlan
 
 __all__ = ["row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
            "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]

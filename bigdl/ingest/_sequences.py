@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigdl.errors import EmptyResultError, SchemaError, SourceError, SourceNotFoundError
+from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, reason_family,
                                     register_reason_family, run_ingest, write_chunk, write_rejects_part)
-from bigdl.ingest._sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
+from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import SPLIT_CODES, check_split_parameters, compressor, rows_per_chunk_for
 from bigdl.store._write import create_arrays
@@ -149,7 +149,7 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
                       validation=validation, test=test, rows_per_chunk=rows_per_chunk)
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
     compressor(compression)
-    plan = _plan(source, format=format, table=table, blocksize=blocksize)
+    plan = plan_sources(source, format=format, table=table, blocksize=blocksize)
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format)
     steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
@@ -269,30 +269,6 @@ def _check_parameters(*, window, horizon, stride, gaps, duplicates, validation, 
                            unit="steps")
 
 
-def _plan(source, *, format, table, blocksize) -> SourcePlan:
-    """Tabular sources through the tabular planner; a ``.npy`` file as row-range blocks."""
-    text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    if text is not None and (format == "npy" or text.removeprefix("file://").endswith(".npy")):
-        path = text.removeprefix("file://")
-        if not os.path.exists(path):
-            raise SourceNotFoundError(f"Input file {path!r} does not exist; check the path.")
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as error:
-            raise SourceError(f"{path!r} is not a readable .npy array ({error}).") from None
-        if array.ndim not in (1, 2) or not np.issubdtype(array.dtype, np.number):
-            raise SourceError(f"{path!r} holds a {array.dtype} array of shape {array.shape}; sequences() needs "
-                              "numbers of shape (n_steps,) or (n_steps, n_channels).")
-        n_channels = 1 if array.ndim == 1 else array.shape[1]
-        rows = max(1, blocksize // max(1, array.itemsize * n_channels))
-        blocks = [Block(index, path, "npy", start, min(start + rows, len(array)))
-                  for index, start in enumerate(range(0, len(array), rows))]
-        columns = [f"x{index}" for index in range(n_channels)]
-        return SourcePlan("npy", [path], columns, pa.table({name: pa.array([], pa.float64()) for name in columns}),
-                          blocks, {"shape": list(array.shape)})
-    return plan_sources(source, format=format, table=table, blocksize=blocksize)
-
-
 def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format) -> dict:
     columns = plan.columns
     if plan.format == "npy":
@@ -328,20 +304,20 @@ def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, ti
 def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
     rejects: list[dict] = []
     if block.format == "npy":
-        array = np.load(block.path, mmap_mode="r")[block.start:block.stop]
-        array = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
-        times = np.arange(block.start, block.stop, dtype=np.float64)
-        values = array
-        names = np.full(len(array), "", dtype=object)
-        records = np.arange(len(array), dtype=np.int64)
-        bad = np.zeros(len(array), dtype=bool)
+        # A series' time is its step number; its channels are the array's columns.
+        raw = read_block(block, options["all_columns"], {}, options)
+        values = np.column_stack([raw.table.column(name).to_numpy() for name in options["all_columns"]])
+        records = raw.records
+        times = block.start + records.astype(np.float64)
+        names = np.full(len(records), "", dtype=object)
+        bad = np.zeros(len(records), dtype=bool)
         if spec["gaps"] == "reject":
             missing = np.isnan(values).any(axis=1)
             for index in np.flatnonzero(missing):
                 rejects.append({"record": int(index), "line": None, "raw": json.dumps(values[index].tolist()),
                                 "reason": "missing value (gaps='reject')"})
             bad |= missing
-        n_records, n_physical = len(array), 0
+        n_records, n_physical = raw.n_records, raw.n_physical
     else:
         columns = [spec["time"]] + ([spec["series"]] if spec["series"] else []) + spec["values"]
         raw = read_block(block, columns, {}, options)

@@ -29,7 +29,7 @@ from bigdl.errors import SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, register_reason_family, run_ingest,
                                     write_chunk)
-from bigdl.ingest._sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
+from bigdl.ingest.sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for

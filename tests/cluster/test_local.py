@@ -62,7 +62,7 @@ def test_ingest_on_worker_processes_equals_the_threaded_ingest(tmp_path, cluster
     with cluster_client.as_current(), get_task_stream(client=cluster_client) as stream:
         distributed = bigdl.ingest.tabular(source, store=tmp_path / "cluster.zarr", **ingest_kwargs, **extra)
     keys = [str(task["key"]) for task in stream.data]
-    n_read = len(bigdl.ingest._sources.plan_sources(source, blocksize=20_000).blocks)
+    n_read = len(bigdl.ingest.sources.plan_sources(source, blocksize=20_000).blocks)
     assert sum(key.startswith("bigdl-ingest-read-") for key in keys) == n_read > 1
     assert sum(key.startswith("bigdl-ingest-write-") for key in keys) == threaded.info()["chunks"]["n_chunks"] > 1
     assert len({task["worker"] for task in stream.data}) == 2  # both worker processes took part

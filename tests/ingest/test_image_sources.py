@@ -77,7 +77,7 @@ def test_idx_equals_the_hand_built_array(tmp_path, client, digits, compressed):
 
 
 def test_idx_reader_matches_struct_header_and_magic(tmp_path, digits):
-    from bigdl.ingest._image_sources import read_idx
+    from bigdl.ingest.sources import read_idx
 
     pixels, labels = digits
     path = _write_idx(tmp_path / "m", pixels, labels, compressed=True)

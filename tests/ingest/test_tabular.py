@@ -178,7 +178,7 @@ def test_bad_rows_are_counted_and_quarantined_exactly(tmp_path, bad_csvs, client
     paths, expected = bad_csvs
     ds = bigdl.ingest.tabular([str(path) for path in paths], target="target", drop=["id"], store=tmp_path / "s.zarr",
                               blocksize=3000, rows_per_chunk=100, client=client, progress=False)
-    assert len(bigdl.ingest._sources.plan_sources([str(p) for p in paths], blocksize=3000).blocks) >= 6
+    assert len(bigdl.ingest.sources.plan_sources([str(p) for p in paths], blocksize=3000).blocks) >= 6
     rows = ds.row_counts
     assert rows["read"] == 1000
     assert rows["rejected"] == len(expected) == 10
@@ -226,7 +226,7 @@ def test_bad_json_lines_are_counted_and_quarantined_exactly(tmp_path):
             expected.append({"source": files[-1], "row": row + 1, "line": row + 1, "raw": text})
     ds = bigdl.ingest.tabular(files, target="target", drop=["id"], store=tmp_path / "s.zarr", blocksize=4000,
                               rows_per_chunk=64, progress=False)
-    assert len(bigdl.ingest._sources.plan_sources(files, blocksize=4000).blocks) >= 4
+    assert len(bigdl.ingest.sources.plan_sources(files, blocksize=4000).blocks) >= 4
     rows = ds.row_counts
     assert (rows["read"], rows["stored"], rows["rejected"]) == (500, 495, 5)
     assert rows["rejected_by_reason"] == {"malformed JSON": 1, "column 'a': not a number": 1,

@@ -34,7 +34,7 @@ def test_store_equals_sklearn_pipeline(tmp_path, frame, sources, ingest_kwargs, 
 
     # Several chunks and several read blocks, or this test would not test the merge.
     assert ds.rows_per_chunk == ROWS_PER_CHUNK and ds.info()["chunks"]["n_chunks"] == len(frame) // ROWS_PER_CHUNK
-    assert len(bigdl.ingest._sources.plan_sources(source, blocksize=20_000).blocks) > 3
+    assert len(bigdl.ingest.sources.plan_sources(source, blocksize=20_000).blocks) > 3
     assert stored["X"].dtype == np.float32
     assert ds.feature_names == names
     assert names[:len(NUMERIC)] == NUMERIC

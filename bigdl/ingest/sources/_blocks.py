@@ -1,0 +1,189 @@
+"""Planned blocks of row sources and what their readers share.
+
+A :class:`Block` is one unit of reading (a byte range of a text file, row
+groups of a Parquet file, a row range of a table or array); a reader turns
+it into a :class:`RawBlock` (rows as parsed, with the rows it could not
+parse).  The line-oriented helpers (heads, encodings, line-aligned byte
+ranges) serve the CSV and JSON lines readers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from bigdl.errors import SourceError
+
+__all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "count_lines", "compression_of", "head_bytes", "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
+
+
+# pyarrow's CSV spellings of a missing number, used when numbers arrive as text.
+NULL_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                         "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"})
+
+
+SAMPLE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of reading: a byte range, a group of row groups or a row range."""
+
+    index: int
+    path: str
+    format: str
+    start: int
+    stop: int
+    first: bool = True
+    compression: str | None = None
+
+
+@dataclass
+class RawBlock:
+    """Rows of one block as parsed, before validation."""
+
+    table: pa.Table
+    records: np.ndarray  # local record index (0-based within the block) of each table row
+    n_records: int  # rows read, including rows rejected while parsing
+    n_physical: int  # physical lines the block spans (blank ones too), to number lines of later blocks
+    rejects: list[dict] = field(default_factory=list)  # {"record", "raw", "reason"}
+    header_rows: int = 0
+    data: bytes | None = None  # the block's text, to quote rejected rows and find their lines
+    encoding: str = "utf-8"
+    _lines: list | None = field(default=None, repr=False)
+
+    def physical(self, record: int) -> tuple[int | None, str | None]:
+        """The 1-based line within the block and the raw text of a record (None, None without text).
+
+        Records skip blank lines (as pyarrow does), lines count them.
+        """
+        if self.data is None:
+            return None, None
+        if self._lines is None:
+            self._lines = [(number, line) for number, line in enumerate(self.data.split(b"\n"), start=1)
+                           if line.strip(b"\r")]
+        index = record + self.header_rows
+        if not 0 <= index < len(self._lines):
+            return None, None
+        number, line = self._lines[index]
+        return number, line.decode(self.encoding, "replace").rstrip("\r")
+
+
+def count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+@dataclass
+class SourcePlan:
+    """What planning learnt: the format, the columns, a typed sample and the blocks."""
+
+    format: str
+    paths: list[str]
+    columns: list[str]
+    sample: pa.Table
+    blocks: list[Block]
+    options: dict
+
+    def fingerprint(self) -> dict:
+        entries = []
+        for path in self.paths:
+            try:
+                stat = os.stat(path)
+                entries.append({"path": path, "bytes": stat.st_size, "mtime": stat.st_mtime})
+            except OSError:
+                entries.append({"path": path})
+        return {"format": self.format, "files": entries}
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(os.path.getsize(path) for path in self.paths if os.path.exists(path))
+
+
+def compression_of(path: str) -> str | None:
+    return "gzip" if path.lower().endswith((".gz", ".gzip")) else None
+
+
+def head_bytes(path: str, size: int = SAMPLE_BYTES) -> bytes:
+    if compression_of(path) == "gzip":
+        try:
+            with gzip.open(path, "rb") as handle:
+                return handle.read(size)
+        except (OSError, EOFError) as error:
+            raise SourceError(f"{path}: cannot be read as gzip ({error}); is it really compressed?") from None
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def check_encoding(path: str, head: bytes, encoding: str) -> None:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        decoder.decode(head, final=False)
+    except UnicodeDecodeError as error:
+        raise SourceError(
+            f"{path} is not valid {encoding} text: byte 0x{head[error.start]:02x} at offset {error.start} "
+            f"cannot be decoded. Pass encoding='latin-1' (or the file's real encoding, e.g. 'cp1252')."
+        ) from None
+
+
+def block_ranges(path: str, blocksize: int) -> list[tuple[int, int]]:
+    size = os.path.getsize(path)
+    if compression_of(path) or size <= blocksize:
+        return [(0, size)]
+    # Equal blocks (not blocksize, blocksize, ..., remainder) keep workers evenly busy.
+    n_blocks = -(-size // blocksize)
+    bounds = [size * index // n_blocks for index in range(n_blocks + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def plan_lines(paths: list[str], blocksize: int, fmt: str, options: dict) -> list[Block]:
+    blocks: list[Block] = []
+    for path in paths:
+        for start, stop in block_ranges(path, blocksize):
+            blocks.append(Block(len(blocks), path, fmt, start, stop, first=start == 0,
+                                compression=compression_of(path)))
+    return blocks
+
+
+def line_aligned_bytes(block: Block) -> bytes:
+    if block.compression == "gzip":
+        with gzip.open(block.path, "rb") as handle:
+            try:
+                return handle.read()
+            except (OSError, EOFError) as error:
+                raise SourceError(f"{block.path}: the gzip stream is corrupt or truncated ({error}).") from None
+    with open(block.path, "rb") as handle:
+        # A block owns every line whose first byte lies in [start, stop).
+        begin = line_start(handle, block.start)
+        end = line_start(handle, block.stop)
+        handle.seek(begin)
+        return handle.read(max(end - begin, 0))
+
+
+def line_start(handle, position: int) -> int:
+    if position == 0:
+        return 0
+    handle.seek(position - 1)
+    handle.readline()
+    return handle.tell()
+
+
+def header_mismatch(path, columns, reference_path, reference_columns) -> str:
+    extra = [name for name in columns if name not in reference_columns]
+    missing = [name for name in reference_columns if name not in columns]
+    detail = []
+    if missing:
+        detail.append(f"lacks {missing}")
+    if extra:
+        detail.append(f"adds {extra}")
+    if not detail:
+        detail.append("has the same columns in another order")
+    return (
+        f"{path} has a different header from {reference_path}: it {' and '.join(detail)}. "
+        f"All files of one ingest must share one header ({reference_columns}); ingest them separately "
+        "or fix the file."
+    )

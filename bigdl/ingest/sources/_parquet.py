@@ -1,0 +1,52 @@
+"""Parquet files: blocks of whole row groups, read with pyarrow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from bigdl.errors import SourceError
+from bigdl.ingest.sources._blocks import Block, RawBlock, SourcePlan, header_mismatch
+
+__all__ = ["SUFFIXES", "plan_parquet", "read_parquet_block"]
+
+
+SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
+    import pyarrow.parquet as pq
+
+    blocks: list[Block] = []
+    reference = None
+    sample = None
+    for path in paths:
+        try:
+            metadata = pq.ParquetFile(path).metadata
+            schema = pq.read_schema(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise SourceError(f"{path} cannot be read as Parquet ({error}).") from None
+        columns = schema.names
+        if reference is None:
+            reference = (path, columns)
+            sample = schema.empty_table()
+            if metadata.num_row_groups:
+                sample = pq.ParquetFile(path).read_row_group(0)
+                sample = sample.slice(0, min(sample.num_rows, 10_000))
+        elif columns != reference[1]:
+            raise SourceError(header_mismatch(path, columns, reference[0], reference[1]))
+        group_start, group_bytes = 0, 0
+        for group in range(metadata.num_row_groups):
+            group_bytes += metadata.row_group(group).total_byte_size
+            if group_bytes >= blocksize or group == metadata.num_row_groups - 1:
+                blocks.append(Block(len(blocks), path, "parquet", group_start, group + 1, first=group_start == 0))
+                group_start, group_bytes = group + 1, 0
+    return SourcePlan("parquet", paths, reference[1], sample, blocks, options)
+
+
+def read_parquet_block(block: Block, columns: list[str]) -> RawBlock:
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(block.path).read_row_groups(list(range(block.start, block.stop)), columns=columns)
+    n = table.num_rows
+    return RawBlock(table, np.arange(n, dtype=np.int64), n, n)
