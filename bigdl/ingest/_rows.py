@@ -19,13 +19,45 @@ import pandas as pd
 import pyarrow as pa
 
 from bigdl.errors import SchemaError
-from bigdl.ingest._pipeline import write_rejects_part
+from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
 from bigdl.ingest.sources import RawBlock, SourcePlan
 
-__all__ = ["row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
+__all__ = ["RowSteps", "row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
            "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+
+
+class RowSteps(IngestSteps):
+    """The steps every kind reading planned row blocks shares: read jobs, block offsets, rejects, empty message.
+
+    Subclasses pass the plan and what their read task needs besides the
+    block (``read_spec``: a tabular schema, a sequence column spec), and set
+    ``empty_hint``, the advice when every row was rejected.
+    """
+
+    empty_hint = ""
+
+    def __init__(self, plan: SourcePlan, read_spec):
+        self.plan, self.read_spec = plan, read_spec
+        self.name = Path(plan.paths[0]).name
+        self.offsets: list[dict] = []
+
+    def read_jobs(self, staging: str) -> list[tuple]:
+        options = dict(self.plan.options, all_columns=self.plan.columns)
+        return [(block, self.read_spec, options, staging) for block in self.plan.blocks]
+
+    def account(self, read_results: list[dict]) -> dict:
+        self.offsets = block_offsets(self.plan, read_results)
+        return super().account(read_results)
+
+    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
+        paths = self.plan.paths
+        return empty_message(paths if len(paths) > 1 else paths[0], accounting, staged_examples(staging),
+                             self.empty_hint)
+
+    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
+        write_block_rejects(root, staging, self.plan, read_results, self.offsets, run)
 
 
 def row_reason_family(reason: str) -> str:

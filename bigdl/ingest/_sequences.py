@@ -42,8 +42,8 @@ import pyarrow as pa
 
 from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.ingest import _rows
-from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, reason_family,
-                                    register_reason_family, run_ingest, write_chunk, write_rejects_part)
+from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
+                                    write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import SPLIT_CODES, check_split_parameters, compressor, rows_per_chunk_for
@@ -159,31 +159,20 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 
-class SequenceSteps(IngestSteps):
+class SequenceSteps(_rows.RowSteps):
     """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write."""
 
     kind = "sequence"
+    empty_hint = "Check time=, values= and time_format=."
 
     def __init__(self, plan: SourcePlan, spec: dict, *, frequency, duplicates: str, scale: bool, validation: float,
                  test: float, window: dict, rows_per_chunk, compression: str):
-        self.plan, self.spec, self.frequency, self.duplicates, self.scale = plan, spec, frequency, duplicates, scale
+        super().__init__(plan, spec)
+        self.spec, self.frequency, self.duplicates, self.scale = spec, frequency, duplicates, scale
         self.validation, self.test, self.window, self.compression = validation, test, window, compression
         self.chunk_rows = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
-        self.name = Path(plan.paths[0]).name
         self.read_task, self.write_task = _read_task, _write_task
         self.late_rejects: list[dict] = []
-
-    def read_jobs(self, staging: str) -> list[tuple]:
-        options = dict(self.plan.options, all_columns=self.plan.columns)
-        return [(block, self.spec, options, staging) for block in self.plan.blocks]
-
-    def account(self, read_results: list[dict]) -> dict:
-        self.offsets = _rows.block_offsets(self.plan, read_results)
-        return super().account(read_results)
-
-    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
-        return empty_message(self.plan.paths[0], accounting, _rows.staged_examples(staging),
-                                   "Check time=, values= and time_format=.")
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
         self.step = _frequency(self.frequency, read_results, self.spec)
@@ -224,7 +213,7 @@ class SequenceSteps(IngestSteps):
         return (root, staging, start, pieces, self.layout["segments"], self.spec, self.mean, self.std)
 
     def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
-        _rows.write_block_rejects(root, staging, self.plan, read_results, self.offsets, run)
+        super().write_rejects(root, staging, read_results, accounting, run)
         if self.late_rejects:
             _write_late_rejects(root, self.plan, self.offsets, self.late_rejects)
 

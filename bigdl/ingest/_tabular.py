@@ -27,8 +27,7 @@ import pyarrow as pa
 
 from bigdl.errors import SchemaError
 from bigdl.ingest import _rows
-from bigdl.ingest._pipeline import (IngestSteps, count_reasons, empty_message, register_reason_family, run_ingest,
-                                    write_chunk)
+from bigdl.ingest._pipeline import count_reasons, register_reason_family, run_ingest, write_chunk
 from bigdl.ingest.sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
 from bigdl.store._dataset import Dataset
@@ -174,31 +173,18 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 
-class TabularSteps(IngestSteps):
+class TabularSteps(_rows.RowSteps):
     """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`)."""
 
     kind = "tabular"
+    empty_hint = "Check the columns, delimiter and target."
 
     def __init__(self, plan: SourcePlan, schema: TabularSchema, *, max_categories: int, rows_per_chunk,
                  split_spec: dict, compression: str):
-        self.plan, self.schema, self.split_spec, self.compression = plan, schema, split_spec, compression
+        super().__init__(plan, schema)
+        self.schema, self.split_spec, self.compression = schema, split_spec, compression
         self.max_categories, self.rows_per_chunk = max_categories, rows_per_chunk
-        self.name = Path(plan.paths[0]).name
         self.read_task, self.write_task = _read_task, _write_task
-        self.offsets: list[dict] = []
-
-    def read_jobs(self, staging: str) -> list[tuple]:
-        options = dict(self.plan.options, all_columns=self.plan.columns)
-        return [(block, self.schema, options, staging) for block in self.plan.blocks]
-
-    def account(self, read_results: list[dict]) -> dict:
-        self.offsets = _rows.block_offsets(self.plan, read_results)
-        return super().account(read_results)
-
-    def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
-        paths = self.plan.paths
-        return empty_message(paths if len(paths) > 1 else paths[0], accounting, _rows.staged_examples(staging),
-                                   "Check the columns, delimiter and target.")
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
         schema = self.schema
@@ -222,9 +208,6 @@ class TabularSteps(IngestSteps):
         # A staged row's record is local to its block: add the records of the blocks before it.
         pieces = [(block, low, high, self.offsets[block]["global_record"]) for block, low, high in pieces]
         return (root, staging, pieces, start, self.preprocessor.to_state(), self.schema, self.split_spec)
-
-    def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
-        _rows.write_block_rejects(root, staging, self.plan, read_results, self.offsets, run)
 
     def attributes(self, accounting: dict) -> dict:
         target_state = self.preprocessor.target_
