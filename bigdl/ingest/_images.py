@@ -118,13 +118,9 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         Images per store chunk; default: about 16 MiB of ``X`` per chunk.
     compression : {"lz4", "zstd", "none"}, default "lz4"
         Blosc codec of the store's arrays (recorded in its ``compression`` attribute).
-    overwrite : bool, default False
-        Replace an existing store (only once the new one is complete).
-    progress : bool, default True
-        Show progress bars.
-    client : distributed.Client, optional
-        Where to run; default: the current client, or Dask's threaded
-        scheduler when there is none.
+    overwrite, progress, client
+        As in :func:`bigdl.ingest.tabular`: replace an existing store once
+        the new one is complete, show progress bars, where to run.
 
     Returns
     -------

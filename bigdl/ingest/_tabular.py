@@ -413,7 +413,8 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
 def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state: dict,
                 schema: TabularSchema, split_spec: dict) -> np.ndarray:
     preprocessor = TabularPreprocessor.from_state(state)
-    table = pa.concat_tables([_rows.read_staged(staging, block).slice(low, high - low) for block, low, high, _ in pieces])
+    table = pa.concat_tables([_rows.read_staged(staging, block).slice(low, high - low)
+                              for block, low, high, _ in pieces])
     record_offsets = np.concatenate([np.full(high - low, offset, dtype=np.int64)
                                      for _, low, high, offset in pieces])
     records = table.column(RECORD).to_numpy() + record_offsets

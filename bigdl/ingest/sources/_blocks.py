@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from bigdl.errors import SourceError
 
-__all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "count_lines", "compression_of", "head_bytes", "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
+__all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "count_lines", "compression_of",
+           "head_bytes", "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
 
 
 # pyarrow's CSV spellings of a missing number, used when numbers arrive as text.
@@ -75,6 +76,7 @@ class RawBlock:
 
 
 def count_lines(data: bytes) -> int:
+    """Physical lines in ``data`` (a last line without newline counts)."""
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
@@ -105,10 +107,12 @@ class SourcePlan:
 
 
 def compression_of(path: str) -> str | None:
+    """``"gzip"`` for gzip file names, else None."""
     return "gzip" if path.lower().endswith((".gz", ".gzip")) else None
 
 
 def head_bytes(path: str, size: int = SAMPLE_BYTES) -> bytes:
+    """The first ``size`` bytes of a file (decompressed when gzip)."""
     if compression_of(path) == "gzip":
         try:
             with gzip.open(path, "rb") as handle:
@@ -120,6 +124,7 @@ def head_bytes(path: str, size: int = SAMPLE_BYTES) -> bytes:
 
 
 def check_encoding(path: str, head: bytes, encoding: str) -> None:
+    """Refuse a file whose head does not decode, naming the byte and a likely encoding."""
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
         decoder.decode(head, final=False)
@@ -131,6 +136,7 @@ def check_encoding(path: str, head: bytes, encoding: str) -> None:
 
 
 def block_ranges(path: str, blocksize: int) -> list[tuple[int, int]]:
+    """Byte ranges of about ``blocksize`` of one file (one range for gzip or small files)."""
     size = os.path.getsize(path)
     if compression_of(path) or size <= blocksize:
         return [(0, size)]
@@ -141,6 +147,7 @@ def block_ranges(path: str, blocksize: int) -> list[tuple[int, int]]:
 
 
 def plan_lines(paths: list[str], blocksize: int, fmt: str, options: dict) -> list[Block]:
+    """Byte-range blocks of line-oriented files (a gzip file is one block)."""
     blocks: list[Block] = []
     for path in paths:
         for start, stop in block_ranges(path, blocksize):
@@ -150,6 +157,7 @@ def plan_lines(paths: list[str], blocksize: int, fmt: str, options: dict) -> lis
 
 
 def line_aligned_bytes(block: Block) -> bytes:
+    """The bytes of a block's whole lines: a block owns every line whose first byte lies in it."""
     if block.compression == "gzip":
         with gzip.open(block.path, "rb") as handle:
             try:
@@ -173,6 +181,7 @@ def line_start(handle, position: int) -> int:
 
 
 def header_mismatch(path, columns, reference_path, reference_columns) -> str:
+    """What differs between a file's header and the first file's, and how to fix it."""
     extra = [name for name in columns if name not in reference_columns]
     missing = [name for name in reference_columns if name not in columns]
     detail = []

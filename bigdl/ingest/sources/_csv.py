@@ -16,6 +16,7 @@ SUFFIXES = (".csv", ".tsv", ".txt")
 
 
 def plan_csv(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
+    """Check the headers of CSV ``paths`` (one shared header), type a sample, cut byte-range blocks."""
     import pyarrow.csv as pa_csv
 
     reference_columns = None
@@ -53,6 +54,7 @@ def plan_csv(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
 
 def read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict,
                     strings_only: bool, single_thread: bool = False, data: bytes | None = None) -> RawBlock:
+    """Parse one CSV block; rows with the wrong number of fields become rejects, not errors."""
     import pyarrow.csv as pa_csv
 
     if data is None:

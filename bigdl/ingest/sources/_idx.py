@@ -60,6 +60,7 @@ def _labels_file_for(location: str) -> str:
 
 
 def idx_listing(text: str, locations: list[str], labels) -> ImageListing:
+    """The images of IDX files with their labels files: one array part per images file."""
     headers = {}
     for location in locations:
         handle, compressed = open_maybe_gzip(location)

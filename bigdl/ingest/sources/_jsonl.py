@@ -18,6 +18,7 @@ SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 def plan_jsonl(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
+    """Find the keys of JSON lines ``paths`` (their union, in order of appearance), type a sample, cut blocks."""
     columns: list[str] = []
     sample_rows: list[dict] = []
     for path in paths:
@@ -46,6 +47,7 @@ def plan_jsonl(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
 
 
 def table_from_records(rows: list[dict], columns: list[str]) -> pa.Table:
+    """A typed table of JSON objects: booleans, numbers and text as JSON would have them."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(rows, columns=columns)
@@ -70,6 +72,7 @@ def table_from_records(rows: list[dict], columns: list[str]) -> pa.Table:
 
 
 def read_jsonl_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict) -> RawBlock:
+    """Parse one JSON lines block; malformed lines and non-objects become rejects."""
     data = line_aligned_bytes(block)
     lines = [line for line in data.split(b"\n") if line.strip(b"\r")]  # records skip blank lines
     text_encoding = options["encoding"]

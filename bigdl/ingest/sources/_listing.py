@@ -25,7 +25,8 @@ import pandas as pd
 from bigdl.errors import SchemaError, SourceError
 from bigdl.ingest.sources._paths import file_name, local_path, open_binary
 
-__all__ = ["FilePart", "ArrayPart", "ImageListing", "class_codes", "open_maybe_gzip", "array_part", "finish_arrays", "read_npy_header", "copy_array_data"]
+__all__ = ["FilePart", "ArrayPart", "ImageListing", "class_codes", "open_maybe_gzip", "array_part", "finish_arrays",
+           "read_npy_header", "copy_array_data"]
 
 
 COPY_BYTES = 16 << 20  # block size when streaming an array file into the staging folder
@@ -176,6 +177,7 @@ def _check_pixels(dtype: str, location: str) -> None:
 
 def array_part(location: str, dtype: str, shape: tuple, offset: int, codes: np.ndarray, stage: str | None,
                 available: int | None) -> ArrayPart:
+    """An :class:`ArrayPart` of an array file, its pixel type and label count checked."""
     _check_pixels(dtype, location)
     if len(codes) != shape[0]:
         raise SchemaError(f"{location!r} holds {shape[0]} images but its labels hold {len(codes)} values; "
@@ -186,6 +188,7 @@ def array_part(location: str, dtype: str, shape: tuple, offset: int, codes: np.n
 
 def finish_arrays(text: str, fmt: str, parts: list[ArrayPart], all_labels: list[np.ndarray],
                    description: dict) -> ImageListing:
+    """The listing of array parts: class codes over all labels, one image size for all parts."""
     class_names, codes = class_codes(np.concatenate(all_labels), repr(text))
     position = 0
     for part in parts:
@@ -200,6 +203,7 @@ def finish_arrays(text: str, fmt: str, parts: list[ArrayPart], all_labels: list[
 
 
 def read_npy_header(handle, location: str) -> tuple[str, tuple, bool, int]:
+    """``(dtype, shape, fortran_order, data offset)`` of a ``.npy`` stream."""
     from numpy.lib import format as npy
 
     try:

@@ -40,6 +40,7 @@ def _resolve_entry(entry: str, base: str, url_base: bool) -> str:
 
 
 def manifest_listing(text: str, locations: list[str], path_column: str, label_column: str) -> ImageListing:
+    """The items of one or more manifests: a file part, keys the paths as written."""
     frames = []
     for location in locations:
         frame = _read_manifest(location)

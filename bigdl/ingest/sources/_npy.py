@@ -41,6 +41,7 @@ def _load_labels(labels, location: str) -> np.ndarray:
 
 
 def npy_listing(text: str, locations: list[str], labels) -> ImageListing:
+    """The images of ``.npy`` (with ``labels=``) or ``.npz`` files: one array part per file."""
     if labels is not None and len(locations) > 1:
         raise SchemaError(f"labels= fits one images array, but {text!r} matches {len(locations)} files; use .npz "
                           "files that each hold their images and labels.")

@@ -15,6 +15,7 @@ SUFFIXES = (".parquet", ".pq", ".parq")
 
 
 def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
+    """Check the schemas of Parquet ``paths`` (one shared schema); blocks of whole row groups."""
     import pyarrow.parquet as pq
 
     blocks: list[Block] = []
@@ -45,6 +46,7 @@ def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
 
 
 def read_parquet_block(block: Block, columns: list[str]) -> RawBlock:
+    """The row groups of one block, only the needed columns."""
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(block.path).read_row_groups(list(range(block.start, block.stop)), columns=columns)

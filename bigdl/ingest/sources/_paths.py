@@ -54,7 +54,7 @@ def exists(location: str) -> bool:
 
 
 def refuse_remote(source, message: str) -> None:
-    """Raise :class:`SourceError` with ``message`` (formatted with ``{url!r}``) for the first remote URL in ``source``."""
+    """Raise :class:`SourceError` with ``message`` (a format of ``{url!r}``) for the first remote URL in ``source``."""
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     for item in items:
         text = os.fspath(item)

@@ -17,11 +17,13 @@ SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", 
 
 
 def is_sql_url(text: str) -> bool:
+    """Whether ``text`` is a SQLAlchemy URL of a known database dialect."""
     scheme = text.split("://", 1)[0].split("+", 1)[0].lower() if "://" in text else ""
     return scheme in SQL_SCHEMES
 
 
 def plan_sql(url: str, table: str | None, blocksize: int, options: dict) -> SourcePlan:
+    """Reflect ``table`` of the database at ``url``; blocks of rows in a stable order (the primary key)."""
     import sqlalchemy as sa
 
     if not table:
@@ -68,6 +70,7 @@ def _sql_order(url: str, reflected) -> list[str]:
 
 
 def read_sql_block(block: Block, columns: list[str], options: dict) -> RawBlock:
+    """One block of rows of the table, in the planned order."""
     import pandas as pd
     import sqlalchemy as sa
 
