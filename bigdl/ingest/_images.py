@@ -163,7 +163,8 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     options = {"mode": mode, "size": size, "resize": resize}
     n_items = listing.n_items
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
+    with atomic_store(store, overwrite=overwrite, inputs=[source, labels]) as temporary, \
+            ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         listing.localise(staging)

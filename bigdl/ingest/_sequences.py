@@ -160,7 +160,8 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     options = dict(plan.options, all_columns=plan.columns)
     name = Path(plan.paths[0]).name
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
+    with atomic_store(store, overwrite=overwrite, inputs=plan.paths) as temporary, \
+            ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         read_results = run_tasks("bigdl-ingest-read", _read_task,

@@ -175,7 +175,8 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
                             key=key, task=task, impute=impute, seed=seed)
     options = dict(plan.options, all_columns=plan.columns)
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
+    with atomic_store(store, overwrite=overwrite, inputs=plan.paths) as temporary, \
+            ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         read_results = run_tasks(
