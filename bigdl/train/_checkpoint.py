@@ -147,11 +147,14 @@ def run_identity(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ds, *
 def identity_differences(recorded: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's identity and this run's, in words (empty: the same run)."""
     differences = []
+    recorded = {key: value for key, value in recorded.items()
+                if not isinstance(current.get(key), dict) or isinstance(value, dict)}  # a forged file: absent
     old_model, new_model = recorded.get("model") or {}, current["model"]
     if old_model.get("class") != new_model["class"]:
         differences.append(f"the model is a {old_model.get('class')} in the checkpoint, a {new_model['class']} here")
     else:
-        old, new = old_model.get("parameters") or {}, new_model["parameters"]
+        old, new = old_model.get("parameters"), new_model["parameters"]
+        old = old if isinstance(old, dict) else {}
         changed = [f"{name!r} {old.get(name)} there, {new.get(name)} here"
                    for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
         if changed:

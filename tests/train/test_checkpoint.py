@@ -169,3 +169,10 @@ def test_identity_differences_name_each_difference():
     other = dict(base, model={"class": "LSTM", "parameters": {}}, seed=1)
     assert identity_differences(base, other) == ["the model is a MLP in the checkpoint, a LSTM here",
                                                  "seed is 0 in the checkpoint, 1 here"]
+
+
+def test_identity_differences_survive_a_malformed_identity():
+    current = {"model": {"class": "MLP", "parameters": {"w": [2, 3]}}, "optimizer": {"class": "Adam", "lr": 0.001},
+               "store": {"path": "/s.zarr", "created": "2024"}, "seed": 0, "batch_size": 8}
+    differences = identity_differences({"model": [1], "optimizer": "x", "parameters": 3}, current)
+    assert differences[0] == "the model is a None in the checkpoint, a MLP here" and len(differences) == 5
