@@ -177,6 +177,7 @@ def _ingest(args) -> int:
     import bigdl
     from bigdl.ingest.sources import plan_sources
     from bigdl.ingest._tabular import resolve_schema
+    from bigdl.store._commit import check_store_path
 
     source = args.source if len(args.source) > 1 else args.source[0]
     # Fail on a missing file, a bad header or an unknown column before starting a cluster.
@@ -184,6 +185,7 @@ def _ingest(args) -> int:
                         delimiter=args.delimiter)
     resolve_schema(plan, target=args.target, categorical=_names(args.categorical), numeric=_names(args.numeric),
                    drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed)
+    check_store_path(args.store, overwrite=args.overwrite, inputs=plan.paths)
     client = _client(args)
     try:
         ds = bigdl.ingest.tabular(

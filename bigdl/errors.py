@@ -14,6 +14,8 @@ __all__ = [
     "SourceError",
     "SourceNotFoundError",
     "StoreExistsError",
+    "NotAStoreError",
+    "StorePathError",
     "StoreFormatError",
     "StoreCorruptedError",
     "EmptyResultError",
@@ -42,6 +44,14 @@ class EmptyResultError(BigdlError, ValueError):
 
 class StoreExistsError(BigdlError, FileExistsError):
     """The output store exists and ``overwrite=True`` was not given."""
+
+
+class NotAStoreError(StoreExistsError):
+    """``overwrite=True`` was given, but what is at the store path is not a bigdl store (a file, a folder)."""
+
+
+class StorePathError(BigdlError, ValueError):
+    """The store path is an input of the write, lies inside one, or contains one."""
 
 
 class StoreFormatError(BigdlError, ValueError):
@@ -73,3 +83,10 @@ class ClusterConnectionError(BigdlError, ConnectionError):
 
 
 __all__.append("ClusterConnectionError")
+
+
+class CheckpointError(BigdlError, ValueError):
+    """A checkpoint cannot be loaded (damaged, not a bigdl checkpoint) or belongs to another run."""
+
+
+__all__.append("CheckpointError")

@@ -67,3 +67,14 @@ def test_help_lists_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["ingest", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_overwrite_of_a_folder_that_is_not_a_store_is_one_line_with_status_2(csv_file, tmp_path, capsys):
+    documents = tmp_path / "my_documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("mine")
+    assert main(["ingest", str(csv_file), "--target", "target", "--store", str(documents), "--overwrite",
+                 "--scheduler", "tcp://127.0.0.1:1", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "overwrite=True replaces only a bigdl store" in error and error.count("\n") == 1
+    assert (documents / "thesis.txt").read_text() == "mine"

@@ -176,7 +176,8 @@ def predict_to_store(estimator, ds, store, *, proba: bool | None = None, overwri
         names = ["prediction"]
     y = ds.y if ds.task is not None else None
     return from_arrays(outputs, y, store=store, task=ds.task, classes=ds.classes, feature_names=names,
-                       split_codes=ds.split, rows_per_chunk=ds.rows_per_chunk, overwrite=overwrite)
+                       split_codes=ds.split, rows_per_chunk=ds.rows_per_chunk, overwrite=overwrite,
+                       inputs=[ds.path])
 
 
 def _call(block: np.ndarray, *, estimator, method: str) -> np.ndarray:

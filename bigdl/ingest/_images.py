@@ -156,6 +156,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     steps = ImageSteps(source, listing, options={"mode": mode, "size": size, "resize": resize},
                        split_spec={"seed": seed, "validation": validation, "test": test},
                        rows_per_chunk=rows_per_chunk, compression=compression)
+    steps.inputs = (source, labels)
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 

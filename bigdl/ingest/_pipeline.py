@@ -216,9 +216,12 @@ class IngestSteps:
         Rows per store chunk (set by :meth:`fit` at the latest).
     compression : str
         Blosc codec of the arrays, recorded in the store's attributes.
+    inputs : tuple
+        The input paths: the store may not be one of them, lie inside one or contain one.
     """
 
     kind: str = ""
+    inputs: tuple = ()
     name: str = ""
     read_stage: str = "read"
     chunk_rows: int = 0
@@ -296,7 +299,7 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         return run_tasks(f"bigdl-ingest-{stage}", task, jobs, desc=f"ingest {steps.name}: {stage}",
                          progress=progress, client=client)
 
-    with atomic_store(store, overwrite=overwrite) as temporary, ingest_job(Path(store).absolute(), temporary):
+    with atomic_store(store, overwrite=overwrite, inputs=steps.inputs) as temporary, ingest_job(Path(store).absolute(), temporary):
         staging = temporary / "_staging"
         staging.mkdir()
         steps.prepare(staging)

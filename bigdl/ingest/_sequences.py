@@ -156,6 +156,7 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
                           validation=validation, test=test, window={"window": window, "horizon": horizon,
                                                                     "stride": stride},
                           rows_per_chunk=rows_per_chunk, compression=compression)
+    steps.inputs = tuple(plan.paths)
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 

@@ -170,6 +170,7 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
                             key=key, task=task, impute=impute, seed=seed)
     steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
                          split_spec={"seed": seed, "validation": validation, "test": test}, compression=compression)
+    steps.inputs = tuple(plan.paths)
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 

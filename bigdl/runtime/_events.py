@@ -224,7 +224,9 @@ class IngestJob:
 
 
 def _directory_bytes(root: Path) -> int:
-    """Bytes of the files under ``root``, leaving out the ingest's ``_staging`` area."""
+    """Bytes of the files under ``root``, leaving out the ingest's ``_staging`` area and the writer's lock."""
+    from bigdl.store._commit import LOCK_NAME
+
     total = 0
     stack = [str(root)]
     while stack:
@@ -237,7 +239,7 @@ def _directory_bytes(root: Path) -> int:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name != "_staging":
                         stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
+                elif entry.is_file(follow_symlinks=False) and entry.name != LOCK_NAME:
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:  # removed while walking (a task's temporary file)
                 continue

@@ -116,7 +116,7 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
 def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None, classes: list | None = None,
                 feature_names: list[str] | None = None, validation: float = 0.0, test: float = 0.2, seed: int = 0,
                 rows_per_chunk: int | None = None, compression: str = "lz4", overwrite: bool = False,
-                progress: bool = False, split_codes=None) -> Dataset:
+                progress: bool = False, split_codes=None, inputs=None) -> Dataset:
     """Write ``X`` (and ``y``) as a tabular store, without preprocessing.
 
     Parameters
@@ -141,6 +141,10 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     split_codes : array-like of uint8, optional
         Use these split codes (e.g. another store's ``ds.split``) instead of
         assigning new ones.
+    inputs : list of str or path, optional
+        Stores or files that ``X`` and ``y`` are read from: ``store`` may not
+        be one of them, lie inside one or contain one (replacing it would
+        delete the data being read).
 
     Returns
     -------
@@ -172,7 +176,7 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     names = list(feature_names) if feature_names is not None else [f"x{index}" for index in range(n_features)]
     if len(names) != n_features:
         raise SchemaError(f"feature_names has {len(names)} names for {n_features} features.")
-    with atomic_store(store, overwrite=overwrite) as temporary:
+    with atomic_store(store, overwrite=overwrite, inputs=inputs) as temporary:
         y_dtype = None if y is None else ("int64" if task == "classification" else "float32")
         group = create_arrays(temporary, n, chunk_rows, x_shape=(n_features,), y_dtype=y_dtype,
                               compression=compression)

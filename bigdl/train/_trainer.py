@@ -27,7 +27,7 @@ from torch import nn
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.train._checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
 
 __all__ = ["Trainer", "EVENT_TOPIC"]
 
@@ -353,19 +353,20 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
                          device=device, rank=rank, world_size=world_size, **options)
     history: list[dict] = []
     start_epoch = 0
-    latest = latest_checkpoint(spec["checkpoint_dir"]) if spec["checkpoint_dir"] else None
-    if latest is not None:
-        state = load_checkpoint(latest)
-        # A task that finds a checkpoint of its own run is a rescheduled
-        # attempt (its worker died): it carries on from there, like resume=True.
-        if resume or (run_id is not None and state.get("run") == run_id):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            loader.load_state_dict(state["loader"])
-            history = state["history"]
-            start_epoch = state["epoch"] + 1
-            report({"kind": "resumed", "epoch": state["epoch"], "checkpoint": latest})
+    identity = run_identity(model, optimizer, ds, seed=spec["seed"], batch_size=spec["batch_size"])
+    # A task that finds a checkpoint of its own run is a rescheduled attempt
+    # (its worker died): it carries on from there, like resume=True.
+    found = checkpoint_to_resume(spec["checkpoint_dir"], resume=resume, run_id=run_id,
+                                 identity=identity) if spec["checkpoint_dir"] else None
+    if found is not None:
+        latest, state = found
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        loader.load_state_dict(state["loader"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        report({"kind": "resumed", "epoch": state["epoch"], "checkpoint": latest})
     has_validation = bool(ds.split_counts.get("validation"))
     report({"kind": "started", "epochs": spec["epochs"], "model": type(model).__name__, "store": str(ds.path),
             "task": spec["task"], "train_samples": ds.split_counts.get("train"), "batch_size": spec["batch_size"],
@@ -405,6 +406,7 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             save_checkpoint(spec["checkpoint_dir"], epoch, {
                 "epoch": epoch, "run": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "loader": loader.state_dict(), "history": history,
+                "identity": identity,
             })
         report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}

@@ -149,8 +149,8 @@ def test_resume_continues_to_the_uninterrupted_result(classification_store, full
     directory = str(tmp_path / "checkpoints")
     first = trainer(new_mlp(ds), epochs=2, checkpoint_dir=directory)
     assert [entry["epoch"] for entry in first.fit(ds)] == [1, 2]
-    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["epoch-00000.pt",
-                                                                                  "epoch-00001.pt"]
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-00000.json", "epoch-00000.pt", "epoch-00001.json", "epoch-00001.pt"]
     # A new process would start from a new model: other initial weights, which the checkpoint replaces.
     second = trainer(new_mlp(ds, init_seed=99), epochs=EPOCHS, checkpoint_dir=directory)
     history = second.fit(ds, resume=True)
@@ -191,7 +191,7 @@ def test_crash_mid_training_then_resume_equals_uninterrupted(classification_stor
     crashing = trainer(new_mlp(ds), loss=CrashingLoss(crash_at=2 * batches_per_epoch), checkpoint_dir=str(directory))
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.fit(ds)  # dies on the first batch of epoch 3
-    assert sorted(path.name for path in directory.iterdir()) == ["epoch-00000.pt", "epoch-00001.pt"]
+    assert sorted(path.name for path in directory.glob("*.pt")) == ["epoch-00000.pt", "epoch-00001.pt"]
 
     resumed = trainer(new_mlp(ds, init_seed=5), checkpoint_dir=str(directory))
     history = resumed.fit(ds, resume=True)
@@ -238,7 +238,7 @@ def test_fit_on_a_cluster_worker_equals_fit_in_process(classification_store, ful
     assert all(entry["worker"] in workers for entry in history)
     assert_same_history(history, full_run.history[:2])
     # The in-process run's weights after epoch 2 are in its second checkpoint.
-    after_two = torch.load(full_run.history[1]["checkpoint"], map_location="cpu", weights_only=False)
+    after_two = torch.load(full_run.history[1]["checkpoint"], map_location="cpu", weights_only=True)
     assert_same_weights(run.model, after_two["model"], atol=1e-5)
 
 
