@@ -51,6 +51,34 @@ class Dataset:
 
     # -- metadata -----------------------------------------------------
     @property
+    def view(self):
+        """The store kind's sample view: what a model sees (rows, normalised images, windows).
+
+        Every consumer reads samples through it; see :mod:`bigdl.store.kinds`.
+        """
+        from bigdl.store.kinds import VIEWS
+
+        if getattr(self, "_view", None) is None:
+            if self.kind not in VIEWS:
+                raise SchemaError(f"The store {str(self.path)!r} has kind {self.kind!r}, which this bigdl does not "
+                                  f"know (known: {sorted(VIEWS)}); upgrade bigdl.")
+            X = self._group["X"]
+            self._view = VIEWS[self.kind](str(self.path), self.attrs, n_rows=X.shape[0],
+                                          rows_per_chunk=X.chunks[0], stored_shape=X.shape[1:],
+                                          has_target="y" in self._group)
+        return self._view
+
+    @property
+    def group(self):
+        """The store's Zarr group, read-only (the stored arrays, as plain zarr sees them)."""
+        return self._group
+
+    @property
+    def has_target(self) -> bool:
+        """Whether samples come with targets."""
+        return self.view.has_target
+
+    @property
     def kind(self) -> str:
         """``"tabular"``, ``"image"`` or ``"sequence"``."""
         return self.attrs["kind"]
@@ -89,9 +117,7 @@ class Dataset:
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample as a model sees it (a sequence store's: ``(window, channels)``)."""
-        if self.kind == "sequence":
-            return (int(self.attrs.get("window", {}).get("window", 1)), self.n_features)
-        return tuple(int(size) for size in self._group["X"].shape[1:])
+        return self.view.sample_shape
 
     @property
     def window(self) -> dict | None:
@@ -101,24 +127,9 @@ class Dataset:
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo a sequence store's scaling: ``values * std + mean`` per channel, on the last axis.
 
-        ``channels`` names the channels of the last axis (default: the store's
-        targets when their number matches, else every channel); a loader's
-        ``y`` of one target (shape ``(batch, horizon)``) is taken as that target.
+        See :meth:`bigdl.store.kinds.SequenceView.unscale`; other kinds raise SchemaError.
         """
-        state = self.attrs.get("preprocessing", {})
-        if self.kind != "sequence" or "mean" not in state:
-            raise SchemaError(f"unscale() applies to sequence stores; {str(self.path)!r} is a {self.kind} store.")
-        values = np.asarray(values, dtype=np.float64)
-        names = state["channels"]
-        targets = (self.window or {}).get("targets", names)
-        if channels is None:
-            channels = targets if len(targets) > 1 and values.shape[-1] == len(targets) else (
-                targets if len(targets) == 1 else names)
-        index = [names.index(name) for name in channels]
-        mean, std = np.asarray(state["mean"])[index], np.asarray(state["std"])[index]
-        if len(index) == 1:
-            return values * std[0] + mean[0]
-        return values * std + mean
+        return self.view.unscale(values, channels)
 
     @property
     def rows_per_chunk(self) -> int:
@@ -136,11 +147,7 @@ class Dataset:
     @property
     def preprocessor(self):
         """The fitted transform, to prepare new raw data the same way (tabular stores)."""
-        from bigdl.preprocessing import TabularPreprocessor
-
-        if "preprocessing" not in self.attrs:
-            raise SchemaError(f"The store {str(self.path)!r} records no preprocessing state.")
-        return TabularPreprocessor.from_state(self.attrs["preprocessing"])
+        return self.view.preprocessor
 
     @property
     def rejects_path(self) -> Path:
@@ -175,7 +182,7 @@ class Dataset:
     def y(self):
         """All targets as a lazy dask array; raises for unlabelled stores."""
         if "y" not in self._group:
-            raise SchemaError(f"The store {str(self.path)!r} has no target (y).")
+            raise SchemaError(f"The store {str(self.path)!r} stores no target array (y).")
         return self._dask("y")
 
     @property
@@ -193,55 +200,27 @@ class Dataset:
         return np.flatnonzero(codes == SPLIT_CODES[split])
 
     def arrays(self, split: str | None = "train"):
-        """Lazy ``(X, y)`` dask arrays of one split (``y`` is None for unlabelled stores).
+        """Lazy ``(X, y)`` dask arrays of one split's samples as a model sees them (``y`` None if unlabelled).
 
-        Chunks follow the store's chunks, each holding that split's rows of
-        the chunk, so computing them reads whole chunks.
+        One block per store chunk, holding that split's samples of the chunk,
+        so computing them reads whole chunks.  Tabular rows are as stored;
+        images are float32 pixels normalised with the stored mean/std;
+        sequence samples are windows and their targets.  (:attr:`X` and
+        :attr:`y` are the arrays as stored.)
         """
-        if split in (None, "all"):
-            return self.X, (self.y if "y" in self._group else None)
-        X = self._select(self.X, split)
-        y = self._select(self.y, split) if "y" in self._group else None
-        return X, y
-
-    def _select(self, array, split: str):
-        """Rows of one split, chunk by chunk, without embedding an index in the graph."""
-        import dask.array as da
-
-        if split not in SPLIT_CODES:
-            raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
-        code = SPLIT_CODES[split]
-        codes = self._read("split", slice(None))  # one byte per sample
-        bounds = np.cumsum((0,) + self.split.chunks[0])
-        counts = tuple(int((codes[low:high] == code).sum()) for low, high in zip(bounds[:-1], bounds[1:]))
-        split_codes = self.split
-        if array.ndim > 1:
-            split_codes = split_codes.reshape((-1,) + (1,) * (array.ndim - 1))
-        return da.map_blocks(_rows_of_split, array, split_codes, code=code, dtype=array.dtype,
-                             chunks=(counts,) + array.chunks[1:], token=f"bigdl-select-{split}")
+        return self.view.arrays(split)
 
     @property
     def n_chunks(self) -> int:
-        return int(self._group["X"].nchunks) if self.n_samples else 0
+        return self.view.n_chunks
 
     def read_chunk(self, index: int, split: str | None = None):
-        """One whole store chunk as NumPy ``(X, y)``, only the ``split`` rows (y None if unlabelled).
+        """One store chunk's samples of ``split`` as NumPy ``(X, y)`` model inputs (y None if unlabelled).
 
-        Reads one Zarr chunk of each array; cheap to call inside a Dask task.
+        Reads one Zarr chunk of each array (plus a sequence store's window
+        halo); cheap to call inside a Dask task.
         """
-        rows = self.rows_per_chunk
-        low, high = index * rows, min((index + 1) * rows, self.n_samples)
-        if not 0 <= low < max(self.n_samples, 1):
-            raise SchemaError(f"Chunk {index} does not exist; the store has {self.n_chunks} chunks.")
-        X = self._read("X", slice(low, high))
-        y = self._read("y", slice(low, high)) if "y" in self._group else None
-        if split not in (None, "all"):
-            if split not in SPLIT_CODES:
-                raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; "
-                                  f"got {split!r}.")
-            mask = self._read("split", slice(low, high)) == SPLIT_CODES[split]
-            X, y = X[mask], (y[mask] if y is not None else None)
-        return X, y
+        return self.view.samples(index, split)
 
     def to_xarray(self):
         """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate."""
@@ -274,11 +253,6 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset({str(self.path)!r}, kind={self.kind!r}, n_samples={self.n_samples}, "
                 f"n_features={self.n_features}, task={self.task!r})")
-
-
-def _rows_of_split(block: np.ndarray, split_codes: np.ndarray, code: int) -> np.ndarray:
-    mask = split_codes.reshape(-1) == code
-    return block[mask]
 
 
 @dataclass
@@ -342,24 +316,7 @@ class StoreInfo:
         lines.append(f"size         {info['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
                      f"{info['bytes_uncompressed'] / 2**20:.1f} MiB of X uncompressed ({ratio:.1f}x, "
                      f"{info['compression']})")
-        if ds.kind == "sequence":
-            state = ds.attrs.get("preprocessing", {})
-            steps, window, series = ds.attrs.get("steps", {}), ds.window or {}, ds.attrs.get("series", {})
-            lines.append(f"series       {len(series.get('names', []))} ({series.get('column') or 'one series'}), "
-                         f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
-                         f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}")
-            lines.append(f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
-                         f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)")
-        if ds.kind == "image":
-            state = ds.attrs.get("preprocessing", {})
-            mean = ", ".join(f"{value:.3f}" for value in state.get("mean", []))
-            std = ", ".join(f"{value:.3f}" for value in state.get("std", []))
-            lines.append(f"images       mode {state.get('mode')}, size {state.get('size')} ({state.get('resize')}), "
-                         f"channel mean [{mean}], std [{std}] (applied at load time)")
-        elif ds.kind == "tabular" and "preprocessing" in ds.attrs:
-            summary = ds.preprocessor.summary().splitlines()
-            lines.append("preprocess   " + summary[0])
-            lines.extend("             " + line for line in summary[1:])
+        lines.extend(ds.view.info_lines())
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -1,0 +1,237 @@
+"""What every store kind's sample view shares: chunk bounds, split selection, dask arrays of samples.
+
+A *sample view* answers "what does a model see?" for one store: the shape of
+one sample, how many samples of a split each chunk holds, how one chunk is
+read (whole Zarr chunks only) and cut into samples, and how stored values
+become model inputs (images: float pixels normalised with the stored
+mean/std).  Every consumer (the streaming loader, the Trainer, estimators,
+explanations, ``predict_to_store``) reads through it, so a sample is the
+same thing everywhere.  Views hold the store's path and attributes only, so
+they pickle cheaply into Dask tasks and DataLoader workers; each process
+opens the Zarr arrays once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from bigdl.errors import SchemaError
+from bigdl.store._format import SPLIT_CODES
+from bigdl.store._verify import read_checked
+
+__all__ = ["SampleView", "check_split"]
+
+SPLITS = (*SPLIT_CODES, "all")
+
+
+def check_split(split, owner: str = "split") -> str:
+    """``split`` itself if it names a split (``None`` means ``"all"``), else a SchemaError in scikit-learn's form."""
+    split = "all" if split is None else split
+    if split not in SPLITS:
+        raise SchemaError(f"The 'split' parameter of {owner} must be a str among {sorted(SPLITS)}. "
+                          f"Got {split!r} instead.")
+    return split
+
+
+class SampleView:
+    """The samples of one store as a model sees them (a base class: one subclass per store kind).
+
+    Parameters
+    ----------
+    path : str
+        The store.
+    attrs : dict
+        Its group attributes.
+    n_rows : int
+        Stored rows (first axis of ``X``).
+    rows_per_chunk : int
+        Rows per Zarr chunk.
+    stored_shape : tuple of int
+        Shape of one stored row of ``X``.
+    has_target : bool
+        Whether the store has ``y`` (sequence stores: whether windows have targets).
+    """
+
+    kind: str = ""
+
+    def __init__(self, path: str, attrs: dict, *, n_rows: int, rows_per_chunk: int, stored_shape: tuple,
+                 has_target: bool):
+        self.path = str(path)
+        self.attrs = attrs
+        self.n_rows = int(n_rows)
+        self.rows_per_chunk = int(rows_per_chunk)
+        self.stored_shape = tuple(int(size) for size in stored_shape)
+        self.has_target = bool(has_target)
+        self._arrays = None
+
+    # -- what a sample is ----------------------------------------------
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one model input."""
+        return self.stored_shape
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's target (``()`` for one value)."""
+        return ()
+
+    @property
+    def target_dtype(self):
+        return np.int64 if self.attrs.get("task") == "classification" else np.float32
+
+    def to_model(self, X: np.ndarray) -> np.ndarray:
+        """Stored values of a batch -> the float32 inputs a model takes (the identity for float rows)."""
+        return np.asarray(X, dtype=np.float32)
+
+    # -- chunks -----------------------------------------------------------
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.rows_per_chunk) if self.n_rows else 0
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        """Stored rows ``[low, high)`` of one chunk."""
+        if not 0 <= chunk < self.n_chunks:
+            raise SchemaError(f"Chunk {chunk} does not exist; the store {self.path!r} has {self.n_chunks} chunks.")
+        low = chunk * self.rows_per_chunk
+        return low, min(low + self.rows_per_chunk, self.n_rows)
+
+    def array(self, name: str):
+        """The zarr array ``name`` of the store, opened once per process."""
+        if self._arrays is None or self._arrays[0] != os.getpid():
+            import zarr
+
+            self._arrays = (os.getpid(), zarr.open_group(self.path, mode="r"), {})
+        group, opened = self._arrays[1], self._arrays[2]
+        if name not in opened:
+            opened[name] = group[name]
+        return opened[name]
+
+    def read(self, name: str, rows: slice) -> np.ndarray:
+        """Rows of one stored array; a damaged chunk raises StoreCorruptedError naming it."""
+        return read_checked(self.array(name), rows, store=self.path, name=name)
+
+    def chunk_counts(self, split: str = "all") -> np.ndarray:
+        """Samples of ``split`` in each chunk, from the store's attributes (no array is read)."""
+        split = check_split(split)
+        sizes = np.array([high - low for low, high in map(self.chunk_bounds, range(self.n_chunks))], dtype=np.int64)
+        if split == "all":
+            return sizes
+        per_chunk = self.attrs.get("chunk_split_counts")
+        if per_chunk is not None and len(per_chunk) == self.n_chunks:
+            return np.asarray(per_chunk, dtype=np.int64).reshape(-1, len(SPLIT_CODES))[:, SPLIT_CODES[split]]
+        # Stores written before the per-chunk counts were recorded: one pass over the 1-byte split array.
+        codes = self.read("split", slice(None)) == SPLIT_CODES[split]
+        bounds = [low for low, _ in map(self.chunk_bounds, range(self.n_chunks))]
+        return np.add.reduceat(codes, bounds).astype(np.int64) if self.n_chunks else sizes
+
+    def read_chunk(self, chunk: int, split: str = "all"):
+        """One whole chunk as stored: ``(X, y, rows)``, ``rows`` the positions of ``split``'s samples in it.
+
+        ``y`` is None for unlabelled stores.  The loader gathers batches from
+        several of these; :meth:`gather` turns positions into samples.
+        """
+        split = check_split(split)
+        low, high = self.chunk_bounds(chunk)
+        rows = slice(low, high)
+        X = self.read("X", rows)
+        y = self.read("y", rows) if self.has_target else None
+        if split == "all":
+            return X, y, np.arange(high - low)
+        mask = self.read("split", rows) == SPLIT_CODES[split]
+        return X, y, np.flatnonzero(mask)
+
+    def gather(self, X: np.ndarray, y, index: np.ndarray):
+        """The samples at positions ``index`` of a read chunk (or of chunks joined by :meth:`join`), as stored."""
+        # np.take gathers rows several times faster than fancy indexing.
+        return np.take(X, index, axis=0), (np.take(y, index) if y is not None else None)
+
+    def carry(self, X: np.ndarray, y, index: np.ndarray):
+        """The samples at ``index`` as a small piece ``(X, y, rows)`` that goes first into the next buffer."""
+        X, y = self.gather(X, y, index)
+        return X, y, np.arange(len(index))
+
+    def join(self, pieces: list):
+        """Several ``(X, y, rows)`` pieces as one (a copy), rows renumbered."""
+        if len(pieces) == 1:
+            return pieces[0]
+        X = np.concatenate([piece[0] for piece in pieces])
+        y = None if pieces[0][1] is None else np.concatenate([piece[1] for piece in pieces])
+        rows, offset = [], 0
+        for piece in pieces:
+            rows.append(piece[2] + offset)
+            offset += len(piece[0])
+        return X, y, np.concatenate(rows)
+
+    # -- samples as NumPy and dask ------------------------------------------
+    def samples(self, chunk: int, split: str = "all"):
+        """One chunk's samples of ``split`` as model inputs: NumPy ``(X, y)`` (``y`` None if unlabelled)."""
+        X, y, rows = self.read_chunk(chunk, split)
+        X, y = self.gather(X, y, rows)
+        return self.to_model(X), y
+
+    def arrays(self, split: str = "all"):
+        """Lazy dask ``(X, y)`` of ``split``'s samples as model inputs, one block per store chunk.
+
+        Computing a block reads that whole chunk once (``X`` and ``y`` of a
+        block share the read).  ``y`` is None for unlabelled stores.
+        """
+        import dask
+        import dask.array as da
+        from dask.base import tokenize
+
+        split = check_split(split)
+        counts = self.chunk_counts(split)
+        token = tokenize(self.path, self.attrs.get("created"), self.attrs.get("integrity"), split, self._token())
+        xs, ys = [], []
+        for chunk, count in enumerate(counts):
+            part = dask.delayed(_samples, pure=True)(self, chunk, split, dask_key_name=f"bigdl-samples-{token}-{chunk}")
+            xs.append(da.from_delayed(part[0], shape=(int(count), *self.sample_shape), dtype=np.float32,
+                                      name=f"bigdl-X-{token}-{chunk}"))
+            if self.has_target:
+                ys.append(da.from_delayed(part[1], shape=(int(count), *self.target_shape), dtype=self.target_dtype,
+                                          name=f"bigdl-y-{token}-{chunk}"))
+        if not xs:
+            empty = da.zeros((0, *self.sample_shape), dtype=np.float32)
+            return empty, (da.zeros((0, *self.target_shape), dtype=self.target_dtype) if self.has_target else None)
+        X = da.concatenate(xs) if len(xs) > 1 else xs[0]
+        y = (da.concatenate(ys) if len(ys) > 1 else ys[0]) if ys else None
+        return X, y
+
+    def _token(self):
+        """What else (beyond the store and split) changes the samples: a kind's options."""
+        return None
+
+    # -- kind-specific extras --------------------------------------------
+    def info_lines(self) -> list[str]:
+        """Lines this kind adds to ``Dataset.info()``."""
+        return []
+
+    def unscale(self, values, channels=None):
+        raise SchemaError(f"unscale() applies to sequence stores; {self.path!r} is a {self.kind} store.")
+
+    @property
+    def preprocessor(self):
+        raise SchemaError(f"The store {self.path!r} records no tabular preprocessing state.")
+
+    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SampleView":
+        """This view with another window spec (sequence stores); elsewhere only all-None is accepted."""
+        named = [name for name, value in (("window", window), ("horizon", horizon), ("stride", stride))
+                 if value is not None]
+        if named:
+            raise SchemaError(f"{', '.join(named)} apply to sequence stores only; {self.path!r} is a "
+                              f"{self.kind} store.")
+        return self
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_arrays"] = None  # opened arrays stay in their process
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, sample_shape={self.sample_shape})"
+
+
+def _samples(view: SampleView, chunk: int, split: str):
+    return view.samples(chunk, split)

@@ -1,0 +1,148 @@
+"""Sequence stores: the series stored once ``(n_steps, n_channels)``; a sample is a window with its horizon's targets.
+
+Windows are cut at load time, never materialised.  A window start ``i`` is
+valid when the window and its horizon stay inside one run (one series, no
+gap), its targets belong to the split, and its position in the series is a
+multiple of the stride.  A chunk's windows may reach into the next chunks
+(a halo of ``window + horizon - 1`` rows), so each chunk read includes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bigdl.errors import SchemaError
+from bigdl.store._format import SPLIT_CODES
+from bigdl.store.kinds._base import SampleView, check_split
+
+__all__ = ["SequenceView"]
+
+
+class SequenceView(SampleView):
+    """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``."""
+
+    kind = "sequence"
+
+    def __init__(self, *args, window: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        spec = dict(self.attrs.get("window", {}))
+        spec.update(window or {})
+        channels = list(self.attrs.get("feature_names", []))
+        spec["target_index"] = [channels.index(name) for name in spec.get("targets", channels)]
+        self.windows = spec
+        self.has_target = True
+        self._counts: dict = {}
+
+    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SequenceView":
+        given = {"window": window, "horizon": horizon, "stride": stride}
+        changes = {}
+        for name, value in given.items():
+            if value is not None:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise SchemaError(f"The '{name}' parameter must be an int >= 1. Got {value!r} instead.")
+                changes[name] = value
+        if not changes:
+            return self
+        spec = {key: self.windows[key] for key in ("window", "horizon", "stride", "targets") if key in self.windows}
+        spec.update(changes)
+        return SequenceView(self.path, self.attrs, n_rows=self.n_rows, rows_per_chunk=self.rows_per_chunk,
+                            stored_shape=self.stored_shape, has_target=True, window=spec)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (int(self.windows.get("window", 1)), int(self.stored_shape[0]))
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        horizon, targets = int(self.windows.get("horizon", 1)), len(self.windows["target_index"])
+        return (horizon,) if targets == 1 else (horizon, targets)
+
+    @property
+    def target_dtype(self):
+        return np.float32
+
+    def _token(self):
+        return (self.windows.get("window"), self.windows.get("horizon"), self.windows.get("stride"),
+                tuple(self.windows["target_index"]))
+
+    # -- windows -----------------------------------------------------------
+    def _window_starts(self, chunk: int, split: str):
+        """Rows ``[low, stop)`` a chunk's windows need (its rows and the halo) and the valid window starts."""
+        window, horizon, stride = self.windows["window"], self.windows["horizon"], self.windows["stride"]
+        span = window + horizon
+        low, high = self.chunk_bounds(chunk)
+        stop = min(high + span - 1, self.n_rows)
+        run = self.read("run", slice(low, stop))
+        position = self.read("position", slice(low, high))
+        starts = np.arange(high - low)
+        last = starts + span - 1
+        valid = last < len(run)
+        last = np.minimum(last, len(run) - 1)
+        valid &= run[starts] == run[last]  # runs are non-decreasing: equal ends, one run
+        valid &= position % stride == 0
+        if split != "all":
+            # Splits are contiguous in time within a series: the first and last target steps decide.
+            codes = self.read("split", slice(low, stop))
+            code = SPLIT_CODES[split]
+            valid &= (codes[np.minimum(starts + window, len(codes) - 1)] == code) & (codes[last] == code)
+        return slice(low, stop), np.flatnonzero(valid)
+
+    def chunk_counts(self, split: str = "all") -> np.ndarray:
+        split = check_split(split)
+        if split not in self._counts:
+            # One pass over the small per-step arrays (X is not read).
+            self._counts[split] = np.array([len(self._window_starts(chunk, split)[1]) for chunk in range(self.n_chunks)],
+                                           dtype=np.int64)
+        return self._counts[split]
+
+    def read_chunk(self, chunk: int, split: str = "all"):
+        split = check_split(split)
+        rows, starts = self._window_starts(chunk, split)
+        return self.read("X", rows), None, starts
+
+    def gather(self, X: np.ndarray, y, index: np.ndarray):
+        window, horizon = self.windows["window"], self.windows["horizon"]
+        # A strided view of every window (no copy); indexing it copies whole (channels, span) blocks,
+        # several times faster than gathering window * batch single rows.
+        spans = np.lib.stride_tricks.sliding_window_view(X, window + horizon, axis=0)[index]
+        inputs = np.ascontiguousarray(spans[:, :, :window].transpose(0, 2, 1))
+        targets = spans[:, self.windows["target_index"], window:]
+        return inputs, (targets[:, 0] if targets.shape[1] == 1 else np.ascontiguousarray(targets.transpose(0, 2, 1)))
+
+    def carry(self, X: np.ndarray, y, index: np.ndarray):
+        # A window needs its steps, not just its start row: keep each window's span, back to back.
+        span = self.windows["window"] + self.windows["horizon"]
+        steps = X[index[:, None] + np.arange(span)].reshape(len(index) * span, -1)
+        return steps, None, np.arange(0, len(steps), span)
+
+    # -- scaling -------------------------------------------------------------
+    def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
+        """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
+
+        ``channels`` names the channels of the last axis (default: the store's
+        targets when their number matches, else every channel); a loader's
+        ``y`` of one target (shape ``(batch, horizon)``) is taken as that target.
+        """
+        state = self.attrs.get("preprocessing", {})
+        if "mean" not in state:
+            return super().unscale(values, channels)
+        values = np.asarray(values, dtype=np.float64)
+        names = state["channels"]
+        targets = self.attrs.get("window", {}).get("targets", names)
+        if channels is None:
+            channels = targets if len(targets) > 1 and values.shape[-1] == len(targets) else (
+                targets if len(targets) == 1 else names)
+        index = [names.index(name) for name in channels]
+        mean, std = np.asarray(state["mean"])[index], np.asarray(state["std"])[index]
+        if len(index) == 1:
+            return values * std[0] + mean[0]
+        return values * std + mean
+
+    def info_lines(self) -> list[str]:
+        state = self.attrs.get("preprocessing", {})
+        steps, window, series = self.attrs.get("steps", {}), self.attrs.get("window", {}), self.attrs.get("series", {})
+        return [f"series       {len(series.get('names', []))} ({series.get('column') or 'one series'}), "
+                f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
+                f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}",
+                f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
+                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)"]
