@@ -18,6 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigdl.errors import SchemaError
 from bigdl.estimators._data import as_dask_arrays
+from bigdl.loaders._predict import predict_blocks
+from bigdl.runtime import run_tasks
 
 __all__ = ["ChunkForestClassifier", "ChunkForestRegressor", "ChunkForest"]
 
@@ -55,36 +57,38 @@ class _ChunkForest(BaseEstimator):
         -------
         self
         """
-        import dask
-
         self._check_params()
         X, y, dataset = as_dask_arrays(X, y, split=self.split)
         if X.ndim != 2:
             raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
         self._check_task(dataset, y)
-        x_blocks, y_blocks = X.to_delayed().ravel(), y.to_delayed().ravel()
-        sizes = X.chunks[0]
-        blocks = [(xb, yb) for xb, yb, size in zip(x_blocks, y_blocks, sizes) if size > 0]
-        if not blocks:
+        sizes = dataset.view.chunk_counts(self.split) if dataset is not None else np.asarray(X.chunks[0])
+        filled = [int(chunk) for chunk in np.flatnonzero(np.asarray(sizes) > 0)]
+        if not filled:
             raise SchemaError(f"{type(self).__name__}: no training rows (split {self.split!r} is empty).")
-        groups = [blocks[start:start + self.chunks_per_task] for start in range(0, len(blocks), self.chunks_per_task)]
+        groups = [filled[start:start + self.chunks_per_task] for start in range(0, len(filled), self.chunks_per_task)]
         if len(groups) > self.n_estimators:  # fewer trees than groups: merge groups so each fits >= 1 tree
-            per = -(-len(blocks) // self.n_estimators)
-            groups = [blocks[start:start + per] for start in range(0, len(blocks), per)]
+            per = -(-len(filled) // self.n_estimators)
+            groups = [filled[start:start + per] for start in range(0, len(filled), per)]
         shares = [self.n_estimators // len(groups) + (1 if index < self.n_estimators % len(groups) else 0)
                   for index in range(len(groups))]
         seeds = np.random.SeedSequence(self.random_state).generate_state(len(groups))
-        tasks = [
-            dask.delayed(_fit_group, pure=False)([xb for xb, _ in group], [yb for _, yb in group],
-                                                 self._forest_class, dict(self._forest_params(),
-                                                                          n_estimators=share,
-                                                                          random_state=int(seed)),
-                                                 dask_key_name=f"bigdl-forest-fit-{id(self)}-{index}")
-            for index, (group, share, seed) in enumerate(zip(groups, shares, seeds))
-        ]
-        forests = dask.compute(*tasks)
+        params = [dict(self._forest_params(), n_estimators=share, random_state=int(seed))
+                  for share, seed in zip(shares, seeds)]
+        if dataset is not None:
+            # Each task reads its chunks through the store's sample view: memory is bounded by the group.
+            task = _fit_store_group
+            arguments = [(str(dataset.path), self.split, group, self._forest_class, param)
+                         for group, param in zip(groups, params)]
+        else:
+            task = _fit_group
+            x_blocks, y_blocks = _blocks(X, y)
+            arguments = [([x_blocks[chunk] for chunk in group], [y_blocks[chunk] for chunk in group],
+                          self._forest_class, param) for group, param in zip(groups, params)]
+        forests = run_tasks("bigdl-forest-fit", task, arguments, desc=f"{type(self).__name__} fit",
+                            progress=False)
         self.n_features_in_ = int(X.shape[1])
-        self.n_tasks_ = len(tasks)
+        self.n_tasks_ = len(groups)
         self.forest_ = self._merge(forests, dataset)
         self.estimators_ = self.forest_.estimators_
         return self
@@ -107,17 +111,11 @@ class _ChunkForest(BaseEstimator):
             raise SchemaError(f"X has {X.shape[1] if X.ndim == 2 else X.shape} features, but "
                               f"{type(self).__name__} was fitted with {self.n_features_in_}.")
         if isinstance(X, da.Array):
-            import dask
-
-            # The forest enters the graph once, as one task every block depends
-            # on, instead of being copied into every block's task.
-            forest = dask.delayed(self.forest_, pure=True)
             if width is None:
                 dtype = np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
-                return X.map_blocks(_call_forest, forest, method=method, drop_axis=1, dtype=dtype,
-                                    meta=np.empty((0,), dtype=dtype), token=f"bigdl-forest-{method}")
-            return X.map_blocks(_call_forest, forest, method=method, chunks=(X.chunks[0], (width,)),
-                                dtype=np.float64, meta=np.empty((0, 0)), token=f"bigdl-forest-{method}")
+                return predict_blocks(getattr(self.forest_, method), X, dtype=dtype, name=f"bigdl-forest-{method}")
+            return predict_blocks(getattr(self.forest_, method), X, tail=(width,), dtype=np.float64,
+                                  name=f"bigdl-forest-{method}")
         return getattr(self.forest_, method)(np.asarray(X))
 
     def predict(self, X, *, split: str | None = None):
@@ -253,8 +251,24 @@ class ChunkForestRegressor(RegressorMixin, _ChunkForest):
 ChunkForest = ChunkForestClassifier
 
 
-def _call_forest(block: np.ndarray, forest, *, method: str) -> np.ndarray:
-    return getattr(forest, method)(block)
+def _blocks(X, y):
+    """The row blocks of dask arrays ``X``, ``y``: futures on a distributed client, else delayed objects."""
+    from bigdl.runtime import active_client
+
+    x_blocks, y_blocks = list(X.to_delayed().ravel()), list(y.to_delayed().ravel())
+    client = active_client()
+    if client is not None:  # submitted tasks resolve futures in their arguments, not delayed objects
+        futures = client.compute(x_blocks + y_blocks)
+        return futures[:len(x_blocks)], futures[len(x_blocks):]
+    return x_blocks, y_blocks
+
+
+def _fit_store_group(path: str, split: str, chunks: list, forest_class, params):
+    from bigdl.store import open_store
+
+    view = open_store(path).view
+    parts = [view.samples(chunk, split) for chunk in chunks]
+    return _fit_group([X for X, _ in parts], [y for _, y in parts], forest_class, params)
 
 
 def _fit_group(x_blocks, y_blocks, forest_class, params):

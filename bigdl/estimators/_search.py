@@ -32,9 +32,10 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from bigdl.runtime import active_client, task_runner
 from bigdl.errors import SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
+from bigdl.loaders._predict import predict_blocks
+from bigdl.runtime import active_client, task_runner
 
 __all__ = ["HyperbandSearch"]
 
@@ -372,7 +373,7 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
         import dask.array as da
 
         check_is_fitted(self, "best_estimator_")
-        if _is_store_input(X) or isinstance(X, da.Array):
+        if is_store(X) or isinstance(X, da.Array):
             X, y, _ = as_dask_arrays(X, y, split=split)
             X, y = _compute(active_client(), (X, y))
         return float(self.scorer_(self.best_estimator_, X, y))
@@ -382,18 +383,17 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
 
         check_is_fitted(self, "best_estimator_")
         model = self.best_estimator_
-        if _is_store_input(X):
+        if is_store(X):
             X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
         if not isinstance(X, da.Array):
             return getattr(model, method)(X)
         if X.ndim != 2:
             raise SchemaError(f"{type(self).__name__}.{method} needs 2-D X (samples x features); got shape {X.shape}.")
-        X = X.rechunk({1: -1})
         if method == "predict":
             dtype = model.classes_.dtype if hasattr(model, "classes_") else np.float64
-            return X.map_blocks(model.predict, drop_axis=1, dtype=dtype, token="bigdl-search-predict")
-        return X.map_blocks(getattr(model, method), chunks=(X.chunks[0], (len(model.classes_),)),
-                            dtype=np.float64, token=f"bigdl-search-{method}")
+            return predict_blocks(model.predict, X, dtype=dtype, name="bigdl-search-predict")
+        return predict_blocks(getattr(model, method), X, tail=(len(model.classes_),), dtype=np.float64,
+                              name=f"bigdl-search-{method}")
 
 
 # ------------------------------------------------------------------ brackets
@@ -608,7 +608,7 @@ def _search_data(X, y, *, split: str, validation_split: str | None, runner, clas
     import dask
     import dask.array as da
 
-    in_memory = not (_is_store_input(X) or isinstance(X, da.Array))
+    in_memory = not (is_store(X) or isinstance(X, da.Array))
     if issparse(X):
         raise SchemaError("HyperbandSearch does not support sparse input (a scipy.sparse matrix or array); pass "
                           "dense arrays, or a store.")
@@ -660,10 +660,6 @@ def _hold_out(X, y):
         cut = n_rows - min(n_rows - 1, max(2, round(HOLDOUT_FRACTION * n_rows)))
         description = f"the last {n_rows - cut} of {n_rows} training rows"
     return X[:cut], y[:cut], X[cut:], y[cut:], description
-
-
-def _is_store_input(X) -> bool:
-    return is_store(X) or hasattr(X, "__fspath__")
 
 
 def _object_array(values: list) -> np.ndarray:

@@ -45,6 +45,7 @@ from torch import nn
 
 from bigdl.errors import BigdlError, SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
+from bigdl.loaders._predict import predict_blocks
 from bigdl.models import MLP
 from bigdl.train._trainer import (CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, _device, _loss_function,
                                   _optimizer, _target_for)
@@ -223,13 +224,6 @@ def _dumps(state) -> bytes:
 
 def _loads(data: bytes, device: torch.device):
     return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
-
-
-def _predict_block(block: np.ndarray, *, estimator, method: str, tail: tuple, out_dtype) -> np.ndarray:
-    """``estimator.method`` on one NumPy block of a dask array (store splits can leave empty blocks)."""
-    if len(block) == 0:
-        return np.empty((0,) + tail, dtype=out_dtype)
-    return getattr(estimator, method)(block)
 
 
 # ------------------------------------------------------------------ the shared base
@@ -493,18 +487,12 @@ class _TorchEstimator(BaseEstimator):
         if not _is_lazy(X):
             X = self._validate_arrays(X, reset=False, need_y=False)
             return getattr(self, f"_{method}_array")(X)
-        if is_store(X) or hasattr(X, "__fspath__"):
-            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
+        X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
         if X.ndim != 2:
             raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
         self._check_width(X)
-        X = X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
-        tail = self._output_shape(method)
-        dtype = self._output_dtype(method)
-        layout = {"chunks": (X.chunks[0],) + tuple((width,) for width in tail)} if tail else {"drop_axis": 1}
-        return X.map_blocks(_predict_block, estimator=self, method=method, tail=tail, out_dtype=dtype, dtype=dtype,
-                            meta=np.empty((0,) * (1 + len(tail)), dtype=dtype), token=f"bigdl-torch-{method}",
-                            **layout)
+        return predict_blocks(getattr(self, method), X, tail=self._output_shape(method),
+                              dtype=self._output_dtype(method), name=f"bigdl-torch-{method}")
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         """The module's outputs for validated rows, as float64 of shape (n_samples, n_outputs)."""

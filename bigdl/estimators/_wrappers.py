@@ -14,13 +14,11 @@ from __future__ import annotations
 import numpy as np
 from dask_ml import wrappers as _dask_ml
 
+from bigdl.errors import SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
+from bigdl.loaders._predict import predict_blocks
 
 __all__ = ["Incremental", "ParallelPostFit", "predict_to_store"]
-
-
-def _is_store(data) -> bool:
-    return is_store(data) or hasattr(data, "__fspath__")
 
 
 def _store_classes(dataset, fit_kwargs: dict, estimator) -> dict:
@@ -36,7 +34,7 @@ class _StoreAware:
     """Shared store handling for both wrappers (dask-ml does the rest)."""
 
     def _arrays(self, X, y, split):
-        if _is_store(X):
+        if is_store(X):
             X, y, dataset = as_dask_arrays(X, y, split=split)
             return X, y, dataset
         return X, y, None
@@ -46,19 +44,19 @@ class _StoreAware:
 
         For a store, ``split`` picks the rows (default: all).
         """
-        if _is_store(X):
+        if is_store(X):
             X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
         return super().predict(X)
 
     def predict_proba(self, X, *, split: str | None = None):
         """Class probabilities chunk by chunk (a dask array for a store or dask input)."""
-        if _is_store(X):
+        if is_store(X):
             X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
         return super().predict_proba(X)
 
     def score(self, X, y=None, compute=True):
         """The ``scoring`` metric (default: the estimator's) on a store's test split or on arrays."""
-        if _is_store(X):
+        if is_store(X):
             X, y, _ = as_dask_arrays(X, split="test")
         if _is_r2(self.scoring, self.estimator) and hasattr(X, "dask"):
             return _dask_r2(y, self.predict(X), compute=compute)
@@ -163,23 +161,21 @@ def predict_to_store(estimator, ds, store, *, proba: bool | None = None, overwri
     from bigdl.store import from_arrays, open_store
 
     ds = ds if not isinstance(ds, str) and not hasattr(ds, "__fspath__") else open_store(ds)
-    X = ds.X
+    if ds.kind == "sequence":
+        raise SchemaError(f"predict_to_store writes one output per stored row, and the sequence store "
+                          f"{str(ds.path)!r} has one sample per window; use estimator.predict(ds, split=...) "
+                          "for its forecasts.")
     use_proba = hasattr(estimator, "predict_proba") if proba is None else proba
+    # The samples the estimator was trained on (the store's sample view), chunk by chunk.
     if use_proba:
         width = len(getattr(estimator, "classes_", ds.classes or []))
-        outputs = X.map_blocks(_call, estimator=estimator, method="predict_proba", dtype=np.float32,
-                               chunks=(X.chunks[0], (width,)), token="bigdl-predict-proba")
+        outputs = predict_blocks(estimator.predict_proba, ds, tail=(width,), dtype=np.float32,
+                                 name="bigdl-predict-proba")
         names = [f"proba={label}" for label in (ds.classes or range(width))]
     else:
-        outputs = X.map_blocks(_call, estimator=estimator, method="predict", dtype=np.float32, drop_axis=1,
-                               token="bigdl-predict")[:, None]
+        outputs = predict_blocks(estimator.predict, ds, dtype=np.float32, name="bigdl-predict")[:, None]
         names = ["prediction"]
     y = ds.y if ds.task is not None else None
     return from_arrays(outputs, y, store=store, task=ds.task, classes=ds.classes, feature_names=names,
                        split_codes=ds.split, rows_per_chunk=ds.rows_per_chunk, overwrite=overwrite,
                        inputs=[ds.path])
-
-
-def _call(block: np.ndarray, *, estimator, method: str) -> np.ndarray:
-    output = getattr(estimator, method)(block)
-    return np.asarray(output, dtype=np.float32)

@@ -27,34 +27,18 @@ def predictor_of(model, task: str):
     import torch
 
     from bigdl.train import Trainer
+    from bigdl.train._trainer import ModulePredictor
 
     if isinstance(model, Trainer):
         model = model.model
-    if isinstance(model, torch.nn.Module):
-        return _TorchPredictor(model, task)
+    if isinstance(model, torch.nn.Module):  # the Trainer's own predictor: batched, CPU copy, eval mode
+        return ModulePredictor(model, classify=task == "classification")
     if hasattr(model, "forest_"):  # ChunkForest: predict with the merged scikit-learn forest directly
         return model.forest_.predict
     if hasattr(model, "predict"):
         return model.predict
     raise SchemaError(f"Cannot explain a {type(model).__name__}: it needs a predict method (a fitted "
                       "estimator), or be a Trainer or torch.nn.Module.")
-
-
-class _TorchPredictor:
-    def __init__(self, module, task: str):
-        import copy
-
-        self.module = copy.deepcopy(module).cpu().eval()
-        self.task = task
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            output = self.module(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)))
-        if self.task == "classification":
-            return output.argmax(1).numpy()
-        return output.reshape(len(block), -1)[:, 0].numpy()
 
 
 def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5, random_state: int = 0,

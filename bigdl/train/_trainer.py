@@ -157,6 +157,7 @@ class Trainer:
             bar.close()
         self.model.load_state_dict(result["model"])
         self.history = result["history"]
+        self.task_ = ds.task  # predict on plain arrays then knows to give class codes
         return self.history
 
     def _client(self):
@@ -247,32 +248,26 @@ class Trainer:
         return self._predict(data, split, probabilities=True)
 
     def _predict(self, data, split, probabilities):
-        import dask.array as da
+        from bigdl.loaders._predict import as_samples, predict_blocks
 
-        model = copy.deepcopy(self.model).cpu().eval()
-        classify = self._task_of(data) == "classification"
-        if isinstance(data, (str, Dataset)) or hasattr(data, "__fspath__"):
-            ds = data if isinstance(data, Dataset) else open_store(data)
-            data = ds.arrays(split or "all")[0]
-        if isinstance(data, da.Array):
-            width = _output_width(model, data.shape[1:], data.dtype)
-            out_shape = () if classify and not probabilities else ((width,) if width > 1 else ())
-            import dask
-
-            dtype = np.int64 if classify and not probabilities else np.float32
-            # The model enters the graph once, as a task every block depends on.
-            return data.map_blocks(_predict_with, dask.delayed(model, pure=True), classify=classify,
-                                   probabilities=probabilities, dtype=dtype,
-                                   meta=np.empty((0,) * (1 + len(out_shape)), dtype=dtype),
-                                   chunks=(data.chunks[0],) + tuple((size,) for size in out_shape),
-                                   drop_axis=list(range(1, data.ndim)) if not out_shape else
-                                   list(range(2, data.ndim)) if data.ndim > 2 else None,
-                                   token="bigdl-predict")
-        return _predict_block(np.asarray(data), model=model, classify=classify, probabilities=probabilities)
+        X, _, ds = as_samples(data, split)
+        classify = self._task_of(ds if ds is not None else X) == "classification"
+        predictor = ModulePredictor(self.model, classify=classify, probabilities=probabilities)
+        if ds is None and not hasattr(X, "dask"):
+            return predictor(np.asarray(X))
+        if classify and not probabilities:
+            tail, dtype = (), np.int64
+        else:
+            sample_shape = ds.sample_shape if ds is not None else X.shape[1:]
+            width = _output_shape(predictor.module, sample_shape)
+            tail, dtype = (width if width != (1,) else ()), np.float32
+        return predict_blocks(predictor, X, tail=tail, dtype=dtype, name="bigdl-predict")
 
     def _task_of(self, data) -> str | None:
         if isinstance(data, Dataset):
             return data.task
+        if getattr(self, "task_", None) is not None:
+            return self.task_
         loss = self.loss
         if loss is None:
             out = getattr(self.model, "out_features", None) or getattr(self.model, "n_classes", None)
@@ -491,25 +486,42 @@ def _evaluate(model, ds: Dataset, split: str, loss_function, spec: dict, device)
     return result
 
 
-def _predict_with(block: np.ndarray, model, *, classify: bool, probabilities: bool) -> np.ndarray:
-    return _predict_block(block, model=model, classify=classify, probabilities=probabilities)
+class ModulePredictor:
+    """A picklable ``predict(numpy samples) -> numpy`` for a torch module (a CPU copy, in eval mode).
+
+    Classification gives class codes (or softmax probabilities); regression
+    the outputs, one value per sample squeezed to 1-D.  Rows go through the
+    module in batches of ``batch_rows`` so activations stay bounded.
+    """
+
+    batch_rows = 8192
+
+    def __init__(self, module: nn.Module, *, classify: bool, probabilities: bool = False):
+        self.module = copy.deepcopy(module).cpu().eval()
+        self.classify, self.probabilities = classify, probabilities
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(block), self.batch_rows):
+                batch = torch.from_numpy(np.ascontiguousarray(block[start:start + self.batch_rows], dtype=np.float32))
+                outputs.append(self.module(batch))
+        output = torch.cat(outputs) if outputs else torch.empty(0)
+        if self.classify:
+            if self.probabilities:
+                return torch.softmax(output, dim=1).numpy().astype(np.float32)
+            return output.argmax(1).numpy().astype(np.int64)
+        output = output.numpy().astype(np.float32)
+        return output.reshape(len(block)) if output.ndim == 2 and output.shape[1] == 1 else output
 
 
-def _predict_block(block: np.ndarray, *, model, classify: bool, probabilities: bool) -> np.ndarray:
+def _output_shape(model, sample_shape) -> tuple:
     with torch.no_grad():
-        output = model(torch.from_numpy(np.ascontiguousarray(block)).float())
-    if classify:
-        if probabilities:
-            return torch.softmax(output, dim=1).numpy().astype(np.float32)
-        return output.argmax(1).numpy().astype(np.int64)
-    output = output.numpy().astype(np.float32)
-    return output.reshape(len(block)) if output.ndim == 2 and output.shape[1] == 1 else output
-
-
-def _output_width(model, sample_shape, dtype) -> int:
-    with torch.no_grad():
+        was_training = model.training
+        model.eval()
         output = model(torch.zeros((2, *sample_shape), dtype=torch.float32))
-    return int(np.prod(output.shape[1:])) if output.ndim > 1 else 1
+        model.train(was_training)
+    return tuple(int(size) for size in output.shape[1:]) or (1,)
 
 
 # ------------------------------------------------------------------ helpers

@@ -107,3 +107,21 @@ def test_runs_on_the_cluster(classification_store, cluster_client):
     local = ChunkForest(n_estimators=8, random_state=2).fit(classification_store)
     X_test, _ = split_numpy(classification_store, "test")
     np.testing.assert_array_equal(forest.predict_proba(X_test), local.predict_proba(X_test))
+
+
+def test_store_chunks_and_dask_blocks_give_the_same_forest(classification_store, client):
+    """Store input is read chunk by chunk through the sample view; dask blocks of the same rows train the same trees."""
+    ds = classification_store
+    X, y = ds.arrays("train")
+    X, y = X.compute(), y.compute()
+    sizes = ds.view.chunk_counts("train")
+    blocks = tuple(int(size) for size in sizes if size > 0)
+    from_store = ChunkForest(n_estimators=9, chunks_per_task=2, random_state=5).fit(ds)
+    from_blocks = ChunkForest(n_estimators=9, chunks_per_task=2, random_state=5).fit(
+        da.from_array(X, chunks=(blocks, -1)), da.from_array(y, chunks=(blocks,)))
+    X_test, _ = split_numpy(ds, "test")
+    assert from_store.n_tasks_ == from_blocks.n_tasks_ == -(-len(blocks) // 2)
+    np.testing.assert_array_equal(from_store.predict_proba(X_test), from_blocks.predict_proba(X_test))
+    lazy = from_store.predict_proba(ds, split="test")
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), from_store.predict_proba(X_test))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
@@ -91,3 +92,33 @@ def test_r2_of_the_workaround_equals_sklearn(regression_store):
     model = Incremental(SGDRegressor(random_state=0), shuffle_blocks=False).fit(regression_store)
     X_test, y_test = split_numpy(regression_store, "test")
     assert model.score(regression_store) == pytest.approx(r2_score(y_test, model.estimator_.predict(X_test)))
+
+
+def _flatten(X):
+    return X.reshape(len(X), -1)
+
+
+def test_predict_to_store_feeds_normalised_images_and_refuses_windows(tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, size=(120, 1, 4, 4), dtype=np.uint8)
+    labels = (pixels.reshape(120, -1).mean(axis=1) > 127).astype(int)
+    np.save(tmp_path / "x.npy", pixels)
+    ds = bigdl.ingest.images(tmp_path / "x.npy", labels=labels, store=tmp_path / "i.zarr", test=0.25,
+                             rows_per_chunk=32, progress=False)
+    samples = ds.view.to_model(ds.group["X"][:])
+    model = make_pipeline(FunctionTransformer(_flatten), LogisticRegression(max_iter=500)).fit(samples, labels)
+    out = predict_to_store(model, ds, tmp_path / "p.zarr")
+    np.testing.assert_allclose(out.arrays("all")[0].compute(), model.predict_proba(samples), rtol=1e-5)
+    assert out.split_counts == ds.split_counts
+    np.testing.assert_array_equal(out.arrays("test")[1].compute(), ds.arrays("test")[1].compute())
+
+    frame = pd.DataFrame({"t": np.arange(60), "v": np.sin(np.arange(60) / 5.0)})
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    series = bigdl.ingest.sequences(tmp_path / "s.csv", time="t", values=["v"], window=5, horizon=1,
+                                    store=tmp_path / "s.zarr", progress=False)
+    with pytest.raises(bigdl.errors.SchemaError, match="one sample per window"):
+        predict_to_store(model, series, tmp_path / "never.zarr")
+    assert not (tmp_path / "never.zarr").exists()

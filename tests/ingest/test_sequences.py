@@ -140,7 +140,7 @@ def test_stored_series_equals_pandas_reference(tmp_path, panel, panel_files, gap
     expected = pd.concat(frames)
     X = ds.X.compute()
     np.testing.assert_allclose(X, expected[["load", "temp"]].to_numpy(), rtol=1e-5, atol=1e-5)
-    group = ds._group
+    group = ds.group
     np.testing.assert_array_equal(group["split"][:], expected["split"].to_numpy())
     np.testing.assert_array_equal(group["position"][:], expected["position"].to_numpy())
     np.testing.assert_array_equal(group["time"][:], expected.index.values.astype("datetime64[ns]").view(np.int64))
@@ -197,9 +197,9 @@ def test_windows_cross_chunks_but_never_series(ffill_store):
     loader = ChunkLoader(ffill_store, "all", shuffle=False)
     crossing = 0
     for chunk in range(ffill_store.n_chunks):
-        rows, mask = loader._window_starts(chunk)
-        starts = np.flatnonzero(mask) + rows.start
-        series = ffill_store._group["series"][:]
+        rows, starts = loader.view._window_starts(chunk, "all")
+        starts = starts + rows.start
+        series = ffill_store.group["series"][:]
         span = WINDOW + HORIZON
         assert (series[starts] == series[starts + span - 1]).all()
         crossing += int(((starts % CHUNK) + span > CHUNK).sum())
@@ -231,13 +231,13 @@ def test_shuffled_epoch_yields_every_window_once(ffill_store):
 def test_time_split_has_no_leakage(ffill_store):
     from bigdl.loaders.torch import ChunkLoader
 
-    group = ffill_store._group
+    group = ffill_store.group
     times, series, split = group["time"][:], group["series"][:], group["split"][:]
     loader = ChunkLoader(ffill_store, "train", shuffle=False)
     span = WINDOW + HORIZON
     for chunk in range(ffill_store.n_chunks):
-        rows, mask = loader._window_starts(chunk)
-        for start in np.flatnonzero(mask) + rows.start:
+        rows, starts = loader.view._window_starts(chunk, "train")
+        for start in starts + rows.start:
             steps = slice(start, start + span)
             assert (split[steps] == 0).all()
             later = (series == series[start]) & (split > 0)
@@ -339,5 +339,5 @@ def test_parquet_and_sql_sources_give_the_same_store(tmp_path, panel, ffill_stor
         source, extra = url, {"table": "readings"}
     ds = ingest(source, tmp_path / f"{fmt}.zarr", **extra)
     np.testing.assert_allclose(ds.X.compute(), ffill_store.X.compute(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(ds._group["time"][:], ffill_store._group["time"][:])
+    np.testing.assert_array_equal(ds.group["time"][:], ffill_store.group["time"][:])
     assert ds.row_counts["rejected"] == 12  # the duplicates only
