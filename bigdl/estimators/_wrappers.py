@@ -161,7 +161,7 @@ def predict_to_store(estimator, ds, store, *, proba: bool | None = None, overwri
     from bigdl.store import from_arrays, open_store
 
     ds = ds if not isinstance(ds, str) and not hasattr(ds, "__fspath__") else open_store(ds)
-    if ds.kind == "sequence":
+    if not ds.view.samples_are_rows:
         raise SchemaError(f"predict_to_store writes one output per stored row, and the sequence store "
                           f"{str(ds.path)!r} has one sample per window; use estimator.predict(ds, split=...) "
                           "for its forecasts.")

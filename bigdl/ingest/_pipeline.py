@@ -28,7 +28,7 @@ import pandas as pd
 
 from bigdl.errors import EmptyResultError
 from bigdl.runtime import ingest_job, run_tasks
-from bigdl.store._commit import atomic_store
+from bigdl.store._commit import LOCK_NAME, atomic_store
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import check_whole_chunk
 from bigdl.store._write import finish_store
@@ -299,7 +299,8 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         return run_tasks(f"bigdl-ingest-{stage}", task, jobs, desc=f"ingest {steps.name}: {stage}",
                          progress=progress, client=client)
 
-    with atomic_store(store, overwrite=overwrite, inputs=steps.inputs) as temporary, ingest_job(Path(store).absolute(), temporary):
+    with atomic_store(store, overwrite=overwrite, inputs=steps.inputs) as temporary, ingest_job(
+            Path(store).absolute(), temporary, uncounted=("_staging", LOCK_NAME)):
         staging = temporary / "_staging"
         staging.mkdir()
         steps.prepare(staging)

@@ -76,7 +76,7 @@ class Augment:
         return f"Augment(crop={self.crop}, flip={self.flip})"
 
 
-def resolve_augment(augment, kind: str) -> Augment | None:
+def resolve_augment(augment, view) -> Augment | None:
     """The :class:`Augment` for a loader's ``augment=`` (None, a spec such as ``"crop+flip"``, or an Augment)."""
     if augment is None or augment is False:
         return None
@@ -90,6 +90,6 @@ def resolve_augment(augment, kind: str) -> Augment | None:
     if not isinstance(augment, Augment):
         raise SchemaError(f"The 'augment' parameter of ChunkLoader must be None, a string such as 'crop+flip', or "
                           f"a bigdl.loaders.Augment; got {type(augment).__name__}.")
-    if kind != "image":
-        raise SchemaError(f"augment= applies to image stores; this store is of kind {kind!r}.")
+    if not view.augmentable:
+        raise SchemaError(f"augment= applies to image stores; this store is of kind {view.kind!r}.")
     return augment

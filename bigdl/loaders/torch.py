@@ -119,9 +119,9 @@ class ChunkLoader(IterableDataset):
         self.threads = threads
         self.device = torch.device(device) if device is not None else None
         self.transform = transform
-        self.augment = resolve_augment(augment, dataset.kind)
         # The store kind decides what a sample is (rows, windows) and what a model sees (normalised images).
         self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride)
+        self.augment = resolve_augment(augment, self.view)
         self.has_target = self.view.has_target
         self.task = dataset.task
         self.epoch = 0

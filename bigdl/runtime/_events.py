@@ -108,17 +108,18 @@ def current_ingest_job() -> IngestJob | None:
 
 
 @contextlib.contextmanager
-def ingest_job(store, temporary):
+def ingest_job(store, temporary, *, uncounted: tuple[str, ...] = ("_staging",)):
     """Make the code inside one ingest job that publishes its progress on the dashboard.
 
     ``store`` is the final store path, ``temporary`` the directory being
-    written (whose size is the bytes written).  The job publishes nothing
+    written (whose size is the bytes written, leaving out the files and
+    folders named in ``uncounted``: staging areas, the writer's lock).  The job publishes nothing
     until its first tasks go to a distributed client (see
     :meth:`IngestJob.stage`): ingest on Dask's local threads has no dashboard.
     """
     from bigdl.runtime._tasks import observe_tasks
 
-    job = IngestJob(store, temporary)
+    job = IngestJob(store, temporary, uncounted=uncounted)
     token = _current_job.set(job)
     try:
         with observe_tasks(job):  # every run_tasks call inside reports its stage to the job
@@ -147,8 +148,9 @@ class IngestJob:
     #: Seconds between progress events (the last task of a stage is always reported).
     interval = 0.25
 
-    def __init__(self, store, temporary):
+    def __init__(self, store, temporary, *, uncounted: tuple[str, ...] = ("_staging",)):
         self.id = uuid.uuid4().hex[:8]
+        self.uncounted = frozenset(uncounted)
         self.store = str(store)
         self.temporary = Path(temporary)
         self.client = None
@@ -178,7 +180,7 @@ class IngestJob:
             stage["done"] += 1
             now = time.monotonic()
             if stage["done"] == stage["total"] or now - self._last >= self.interval:
-                self.bytes_written = _directory_bytes(self.temporary)
+                self.bytes_written = _directory_bytes(self.temporary, self.uncounted)
                 self._publish(self._figures("progress"))
 
         return task_finished
@@ -194,7 +196,7 @@ class IngestJob:
     def finish(self) -> None:
         if self.client is None:
             return
-        self.bytes_written = _directory_bytes(self.temporary)
+        self.bytes_written = _directory_bytes(self.temporary, self.uncounted)
         attributes = _store_attributes(self.temporary)
         # The store's own accounting is the final word: some kinds reject rows
         # after reading (duplicate time steps) or store rows no task read (filled gaps).
@@ -223,10 +225,8 @@ class IngestJob:
             pass
 
 
-def _directory_bytes(root: Path) -> int:
-    """Bytes of the files under ``root``, leaving out the ingest's ``_staging`` area and the writer's lock."""
-    from bigdl.store._commit import LOCK_NAME
-
+def _directory_bytes(root: Path, uncounted: frozenset = frozenset({"_staging"})) -> int:
+    """Bytes of the files under ``root``, leaving out the entries named in ``uncounted`` (at any depth)."""
     total = 0
     stack = [str(root)]
     while stack:
@@ -237,9 +237,9 @@ def _directory_bytes(root: Path) -> int:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if entry.name != "_staging":
+                    if entry.name not in uncounted:
                         stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False) and entry.name != LOCK_NAME:
+                elif entry.is_file(follow_symlinks=False) and entry.name not in uncounted:
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:  # removed while walking (a task's temporary file)
                 continue

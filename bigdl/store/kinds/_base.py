@@ -55,6 +55,10 @@ class SampleView:
     """
 
     kind: str = ""
+    #: One sample per stored row (False for sequence windows): outputs can sit beside the store's rows.
+    samples_are_rows: bool = True
+    #: Whether geometric augmentation (crop, flip) applies to the stored samples.
+    augmentable: bool = False
 
     def __init__(self, path: str, attrs: dict, *, n_rows: int, rows_per_chunk: int, stored_shape: tuple,
                  has_target: bool):

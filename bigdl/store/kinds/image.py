@@ -18,6 +18,7 @@ class ImageView(SampleView):
     """
 
     kind = "image"
+    augmentable = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

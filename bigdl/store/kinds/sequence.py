@@ -22,6 +22,7 @@ class SequenceView(SampleView):
     """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``."""
 
     kind = "sequence"
+    samples_are_rows = False
 
     def __init__(self, *args, window: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
