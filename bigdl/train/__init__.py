@@ -1,5 +1,6 @@
-"""Incremental PyTorch training from a store: :class:`Trainer`, checkpoints."""
+"""Incremental PyTorch training from a store: :class:`Trainer`, its :class:`TrainingLoop` and callbacks."""
 
+from bigdl.train._loop import Callback, TrainingLoop
 from bigdl.train._trainer import EVENT_TOPIC, Trainer
 
-__all__ = ["Trainer", "EVENT_TOPIC"]
+__all__ = ["Trainer", "TrainingLoop", "Callback", "EVENT_TOPIC"]

@@ -1,8 +1,10 @@
 """Incremental PyTorch training from a store, on a Dask worker or in process.
 
-The training loop is a chain of small steps (``fit`` -> ``_run`` ->
-``_train_epoch`` -> batch step) that runs wherever the store's chunks can
-be read: by default inside one Dask task on a worker of the current cluster
+``fit`` -> ``_run`` (devices, threads, process group) -> ``_loop`` (resume,
+epochs, validation, checkpoints, events), which drives a
+:class:`~bigdl.train.TrainingLoop` (its ``get_iterator``, ``train_step`` and
+``train_epoch`` methods, and callbacks) wherever the store's chunks can be
+read: by default inside one Dask task on a worker of the current cluster
 (the task streams chunks itself through :class:`bigdl.loaders.torch.ChunkLoader`),
 or in the calling process with ``on_cluster=False``.  Each epoch ends with a
 checkpoint (model, optimizer, RNG and loader state, history) and a Dask
@@ -28,6 +30,7 @@ from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
+from bigdl.train._loop import Callback, TrainingLoop, target_for as _target_for
 
 __all__ = ["Trainer", "EVENT_TOPIC"]
 
@@ -84,6 +87,16 @@ class Trainer:
         Extra :class:`~bigdl.loaders.torch.ChunkLoader` options (``buffer_chunks``, ``prefetch``...)
         for the training loader only: ``{"augment": "crop+flip"}`` augments training batches, while
         validation and :meth:`evaluate` always read the stored images as they are.
+    callbacks : list of bigdl.train.Callback, optional
+        Told when training and each epoch begin and end, and after every
+        batch (see :class:`~bigdl.train.Callback`); one may set
+        ``loop.stop = True`` to end training after the epoch.  They run
+        where the loop runs (a Dask worker by default), so they must pickle;
+        changes they make there do not come back to this process.
+    loop_class : type, optional
+        A :class:`~bigdl.train.TrainingLoop` subclass to train with (to
+        override ``train_step``, ``get_iterator``...); it must be importable
+        on the workers.
 
     Attributes
     ----------
@@ -104,7 +117,7 @@ class Trainer:
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
-                 loader_options: dict | None = None):
+                 loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -120,6 +133,8 @@ class Trainer:
         self.torch_threads = torch_threads
         self.progress = progress
         self.loader_options = loader_options
+        self.callbacks = callbacks
+        self.loop_class = loop_class
         self.history: list[dict] = []
 
     # ------------------------------------------------------------ fit
@@ -215,6 +230,15 @@ class Trainer:
                                   f"{sorted(CLASSIFICATION_LOSSES) + sorted(REGRESSION_LOSSES)} or a callable; "
                                   f"got {loss!r}.")
         _check_model_shapes(self.model, ds)
+        callbacks = self.callbacks
+        if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")
+                                      or not all(isinstance(item, Callback) for item in callbacks)):
+            raise SchemaError(f"The 'callbacks' parameter of Trainer must be a list of bigdl.train.Callback "
+                              f"instances or None; got {callbacks!r}.")
+        if self.loop_class is not None and not (isinstance(self.loop_class, type)
+                                                and issubclass(self.loop_class, TrainingLoop)):
+            raise SchemaError(f"The 'loop_class' parameter of Trainer must be a subclass of bigdl.train.TrainingLoop "
+                              f"or None; got {self.loop_class!r}.")
         if self.early_stopping is not None and not ds.split_counts.get("validation"):
             raise SchemaError("early_stopping needs a validation split: ingest with validation=0.1 (for example).")
         return {
@@ -222,7 +246,8 @@ class Trainer:
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
             "checkpoint_dir": self.checkpoint_dir, "early_stopping": self.early_stopping, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
-            "torch_threads": self.torch_threads,
+            "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
+            "loop_class": self.loop_class or TrainingLoop,
         }
 
     # ------------------------------------------------------------ evaluate / predict
@@ -231,8 +256,9 @@ class Trainer:
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
         device = _device(self.device)
-        model = self.model.to(device)
-        return _evaluate(model, ds, split, _loss_function(spec["loss"]), spec, device)
+        loop = TrainingLoop(self.model.to(device), None, _loss_function(spec["loss"]), task=spec["task"],
+                            device=device, batch_size=spec["batch_size"])
+        return _evaluate(loop, ds, split)
 
     def predict(self, data, *, split: str | None = None):
         """Model outputs chunk by chunk: a dask array in (or a Dataset's ``X``), a dask array out.
@@ -339,14 +365,14 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
 
 
 def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name, run_id=None) -> dict:
-    from bigdl.loaders.torch import ChunkLoader
-
     optimizer = _optimizer(spec["optimizer"], spec["lr"], trained)
-    loss_function = _loss_function(spec["loss"])
-    options = {"buffer_chunks": 4, "prefetch": 2, **spec["loader_options"]}
-    loader = ChunkLoader(ds, "train", batch_size=spec["batch_size"], shuffle=True, seed=spec["seed"],
-                         device=device, rank=rank, world_size=world_size, **options)
-    history: list[dict] = []
+    batches = BatchLossReporter(report, ds.split_counts.get("train"), world_size=world_size)
+    loop = spec.get("loop_class", TrainingLoop)(
+        model, optimizer, _loss_function(spec["loss"]), task=spec["task"], device=device,
+                        callbacks=[_LiveLoss(batches), *spec.get("callbacks", ())], trained=trained,
+                        batch_size=spec["batch_size"], seed=spec["seed"], loader_options=spec["loader_options"],
+                        rank=rank, world_size=world_size)
+    loader = loop.get_iterator(ds, split="train", training=True)
     start_epoch = 0
     identity = run_identity(model, optimizer, ds, seed=spec["seed"], batch_size=spec["batch_size"])
     # A task that finds a checkpoint of its own run is a rescheduled attempt
@@ -359,35 +385,34 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         loader.load_state_dict(state["loader"])
-        history = state["history"]
+        loop.history = state["history"]
         start_epoch = state["epoch"] + 1
         report({"kind": "resumed", "epoch": state["epoch"], "checkpoint": latest})
+    history = loop.history
     has_validation = bool(ds.split_counts.get("validation"))
     report({"kind": "started", "epochs": spec["epochs"], "model": type(model).__name__, "store": str(ds.path),
             "task": spec["task"], "train_samples": ds.split_counts.get("train"), "batch_size": spec["batch_size"],
             "ranks": world_size})
-    batches = BatchLossReporter(report, ds.split_counts.get("train"), world_size=world_size)
     best, since_best = math.inf, 0
     for entry in history:
         if entry.get("val_loss") is not None and entry["val_loss"] < best:
             best, since_best = entry["val_loss"], 0
         elif entry.get("val_loss") is not None:
             since_best += 1
+    loop.notify("on_train_begin")
     for epoch in range(start_epoch, spec["epochs"]):
-        if spec["early_stopping"] is not None and since_best >= spec["early_stopping"]:
+        if loop.stop or (spec["early_stopping"] is not None and since_best >= spec["early_stopping"]):
             break
         started = time.perf_counter()
         loader.set_epoch(epoch)
-        batches.start_epoch(epoch)
-        train_loss, n_seen = _train_epoch(trained, loader, optimizer, loss_function, spec["task"], on_batch=batches,
-                                          data_parallel=world_size > 1)
+        train_loss, n_seen = loop.train_epoch(loader, epoch)
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "samples_per_second": n_seen / max(seconds, 1e-9),
                  "seconds": seconds, "worker": worker_name}
         if world_size > 1:
             entry["ranks"] = world_size
         if has_validation:
-            metrics = _evaluate(model, ds, "validation", loss_function, spec, device)
+            metrics = _evaluate(loop, ds, "validation")
             entry.update({f"val_{name}": value for name, value in metrics.items() if name != "n_samples"})
             if metrics["loss"] < best:
                 best, since_best = metrics["loss"], 0
@@ -403,80 +428,54 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
                 "torch_rng": torch.get_rng_state(), "loader": loader.state_dict(), "history": history,
                 "identity": identity,
             })
+        loop.notify("on_epoch_end", entry)
         report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
+    loop.notify("on_train_end")
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
 
 
-def _train_epoch(model, loader, optimizer, loss_function, task, data_parallel: bool = False,
-                 on_batch: Callable[[float, int], None] | None = None) -> tuple[float, int]:
-    """One pass over the loader; with DDP, the mean loss and the sample count over all ranks.
+class _LiveLoss(Callback):
+    """Puts the smoothed batch loss on the dashboard (the ``batch`` events of the train topic)."""
 
-    ``on_batch(loss, n_samples)`` is called after every step (the live loss on the dashboard).
-    """
-    import contextlib
+    def __init__(self, reporter: BatchLossReporter):
+        self.reporter = reporter
 
-    model.train()
-    total, count = 0.0, 0
-    # Ranks hold shards of different sizes; DDP's join lets the ones that run
-    # out first shadow the others' collectives instead of hanging.
-    joined = model.join() if data_parallel else contextlib.nullcontext()
-    with joined:
-        for X, y in loader:
-            optimizer.zero_grad(set_to_none=True)
-            output = model(X)
-            loss = loss_function(output, _target_for(output, y, task))
-            loss.backward()
-            optimizer.step()
-            batch_loss = float(loss.detach())
-            total += batch_loss * len(X)
-            if on_batch is not None:
-                on_batch(batch_loss, len(X))
-            count += len(X)
-    if data_parallel:
-        import torch.distributed as dist
+    def on_epoch_begin(self, loop, epoch: int) -> None:
+        self.reporter.start_epoch(epoch)
 
-        sums = torch.tensor([total, float(count)], dtype=torch.float64)
-        dist.all_reduce(sums)
-        total, count = float(sums[0]), int(sums[1])
-    return total / max(count, 1), count
+    def on_batch_end(self, loop, loss: float, n_samples: int) -> None:
+        self.reporter(loss, n_samples)
 
 
-def _target_for(output, y, task):
-    if task == "classification":
-        return y.long()
-    y = y.float()
-    return y.view_as(output) if output.numel() == y.numel() else y
-
-
-@torch.no_grad()
-def _evaluate(model, ds: Dataset, split: str, loss_function, spec: dict, device) -> dict:
-    from bigdl.loaders.torch import ChunkLoader
-
+def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
+    """Loss and metrics of ``loop.module`` on ``split``: accuracy, or MSE / MAE / R2 over every target value."""
     if not ds.split_counts.get(split):
         raise SchemaError(f"The store {str(ds.path)!r} has no {split!r} rows (splits: {ds.split_counts}).")
-    loader = ChunkLoader(ds, split, batch_size=max(spec["batch_size"], 1024), shuffle=False, device=device)
+    model = loop.module
+    was_training = model.training
     model.eval()
+    classify = loop.task == "classification"
     total_loss, count, correct = 0.0, 0, 0
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
     n_values = 0  # target values: a sample holds several for multi-step or multi-output targets
-    for X, y in loader:
-        output = model(X)
-        target = _target_for(output, y, spec["task"])
-        total_loss += float(loss_function(output, target)) * len(X)
-        count += len(X)
-        if spec["task"] == "classification":
-            correct += int((output.argmax(1) == target).sum())
-        else:
-            error = (output.reshape(-1) - target.reshape(-1)).double()
-            values = target.reshape(-1).double()
-            sum_err2 += float((error ** 2).sum())
-            sum_abs += float(error.abs().sum())
-            sum_y += float(values.sum())
-            sum_y2 += float((values ** 2).sum())
-            n_values += values.numel()
-    model.train()
+    with torch.no_grad():
+        for X, y in loop.get_iterator(ds, split=split, training=False):
+            output, target = loop.evaluation_step(X, y)
+            total_loss += float(loop.criterion(output, target)) * len(X)
+            count += len(X)
+            if classify:
+                correct += int((output.argmax(1) == target).sum())
+            else:
+                error = (output.reshape(-1) - target.reshape(-1)).double()
+                values = target.reshape(-1).double()
+                sum_err2 += float((error ** 2).sum())
+                sum_abs += float(error.abs().sum())
+                sum_y += float(values.sum())
+                sum_y2 += float((values ** 2).sum())
+                n_values += values.numel()
+    model.train(was_training)
     result = {"loss": total_loss / max(count, 1)}
-    if spec["task"] == "classification":
+    if classify:
         result["accuracy"] = correct / max(count, 1)
     else:
         variance = sum_y2 - sum_y ** 2 / max(n_values, 1)

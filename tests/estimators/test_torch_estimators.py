@@ -93,6 +93,15 @@ def test_sklearn_contract(estimator, check):
     check(estimator)
 
 
+@pytest.mark.parametrize("estimator, check", [
+    (TorchRegressor(), "check_regressors_train"), (TorchClassifier(), "check_classifiers_train")])
+def test_default_parameters_learn_scikit_learns_small_problems(estimator, check):
+    """The defaults, not SMALL's: R2 > 0.5 (regressor) and accuracy > 0.83 (classifier) on 200-row tables."""
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(type(estimator).__name__, estimator)
+
+
 # ------------------------------------------------------------------ training against references
 def test_classifier_equals_a_plain_torch_loop(classification):
     X, y = classification
