@@ -90,3 +90,10 @@ class CheckpointError(BigdlError, ValueError):
 
 
 __all__.append("CheckpointError")
+
+
+class TrainingError(BigdlError, RuntimeError):
+    """Training stopped for a reason outside the model and the data: a lost worker of a data-parallel job."""
+
+
+__all__.append("TrainingError")

@@ -28,7 +28,7 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
         "bigdl.loaders.torch needs PyTorch: pip install torch==2.13.0 (the CPU wheel), then retry."
     ) from error
 
-from bigdl.errors import SchemaError
+from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.loaders._augment import resolve_augment
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import SPLIT_CODES
@@ -128,6 +128,9 @@ class ChunkLoader(IterableDataset):
         self.rows_per_chunk = dataset.rows_per_chunk
         self.n_rows = dataset.n_samples
         self.chunk_counts = np.asarray(self.view.chunk_counts(split), dtype=np.int64)
+        if not self.chunk_counts.sum():
+            raise EmptyResultError(f"ChunkLoader has nothing to load from the store {self.path!r}: "
+                                   f"{self.view.why_empty(split)}.")
         self.windows = getattr(self.view, "windows", None)
 
     # -- epochs and state ---------------------------------------------

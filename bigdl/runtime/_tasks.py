@@ -210,7 +210,12 @@ def run_on_workers(client, func: Callable, calls: Sequence[tuple], *, key: str, 
             if workers is not None:
                 options.update(workers=[workers[index]], allow_other_workers=False)
             futures.append(client.submit(func, *args, **options))
-        return client.gather(futures)
+        try:
+            return client.gather(futures)
+        except BaseException:
+            # A pinned task whose worker died waits for that worker for ever: stop them all.
+            client.cancel(futures)
+            raise
     finally:
         if topic is not None and on_event is not None:
             client.unsubscribe_topic(topic)

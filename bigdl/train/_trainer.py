@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
-from bigdl.errors import SchemaError
+from bigdl.errors import SchemaError, TrainingError
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
 from bigdl.train._loop import Callback, TrainingLoop, target_for as _target_for
@@ -200,8 +200,14 @@ class Trainer:
         port = client.run(_free_port, workers=[chosen[0]])[chosen[0]]
         calls = [(dict(spec, world={"rank": rank, "world_size": self.n_workers, "init_method": f"tcp://{host}:{port}"}),
                   path, resume, run_id) for rank in range(self.n_workers)]
-        results = run_on_workers(client, _run_on_worker, calls, key=f"bigdl-train-{run_id}",
-                                 topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update, workers=chosen)
+        try:
+            results = run_on_workers(client, _run_on_worker, calls, key=f"bigdl-train-{run_id}",
+                                     topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update, workers=chosen)
+        except Exception as error:
+            lost = _lost_workers(client, chosen)
+            if not lost:
+                raise
+            raise TrainingError(_lost_message(lost, chosen, self.checkpoint_dir, bar.epochs_done)) from error
         return results[0]
 
     def _spec(self, ds: Dataset) -> dict:
@@ -524,6 +530,29 @@ def _output_shape(model, sample_shape) -> tuple:
 
 
 # ------------------------------------------------------------------ helpers
+def _lost_workers(client, chosen: list[str]) -> list[str]:
+    """The workers of a data-parallel job that are no longer in the cluster (their addresses left it)."""
+    try:
+        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    except Exception:  # the scheduler itself is gone: every worker is lost to this job
+        return list(chosen)
+    return [address for address in chosen if address not in alive]
+
+
+def _lost_message(lost: list[str], chosen: list[str], checkpoint_dir: str | None, epochs_done: int) -> str:
+    from bigdl.train._checkpoint import latest_checkpoint
+
+    ranks = ", ".join(f"{address} (rank {chosen.index(address)})" for address in lost)
+    message = (f"Data-parallel training over {len(chosen)} workers lost {ranks} after {epochs_done} finished "
+               "epoch(s); torch.distributed cannot go on without every rank.")
+    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if latest is not None:
+        return f"{message} Resume with fit(ds, resume=True): it continues from {latest}."
+    if checkpoint_dir:
+        return f"{message} No checkpoint was written yet in {checkpoint_dir}: fit again."
+    return f"{message} Set checkpoint_dir= to be able to resume after such a loss; fit again."
+
+
 def _free_port() -> int:
     """A free TCP port on the machine running this (rank 0's worker), for torch.distributed."""
     import socket
@@ -594,10 +623,11 @@ class _EpochBar:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not enabled, file=sys.stderr)
+        self.epochs_done = 0
 
     def update(self, message: dict) -> None:
         if message.get("kind") == "resumed":
-            self._bar.n = message["epoch"] + 1
+            self._bar.n = self.epochs_done = message["epoch"] + 1
             self._bar.refresh()
             return
         if message.get("kind") == "batch":  # live figures of the running epoch
@@ -611,7 +641,7 @@ class _EpochBar:
             if key in message:
                 postfix[key] = f"{message[key]:.4f}"
         self._bar.set_postfix(postfix, refresh=False)
-        self._bar.n = message["epoch"]
+        self._bar.n = self.epochs_done = message["epoch"]
         self._bar.refresh()
 
     def close(self) -> None:

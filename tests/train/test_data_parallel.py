@@ -10,7 +10,7 @@ import torch
 import bigdl
 from bigdl.errors import SchemaError
 from bigdl.models import MLP
-from bigdl.train import Trainer
+from bigdl.train import Callback, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,34 @@ def test_data_parallel_needs_a_cluster(store):
     trainer = Trainer(MLP(store.n_features, [8], store.n_classes), epochs=1, n_workers=2, progress=False)
     with pytest.raises(SchemaError, match="needs a Dask cluster"):
         trainer.fit(store)
+
+
+class KillRankOne(Callback):
+    """Kills rank 1's worker process after its first epoch, as SIGKILL or the OOM killer would."""
+
+    def on_epoch_end(self, loop, entry):
+        import os
+        import signal
+
+        if loop.rank == 1 and entry["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_lost_rank_is_a_training_error_naming_the_worker_and_the_checkpoint(store, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from bigdl.errors import TrainingError
+
+    # A cluster of its own: a worker dies here.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster, Client(cluster) as own:
+        workers = sorted(own.scheduler_info(n_workers=-1)["workers"])
+        trainer = Trainer(MLP(store.n_features, [8], store.n_classes), epochs=4, batch_size=256, n_workers=2,
+                          progress=False, checkpoint_dir=str(tmp_path / "ckpt"), callbacks=[KillRankOne()])
+        with own.as_current(), pytest.raises(TrainingError) as caught:
+            trainer.fit(store)
+    message = str(caught.value)
+    assert f"lost {workers[1]} (rank 1)" in message
+    assert "after 1 finished epoch(s)" in message
+    assert f"continues from {tmp_path / 'ckpt'}" in message and "epoch-00000" in message
+    assert "resume=True" in message

@@ -208,6 +208,12 @@ class SampleView:
         return None
 
     # -- kind-specific extras --------------------------------------------
+    def why_empty(self, split: str) -> str:
+        """Why ``split`` has no samples, for the error of a consumer that needs some."""
+        counts = self.attrs.get("split_counts", {})
+        return f"it has no {split!r} samples (samples per split: {counts}); ingest with a larger {split} fraction" \
+            if split != "all" else "it holds no samples"
+
     def info_lines(self) -> list[str]:
         """Lines this kind adds to ``Dataset.info()``."""
         return []

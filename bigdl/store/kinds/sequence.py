@@ -139,6 +139,18 @@ class SequenceView(SampleView):
             return values * std[0] + mean[0]
         return values * std + mean
 
+    def why_empty(self, split: str) -> str:
+        window, horizon = int(self.windows.get("window", 1)), int(self.windows.get("horizon", 1))
+        lengths = self.attrs.get("series", {}).get("lengths") or []
+        longest = max(lengths) if lengths else 0
+        if longest < window + horizon:
+            return (f"no series is long enough for one window: window={window} + horizon={horizon} needs "
+                    f"{window + horizon} steps and the longest series has {longest}; use a smaller window or "
+                    "horizon (ChunkLoader(window=...)) or longer series")
+        return (f"no window of window={window} + horizon={horizon} steps lies wholly in its {split!r} part of a "
+                f"series (windows per split are cut inside each split); use a smaller window or a larger {split} "
+                "fraction")
+
     def info_lines(self) -> list[str]:
         state = self.attrs.get("preprocessing", {})
         steps, window, series = self.attrs.get("steps", {}), self.attrs.get("window", {}), self.attrs.get("series", {})
