@@ -13,13 +13,15 @@ VENV=.venv
 # Headless Chromium for the dashboard page's browser test (Debian's package; Playwright drives it, it
 # downloads no browser). Only when missing, so a set-up machine skips this at once.
 install_chromium() {
-    [ -x /usr/bin/chromium ] && return
+    [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return
     command -v apt-get >/dev/null || { echo "dev.sh: no apt-get; install chromium for the browser test" >&2; return; }
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
     echo "dev.sh: installing chromium (apt) for the dashboard browser test" >&2
-    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } \
-            >/dev/null; then
+    # apt may be busy (unattended upgrades, another install): wait for its locks, up to 10 minutes.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    if ! { $sudo apt-get "${wait[@]}" update -qq \
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq chromium; } >/dev/null; then
         echo "dev.sh: could not install chromium; the dashboard browser test will be skipped (fails under CI)" >&2
     fi
 }

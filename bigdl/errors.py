@@ -23,11 +23,25 @@ __all__ = [
 
 
 class BigdlError(Exception):
-    """Base class of every error raised on purpose by bigdl."""
+    """Base class of every error raised on purpose by bigdl.
+
+    ``public`` (a keyword argument) is the message without data values,
+    where the full message quotes some (rejected rows, say): the dashboard
+    and ``/metrics`` show only :func:`public_message`.
+    """
+
+    #: Messages of this class never quote data values (only paths, names, counts, addresses).
+    data_free = False
+
+    def __init__(self, *args, public: str | None = None):
+        super().__init__(*args)
+        self.public = public
 
 
 class SourceNotFoundError(BigdlError, FileNotFoundError):
     """A path, glob or table named as input does not exist or matches nothing."""
+
+    data_free = True
 
 
 class SourceError(BigdlError, ValueError):
@@ -45,6 +59,8 @@ class EmptyResultError(BigdlError, ValueError):
 class StoreExistsError(BigdlError, FileExistsError):
     """The output store exists and ``overwrite=True`` was not given."""
 
+    data_free = True
+
 
 class NotAStoreError(StoreExistsError):
     """``overwrite=True`` was given, but what is at the store path is not a bigdl store (a file, a folder)."""
@@ -53,9 +69,13 @@ class NotAStoreError(StoreExistsError):
 class StorePathError(BigdlError, ValueError):
     """The store path is an input of the write, lies inside one, or contains one."""
 
+    data_free = True
+
 
 class StoreFormatError(BigdlError, ValueError):
     """A path is not a bigdl store, or was written by an incompatible version."""
+
+    data_free = True
 
 
 class StoreCorruptedError(StoreFormatError):
@@ -81,12 +101,16 @@ def _rebuild_corrupted(message, store, array, chunk, file):
 class ClusterConnectionError(BigdlError, ConnectionError):
     """The Dask scheduler named by an address or ``DASK_SCHEDULER_ADDRESS`` cannot be reached."""
 
+    data_free = True
+
 
 __all__.append("ClusterConnectionError")
 
 
 class CheckpointError(BigdlError, ValueError):
     """A checkpoint cannot be loaded (damaged, not a bigdl checkpoint) or belongs to another run."""
+
+    data_free = True
 
 
 __all__.append("CheckpointError")
@@ -95,5 +119,32 @@ __all__.append("CheckpointError")
 class TrainingError(BigdlError, RuntimeError):
     """Training stopped for a reason outside the model and the data: a lost worker of a data-parallel job."""
 
+    data_free = True
+
 
 __all__.append("TrainingError")
+
+
+def public_message(error: BaseException, limit: int = 500) -> str:
+    """What the dashboard may show of ``error``: its type and a message that quotes no data values.
+
+    A bigdl error gives its ``public`` message (or its message, for classes
+    whose messages never quote data); an ``OSError`` its errno text and
+    path.  Any other message may quote data (a parser's error holds the bad
+    row), so only the type is shown, with where to find the rest.
+    """
+    kind = type(error).__name__
+    if isinstance(error, BigdlError):
+        text = error.public if error.public is not None else (str(error) if error.data_free else None)
+    elif isinstance(error, OSError) and error.strerror:
+        paths = [str(path) for path in (error.filename, error.filename2) if path]
+        text = error.strerror + (f": {' -> '.join(paths)}" if paths else "")
+    else:
+        text = None
+    if text is None:
+        text = "(the message is not shown here because it may quote data values; the traceback in the " \
+               "client that started the job has it)"
+    return f"{kind}: {text}"[:limit]
+
+
+__all__.append("public_message")

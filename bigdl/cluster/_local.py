@@ -14,7 +14,7 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
 def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto",
-                dashboard_address: str | None = ":8787", *, processes: bool = True, quiet: bool = False,
+                dashboard_address: str | None = "127.0.0.1:8787", *, processes: bool = True, quiet: bool = False,
                 security=None, **cluster_kwargs):
     """Start a Dask ``LocalCluster`` of worker processes and return its ``Client``.
 
@@ -31,9 +31,13 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     memory_limit : str or int, default "auto"
         Per-worker memory limit (``"2GiB"``; ``"auto"`` splits the machine's
         memory between workers).  Workers spill to disk, then pause, near it.
-    dashboard_address : str or None, default ":8787"
+    dashboard_address : str or None, default "127.0.0.1:8787"
         Where the dashboard listens; if the port is taken, another is chosen.
-        None disables the dashboard.
+        An address without a host (``":8787"``) also listens on 127.0.0.1
+        only, like the scheduler and the workers: the dashboard has no
+        login and shows task names, paths and logs.  Exposing it to other
+        machines is explicit: ``"0.0.0.0:8787"`` (all interfaces) or a named
+        interface's address.  None disables the dashboard.
     processes : bool, default True
         Workers as separate processes (as on a real cluster).
     quiet : bool, default False
@@ -67,6 +71,7 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         raise SchemaError(
             f"The 'threads_per_worker' parameter of start_local must be a positive int; got {threads_per_worker!r}."
         )
+    dashboard_address = _local_dashboard(dashboard_address)
     security = resolve_security(security, owner="start_local")
     if security is not None:
         cluster_kwargs["security"] = security
@@ -85,6 +90,21 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     if not quiet:
         print(f"Dask dashboard: {client.dashboard_link}" + (f"  bigdl jobs: {page}" if page else ""), file=sys.stderr)
     return client
+
+
+def _local_dashboard(address: str | None) -> str | None:
+    """``address`` with 127.0.0.1 as its host when it names only a port (Dask would listen on every interface)."""
+    if address is None:
+        return None
+    if not isinstance(address, str):
+        raise SchemaError(f"The 'dashboard_address' parameter of start_local must be a str such as "
+                          f"'127.0.0.1:8787' or None; got {address!r}.")
+    text = address.strip()
+    if text.startswith(":"):
+        return f"127.0.0.1{text}"
+    if text.isdigit():
+        return f"127.0.0.1:{text}"
+    return text
 
 
 def connect(address: str | None = None, *, timeout: str | float = "10s", security=None, quiet: bool = False):

@@ -182,6 +182,14 @@ def empty_message(source, accounting: dict, examples: list[str], hint: str = "",
             f"{reasons}. First ones: {'; '.join(examples[:3])}.{' ' + hint if hint else ''}")
 
 
+def public_empty_message(accounting: dict) -> str:
+    """:func:`empty_message` for the dashboard: the counts and reason families, no rejected row's text."""
+    if accounting["read"] == 0:
+        return "The input holds no data."
+    reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
+    return f"All {accounting['read']} rows or items were rejected, so nothing would be stored: {reasons}."
+
+
 REJECT_TYPES = {"row": "int64", "record": "int64", "line": "Int64", "class": "int64"}
 
 
@@ -307,7 +315,8 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         read_results = run(steps.read_stage, steps.read_task, steps.read_jobs(str(staging)))
         accounting = steps.account(read_results)
         if accounting["stored"] == 0:
-            raise EmptyResultError(steps.empty_message(accounting, read_results, staging))
+            raise EmptyResultError(steps.empty_message(accounting, read_results, staging),
+                                   public=public_empty_message(accounting))
         steps.fit(read_results, accounting)
         accounting = steps.extra_stages(run, str(staging), read_results, accounting)
         check_accounting(accounting["read"], accounting["stored"], accounting["rejected"])

@@ -129,8 +129,8 @@ class ChunkLoader(IterableDataset):
         self.n_rows = dataset.n_samples
         self.chunk_counts = np.asarray(self.view.chunk_counts(split), dtype=np.int64)
         if not self.chunk_counts.sum():
-            raise EmptyResultError(f"ChunkLoader has nothing to load from the store {self.path!r}: "
-                                   f"{self.view.why_empty(split)}.")
+            message = f"ChunkLoader has nothing to load from the store {self.path!r}: {self.view.why_empty(split)}."
+            raise EmptyResultError(message, public=message)  # counts and sizes only: the dashboard may show it
         self.windows = getattr(self.view, "windows", None)
 
     # -- epochs and state ---------------------------------------------

@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from bigdl.errors import public_message
+
 __all__ = ["TRAIN_TOPIC", "INGEST_TOPIC", "BatchLossReporter", "IngestJob", "ingest_job", "current_ingest_job"]
 
 TRAIN_TOPIC = "bigdl-train"
@@ -210,7 +212,7 @@ class IngestJob:
         if self.client is None:
             return
         figures = self._figures("failed")
-        figures["error"] = f"{type(error).__name__}: {error}"[:500]
+        figures["error"] = public_message(error)  # data values never reach the dashboard
         self._publish(figures)
 
     def _figures(self, kind: str) -> dict:

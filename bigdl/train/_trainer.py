@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
-from bigdl.errors import SchemaError, TrainingError
+from bigdl.errors import EmptyResultError, SchemaError, TrainingError, public_message
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
 from bigdl.train._loop import Callback, TrainingLoop, target_for as _target_for
@@ -235,6 +235,9 @@ class Trainer:
                 raise SchemaError(f"The 'loss' parameter of Trainer must be a str among "
                                   f"{sorted(CLASSIFICATION_LOSSES) + sorted(REGRESSION_LOSSES)} or a callable; "
                                   f"got {loss!r}.")
+        if not ds.view.chunk_counts("train").sum():
+            message = f"Trainer has nothing to train on in the store {str(ds.path)!r}: {ds.view.why_empty('train')}."
+            raise EmptyResultError(message, public=message)
         _check_model_shapes(self.model, ds)
         callbacks = self.callbacks
         if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")
@@ -335,7 +338,7 @@ def _run_on_worker(spec: dict, path: str, resume: bool, run_id: str) -> dict:
     try:
         result = _run(spec, path, resume, run_id, report, worker_name=worker.address)
     except BaseException as error:  # the dashboard shows the job failed, and why
-        report({"kind": "failed", "error": f"{type(error).__name__}: {error}"[:1000]})
+        report({"kind": "failed", "error": public_message(error, limit=1000)})  # no data values on the dashboard
         raise
     report({"kind": "finished", "epoch": len(result["history"])})
     return result

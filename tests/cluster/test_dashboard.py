@@ -410,6 +410,37 @@ def test_a_failed_training_job_shows_why(dashboard_client, finished_jobs, tmp_pa
     assert samples[("bigdl_train_jobs", (("state", "failed"),))] == 1
 
 
+def test_a_failed_ingest_shows_counts_and_reasons_but_no_row_content(dashboard_client, tmp_path):
+    """Finding 19: the page and jobs.json showed a rejected row's text ('SSN-123-45-6789,0,1')."""
+    import bigdl
+    from bigdl.errors import EmptyResultError
+
+    (tmp_path / "secret.csv").write_text("a,b,target\nSSN-123-45-6789,0,1,x\nSSN-987-65-4321,1,0,y\n")
+    with dashboard_client.as_current(), pytest.raises(EmptyResultError, match="SSN-123") as caught:
+        bigdl.ingest.tabular(tmp_path / "secret.csv", target="target", store=tmp_path / "s.zarr", progress=False)
+    assert "SSN" not in caught.value.public and "2 rows or items were rejected" in caught.value.public
+    base = dashboard_page_link(dashboard_client).rsplit("/", 1)[0]
+    jobs = json.loads(_http(base + f"/{PAGE}/jobs.json"))["jobs"]
+    failed = [job for job in jobs if job["state"] == "failed" and job.get("store", "").endswith("s.zarr")]
+    assert len(failed) == 1
+    assert failed[0]["error"].startswith("EmptyResultError: All 2 rows or items were rejected")
+    everything = _http(base + f"/{PAGE}/jobs.json") + _http(base + "/metrics") + _http(base + f"/{PAGE}")
+    assert "SSN" not in everything and "123-45" not in everything
+
+
+def test_public_messages_hold_no_data_values():
+    from bigdl.errors import EmptyResultError, SchemaError, TrainingError, public_message
+
+    parser = ValueError("could not convert 'SSN-123-45-6789' to float")
+    assert public_message(parser).startswith("ValueError: (the message is not shown here")
+    assert "SSN" not in public_message(SchemaError("column 'a' holds 'SSN-123-45-6789'"))
+    assert public_message(TrainingError("lost tcp://127.0.0.1:1 (rank 1)")) == \
+        "TrainingError: lost tcp://127.0.0.1:1 (rank 1)"
+    assert public_message(EmptyResultError("row 'x,y'", public="2 rows rejected")) == "EmptyResultError: 2 rows rejected"
+    missing = FileNotFoundError(2, "No such file or directory", "/data/in.csv")
+    assert public_message(missing) == "FileNotFoundError: No such file or directory: /data/in.csv"
+
+
 def test_registering_twice_keeps_one_page_and_the_jobs(dashboard_client, finished_jobs):
     link = dashboard_page_link(dashboard_client)
     before = json.loads(_http(link + "/jobs.json"))["jobs"]

@@ -111,3 +111,35 @@ def test_security_parameter_errors():
         bigdl.cluster.connect("tls://127.0.0.1:1", security=True, quiet=True)
     with pytest.raises(SchemaError, match="'security' parameter of start_local"):
         bigdl.cluster.start_local(security=42, quiet=True)
+
+
+def _dashboard_hosts(client) -> set[str]:
+    from distributed.comm import get_tcp_server_addresses
+
+    return {host for host, *_ in get_tcp_server_addresses(client.cluster.scheduler.http_server)}
+
+
+def test_the_dashboard_listens_on_localhost_unless_exposed_explicitly(tls_client):
+    """Finding 18: it listened on 0.0.0.0 (even with security=True) while the link said 127.0.0.1."""
+    assert _dashboard_hosts(tls_client) == {"127.0.0.1"}  # ":0", as most callers pass: a port only
+    assert tls_client.dashboard_link.startswith("https://127.0.0.1:") or \
+        tls_client.dashboard_link.startswith("http://127.0.0.1:")
+    exposed = bigdl.cluster.start_local(n_workers=1, memory_limit="1GiB", dashboard_address="0.0.0.0:0",
+                                        quiet=True, processes=False)
+    try:
+        assert _dashboard_hosts(exposed) == {"0.0.0.0"}
+    finally:
+        _stop(exposed)
+    with pytest.raises(SchemaError, match="'dashboard_address' parameter of start_local"):
+        bigdl.cluster.start_local(dashboard_address=8787)
+
+
+def test_the_default_dashboard_is_localhost_only():
+    import inspect
+
+    default = inspect.signature(bigdl.cluster.start_local).parameters["dashboard_address"].default
+    from bigdl.cluster._local import _local_dashboard
+
+    assert default == "127.0.0.1:8787"
+    assert _local_dashboard(":8787") == "127.0.0.1:8787" and _local_dashboard("8787") == "127.0.0.1:8787"
+    assert _local_dashboard("0.0.0.0:8787") == "0.0.0.0:8787" and _local_dashboard(None) is None
