@@ -523,13 +523,20 @@ class ModulePredictor:
         return output.reshape(len(block)) if output.ndim == 2 and output.shape[1] == 1 else output
 
 
-def _output_shape(model, sample_shape) -> tuple:
+def _dry_run(model, sample_shape) -> torch.Tensor:
+    """The model's outputs for two zero samples of ``sample_shape`` (in eval mode, no gradients)."""
     with torch.no_grad():
         was_training = model.training
         model.eval()
-        output = model(torch.zeros((2, *sample_shape), dtype=torch.float32))
-        model.train(was_training)
-    return tuple(int(size) for size in output.shape[1:]) or (1,)
+        try:
+            return model(torch.zeros((2, *sample_shape), dtype=torch.float32))
+        finally:
+            model.train(was_training)
+
+
+def _output_shape(model, sample_shape) -> tuple:
+    """Per-sample output shape of ``model`` (``(1,)`` for a scalar per sample)."""
+    return tuple(int(size) for size in _dry_run(model, sample_shape).shape[1:]) or (1,)
 
 
 # ------------------------------------------------------------------ helpers
@@ -598,11 +605,7 @@ def _check_model_shapes(model: nn.Module, ds: Dataset) -> None:
     """Run the model on two zero samples shaped like the store's, to fail early and clearly."""
     sample_shape = ds.sample_shape
     try:
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
-            output = model(torch.zeros((2, *sample_shape), dtype=torch.float32))
-            model.train(was_training)
+        output = _dry_run(model, sample_shape)
     except RuntimeError as error:
         expected = getattr(model, "in_features", None)
         detail = f"the model expects {expected} inputs" if expected else f"the model fails on it ({error})"
