@@ -91,3 +91,31 @@ def test_errors(planted):
         integrated_gradients(LogisticRegression(), np.zeros((2, 5)))
     with pytest.raises(SchemaError, match="n_repeats"):
         permutation_importance(LogisticRegression(), planted, n_repeats=0, progress=False)
+
+
+def test_attributions_on_an_image_store_see_the_normalised_pixels(tmp_path):
+    """explain reads the store through its sample view: the pixels the model was trained on, not raw 0..255."""
+    import torch
+    from torch import nn
+
+    import bigdl
+
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, size=(60, 4, 4), dtype=np.uint8)  # grayscale: stored as (1, 4, 4)
+    np.save(tmp_path / "x.npy", pixels)
+    ds = bigdl.ingest.images(tmp_path / "x.npy", labels=rng.integers(0, 2, 60), store=tmp_path / "i.zarr",
+                             test=0.5, rows_per_chunk=16, progress=False)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    frame = bigdl.explain.attributions(model, ds, split="test", n_steps=16)
+    split = ds.split.compute()
+    assert ds.sample_shape == (1, 4, 4)
+    seen = ds.view.to_model(pixels[split == 2][:, None])
+    assert abs(float(seen.mean())) < 0.5  # centred: normalised, not 0..255
+    expected = np.abs(bigdl.explain.integrated_gradients(model, seen, n_steps=16)).reshape(len(seen), -1)
+    # The frame is sorted by attribution: compare the sorted values.
+    np.testing.assert_allclose(frame["mean_abs_attribution"].to_numpy(), np.sort(expected.mean(axis=0))[::-1],
+                               rtol=1e-4)
+    raw = np.abs(bigdl.explain.integrated_gradients(model, pixels[split == 2][:, None].astype(np.float32),
+                                                    n_steps=16))
+    assert not np.allclose(raw.reshape(len(seen), -1).mean(axis=0), expected.mean(axis=0), rtol=0.1)
