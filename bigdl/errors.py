@@ -132,6 +132,16 @@ def public_message(error: BaseException, limit: int = 500) -> str:
     whose messages never quote data); an ``OSError`` its errno text and
     path.  Any other message may quote data (a parser's error holds the bad
     row), so only the type is shown, with where to find the rest.
+
+    Parameters
+    ----------
+    error : BaseException
+    limit : int, default 500
+        At most this many characters.
+
+    Returns
+    -------
+    str
     """
     kind = type(error).__name__
     if isinstance(error, BigdlError):

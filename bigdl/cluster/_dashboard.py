@@ -325,16 +325,22 @@ class _Collector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        families: dict[str, tuple] = {}
+        # Several schedulers in one process (a notebook, a test session) share
+        # this registry: series of the same name and labels (the per-state job
+        # counts) are summed, never emitted twice (which scrapers reject).
+        rows: dict[str, dict] = {}
         for board in list(_boards):
             for row in board.metrics():
-                labels = row["labels"]
-                if row["name"] not in families:
-                    kind = CounterMetricFamily if row["type"] == "counter" else GaugeMetricFamily
-                    families[row["name"]] = (kind(row["name"], row["help"], labels=list(labels)), list(labels))
-                family, names = families[row["name"]]
-                family.add_metric([str(labels[name]) for name in names], row["value"])
-        yield from (family for family, _ in families.values())
+                family = rows.setdefault(row["name"], {"row": row, "values": {}})
+                values = tuple(str(value) for value in row["labels"].values())
+                family["values"][values] = family["values"].get(values, 0.0) + row["value"]
+        for name, family in rows.items():
+            first = family["row"]
+            kind = CounterMetricFamily if first["type"] == "counter" else GaugeMetricFamily
+            metric = kind(name, first["help"], labels=list(first["labels"]))
+            for values, value in family["values"].items():
+                metric.add_metric(list(values), value)
+            yield metric
 
 
 def _register_collector() -> None:

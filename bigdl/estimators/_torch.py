@@ -627,16 +627,53 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     def predict(self, X, *, split: str | None = None):
         """Class labels: NumPy for NumPy input, a dask array (block by block) for a store or dask input.
 
-        ``split`` picks a store's rows (default: all).
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), dask array or Dataset
+            Rows to predict; a store (or its path) is read through its sample
+            view, chunk by chunk.
+        split : str, optional
+            A store's split ("train", "validation", "test"); default all rows.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_samples,)
+            Labels from ``classes_``.
         """
         return self._apply("predict", X, split)
 
     def predict_proba(self, X, *, split: str | None = None):
-        """Class probabilities (softmax of the logits), columns in ``classes_`` order."""
+        """Class probabilities (softmax of the logits), columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), dask array or Dataset
+            Rows to predict; a store (or its path) is read through its sample
+            view, chunk by chunk.
+        split : str, optional
+            A store's split ("train", "validation", "test"); default all rows.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_samples, n_classes)
+        """
         return self._apply("predict_proba", X, split)
 
     def score(self, X, y=None, sample_weight=None):
-        """Accuracy on ``X, y``, or on a store's test split when ``X`` is a store."""
+        """Accuracy on ``X, y``, or on a store's test split when ``X`` is a store.
+
+        Parameters
+        ----------
+        X : array-like, dask array or Dataset
+            Rows; a store is scored on its test split (and gives its own targets).
+        y : array-like, optional
+            Targets; omit them when ``X`` is a store.
+        sample_weight : array-like, optional
+
+        Returns
+        -------
+        float
+        """
         return self._score(X, y, sample_weight)
 
     def _check_targets(self, y) -> None:
@@ -735,6 +772,11 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
     def partial_fit(self, X, y=None):
         """One shuffled epoch over ``X, y`` (as in :meth:`fit`); the first call builds the module.
 
+        Parameters
+        ----------
+        X, y
+            As in :meth:`fit`.
+
         Returns
         -------
         self
@@ -742,11 +784,37 @@ class TorchRegressor(RegressorMixin, _TorchEstimator):
         return self._partial_fit(X, y)
 
     def predict(self, X, *, split: str | None = None):
-        """Predictions (float64): NumPy for NumPy input, a dask array for a store or dask input."""
+        """Predictions (float64): NumPy for NumPy input, a dask array for a store or dask input.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), dask array or Dataset
+            Rows to predict; a store (or its path) is read through its sample
+            view, chunk by chunk.
+        split : str, optional
+            A store's split ("train", "validation", "test"); default all rows.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_samples,) or (n_samples, n_outputs)
+        """
         return self._apply("predict", X, split)
 
     def score(self, X, y=None, sample_weight=None):
-        """R2 on ``X, y``, or on a store's test split when ``X`` is a store."""
+        """R2 on ``X, y``, or on a store's test split when ``X`` is a store.
+
+        Parameters
+        ----------
+        X : array-like, dask array or Dataset
+            Rows; a store is scored on its test split (and gives its own targets).
+        y : array-like, optional
+            Targets; omit them when ``X`` is a store.
+        sample_weight : array-like, optional
+
+        Returns
+        -------
+        float
+        """
         return self._score(X, y, sample_weight)
 
     def _output_shape(self, method: str) -> tuple:

@@ -73,7 +73,13 @@ class BatchLossReporter:
         self.start_epoch(0)
 
     def start_epoch(self, epoch: int) -> None:
-        """Reset the epoch's counters; ``epoch`` counts from 0."""
+        """Reset the epoch's counters.
+
+        Parameters
+        ----------
+        epoch : int
+            Counts from 0.
+        """
         self._epoch = epoch
         self._samples = 0
         self._started = time.perf_counter()
@@ -118,6 +124,16 @@ def ingest_job(store, temporary, *, uncounted: tuple[str, ...] = ("_staging",)):
     folders named in ``uncounted``: staging areas, the writer's lock).  The job publishes nothing
     until its first tasks go to a distributed client (see
     :meth:`IngestJob.stage`): ingest on Dask's local threads has no dashboard.
+
+    Parameters
+    ----------
+    store : str or path
+    temporary : str or path
+    uncounted : tuple of str, default ("_staging",)
+
+    Yields
+    ------
+    IngestJob
     """
     from bigdl.runtime._tasks import observe_tasks
 
@@ -145,6 +161,15 @@ class IngestJob:
     chunk it wrote (a NumPy array: rows stored = its sum).  When the store is
     complete its own ``rows`` attribute replaces these running counts.  Bytes
     written are the size of the store directory, outside its staging area.
+
+    Parameters
+    ----------
+    store : str or path
+        The final store path (what the dashboard names the job by).
+    temporary : str or path
+        The directory being written.
+    uncounted : tuple of str, default ("_staging",)
+        Names left out of the bytes written.
     """
 
     #: Seconds between progress events (the last task of a stage is always reported).
@@ -164,8 +189,19 @@ class IngestJob:
     def stage(self, prefix: str, total: int, client) -> Callable[[Any], None] | None:
         """Start a stage of ``total`` tasks named by its task prefix; return the per-result callback.
 
-        Returns None (nothing to publish) when the tasks do not go to a
-        distributed client.
+        Parameters
+        ----------
+        prefix : str
+            The stage's task prefix (``bigdl-ingest-read``...).
+        total : int
+            Tasks in the stage.
+        client : distributed.Client or None
+
+        Returns
+        -------
+        callable or None
+            None (nothing to publish) when the tasks do not go to a
+            distributed client.
         """
         if client is None or not prefix.startswith(INGEST_PREFIX):
             return None
@@ -196,6 +232,7 @@ class IngestJob:
             self.rows["stored"] += int(result.sum())
 
     def finish(self) -> None:
+        """Publish the job's final figures (when it published anything)."""
         if self.client is None:
             return
         self.bytes_written = _directory_bytes(self.temporary, self.uncounted)
@@ -209,6 +246,12 @@ class IngestJob:
         self._publish(figures)
 
     def fail(self, error: BaseException) -> None:
+        """Publish that the job failed, with :func:`bigdl.errors.public_message` of ``error`` (no data values).
+
+        Parameters
+        ----------
+        error : BaseException
+        """
         if self.client is None:
             return
         figures = self._figures("failed")

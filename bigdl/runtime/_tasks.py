@@ -38,6 +38,15 @@ def observe_tasks(observer):
     ``observer.stage(prefix, n_tasks, client)`` is called at the start of each
     call and returns None or a callback that receives each finished task's
     result (in the caller's thread).
+
+    Parameters
+    ----------
+    observer : object with a ``stage`` method
+        An :class:`~bigdl.runtime.IngestJob`, say.
+
+    Yields
+    ------
+    observer
     """
     token = _observer.set(observer)
     try:
@@ -47,7 +56,17 @@ def observe_tasks(observer):
 
 
 def active_client(client=None):
-    """The given client, else the current default distributed client, else None."""
+    """The given client, else the current default distributed client, else None.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+
+    Returns
+    -------
+    distributed.Client or None
+        None means Dask's local threaded scheduler.
+    """
     if client is not None:
         return client
     try:
@@ -231,6 +250,15 @@ def task_runner(client=None):
     ``runner.fetch(handle)`` brings one result into this process;
     ``runner.place(values)`` puts in-memory values where tasks can use them
     and ``runner.persist(collections)`` computes collections there.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Default: the current client, else local threads.
+
+    Returns
+    -------
+    runner
     """
     client = active_client(client)
     return _ClusterRunner(client) if client is not None else _ThreadedRunner()

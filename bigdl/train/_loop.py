@@ -47,19 +47,56 @@ class Callback:
     """
 
     def on_train_begin(self, loop: "TrainingLoop") -> None:
-        """Before the first epoch (also after a resume)."""
+        """Before the first epoch (also after a resume).
+
+        Parameters
+        ----------
+        loop : TrainingLoop
+            The running loop.
+        """
 
     def on_epoch_begin(self, loop: "TrainingLoop", epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based)."""
+        """Before epoch ``epoch`` (0-based).
+
+        Parameters
+        ----------
+        loop : TrainingLoop
+            The running loop.
+        epoch : int
+        """
 
     def on_batch_end(self, loop: "TrainingLoop", loss: float, n_samples: int) -> None:
-        """After each optimisation step, with the batch's loss and size."""
+        """After each optimisation step, with the batch's loss and size.
+
+        Parameters
+        ----------
+        loop : TrainingLoop
+            The running loop.
+        loss : float
+            The batch's mean loss.
+        n_samples : int
+            The batch's size.
+        """
 
     def on_epoch_end(self, loop: "TrainingLoop", entry: dict) -> None:
-        """After each epoch (and its validation), with the epoch's history entry."""
+        """After each epoch (and its validation), with the epoch's history entry.
+
+        Parameters
+        ----------
+        loop : TrainingLoop
+            The running loop.
+        entry : dict
+            ``epoch`` (from 1), ``train_loss``, ``val_*`` metrics, ``seconds``...
+        """
 
     def on_train_end(self, loop: "TrainingLoop") -> None:
-        """After the last epoch, or when training stopped early."""
+        """After the last epoch, or when training stopped early.
+
+        Parameters
+        ----------
+        loop : TrainingLoop
+            The running loop.
+        """
 
 
 def target_for(output: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
@@ -131,6 +168,17 @@ class TrainingLoop:
         order), sharded by rank and take ``loader_options``; evaluation
         batches come in order, at least 1,024 samples at a time, and read the
         stored samples as they are (no augmentation).
+
+        Parameters
+        ----------
+        data : Dataset or str
+            The store.
+        split : str, default "train"
+        training : bool, default True
+
+        Returns
+        -------
+        iterable of (tensor, tensor)
         """
         from bigdl.loaders.torch import ChunkLoader
 
@@ -142,7 +190,18 @@ class TrainingLoop:
 
     # -- the steps ----------------------------------------------------------
     def train_step(self, X: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimisation step on one batch; returns its loss."""
+        """One optimisation step on one batch.
+
+        Parameters
+        ----------
+        X, y : torch.Tensor
+            Samples and targets of the batch, on the loop's device.
+
+        Returns
+        -------
+        float
+            The batch's loss before the step.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         output = self.trained(X)
         loss = self.criterion(output, target_for(output, y, self.task))
@@ -151,7 +210,19 @@ class TrainingLoop:
         return float(loss.detach())
 
     def train_epoch(self, batches: Iterable, epoch: int) -> tuple[float, int]:
-        """One pass over ``batches``: the mean loss and the number of samples (over all ranks with DDP)."""
+        """One pass over ``batches``: the mean loss and the number of samples (over all ranks with DDP).
+
+        Parameters
+        ----------
+        batches : iterable of (tensor, tensor)
+            From :meth:`get_iterator`.
+        epoch : int
+            0-based; passed to the callbacks.
+
+        Returns
+        -------
+        (float, int)
+        """
         self.notify("on_epoch_begin", epoch)
         self.trained.train()
         total, count = 0.0, 0
@@ -175,12 +246,29 @@ class TrainingLoop:
 
     @torch.no_grad()
     def evaluation_step(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The module's outputs on one batch (eval mode, no gradients) and the targets as the loss takes them."""
+        """The module's outputs on one batch (no gradients) and the targets as the loss takes them.
+
+        Parameters
+        ----------
+        X, y : torch.Tensor
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+        """
         output = self.module(X)
         return output, target_for(output, y, self.task)
 
     # -- callbacks --------------------------------------------------------
     def notify(self, hook: str, *args) -> None:
-        """Call ``hook`` on every callback, in order."""
+        """Call ``hook`` on every callback, in order.
+
+        Parameters
+        ----------
+        hook : str
+            A :class:`Callback` method name (``"on_epoch_end"``...).
+        *args
+            What the hook takes after ``loop``.
+        """
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)

@@ -141,8 +141,30 @@ class Trainer:
     def fit(self, ds, *, resume: bool = False) -> list[dict]:
         """Train on the ``train`` split of ``ds`` (a Dataset or store path); return the history.
 
-        With ``resume=True`` training continues after the last checkpoint in
-        ``checkpoint_dir`` (nothing happens if it already covers ``epochs``).
+        Parameters
+        ----------
+        ds : Dataset or str
+            The store; its sample view gives the samples (rows, normalised
+            images, windows), its validation split the per-epoch metrics.
+        resume : bool, default False
+            Continue after the last checkpoint in ``checkpoint_dir`` (nothing
+            happens if it already covers ``epochs``); the checkpoint must be
+            this run's (same model, optimizer, store, seed), else a
+            :class:`~bigdl.errors.CheckpointError` says what differs.
+
+        Returns
+        -------
+        list of dict
+            :attr:`history`.
+
+        Raises
+        ------
+        SchemaError
+            Parameters that do not fit the store (loss, shapes, classes).
+        EmptyResultError
+            The store has no training samples (and why).
+        TrainingError
+            A data-parallel job lost a worker.
 
         On a cluster, when the worker running the loop dies (killed, out of
         memory), Dask reschedules the task on another worker (up to
@@ -261,7 +283,19 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluate / predict
     def evaluate(self, ds, split: str = "test") -> dict:
-        """Loss and metrics of the model on one split: accuracy, or MSE / MAE / R2."""
+        """Loss and metrics of the model on one split: accuracy, or MSE / MAE / R2.
+
+        Parameters
+        ----------
+        ds : Dataset or str
+        split : str, default "test"
+
+        Returns
+        -------
+        dict
+            ``loss``, ``accuracy`` (classification) or ``mse``, ``mae``,
+            ``r2`` (regression, over every target value), and ``n_samples``.
+        """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
         device = _device(self.device)
@@ -270,16 +304,41 @@ class Trainer:
         return _evaluate(loop, ds, split)
 
     def predict(self, data, *, split: str | None = None):
-        """Model outputs chunk by chunk: a dask array in (or a Dataset's ``X``), a dask array out.
+        """Model outputs chunk by chunk: a dask array in (or a store's samples), a dask array out.
 
         Classification gives class codes (``ds.classes[code]`` is the label);
         use :meth:`predict_proba` for probabilities.  NumPy arrays and tensors
         are predicted directly and give NumPy arrays.
+
+        Parameters
+        ----------
+        data : Dataset, str, dask array, ndarray or tensor
+            A store is read through its sample view, like :meth:`fit` and
+            :meth:`evaluate`: normalised images, windows of sequences.
+        split : str, optional
+            A store's split; default all samples.
+
+        Returns
+        -------
+        dask array or ndarray
+            One output (or class code) per sample; per-step forecasts
+            ``(n, horizon)`` for sequence stores.
         """
         return self._predict(data, split, probabilities=False)
 
     def predict_proba(self, data, *, split: str | None = None):
-        """Class probabilities (softmax of the outputs), chunk by chunk."""
+        """Class probabilities (softmax of the outputs), chunk by chunk.
+
+        Parameters
+        ----------
+        data : Dataset, str, dask array, ndarray or tensor
+            As in :meth:`predict`.
+        split : str, optional
+
+        Returns
+        -------
+        dask array or ndarray of shape (n_samples, n_classes)
+        """
         return self._predict(data, split, probabilities=True)
 
     def _predict(self, data, split, probabilities):
@@ -310,7 +369,18 @@ class Trainer:
         return "classification" if loss in CLASSIFICATION_LOSSES else "regression"
 
     def plot_history(self, path) -> str:
-        """Save the learning curves (train/validation loss and the metric per epoch) as a PNG."""
+        """Save the learning curves (train/validation loss and the metric per epoch) as a PNG.
+
+        Parameters
+        ----------
+        path : str or path
+            Where to write the PNG.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
         from bigdl.train._plot import plot_history
 
         return plot_history(self.history, path)

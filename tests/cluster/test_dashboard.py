@@ -97,6 +97,25 @@ def test_board_metrics_and_json_have_the_same_figures():
     assert ("bigdl_train_validation_r2", (("job", "r1"),)) not in rows
 
 
+def test_two_schedulers_in_one_process_sum_their_job_counts(monkeypatch):
+    """prometheus_client's registry is per process: each series must come once, summed over the boards."""
+    import weakref
+
+    from bigdl.cluster import _dashboard
+
+    boards = weakref.WeakSet()
+    monkeypatch.setattr(_dashboard, "_boards", boards)
+    first, second = JobBoard(), JobBoard()
+    for board, job in ((first, "a"), (second, "b")):
+        board.on_event(TRAIN_TOPIC, {"kind": "started", "job": job, "run": job, "epochs": 1}, now=1.0)
+        board.on_event(TRAIN_TOPIC, {"kind": "failed", "job": job, "run": job, "error": "TrainingError: x"}, now=2.0)
+        boards.add(board)
+    samples = [(metric.name, sample.labels, sample.value) for metric in _dashboard._Collector().collect()
+               for sample in metric.samples if metric.name == "bigdl_train_jobs"]
+    failed = [value for _, labels, value in samples if labels == {"state": "failed"}]
+    assert failed == [2.0]
+
+
 def test_json_is_strict_for_browsers():
     """An undefined R2 (NaN) must not produce the invalid JSON token NaN."""
     text = to_json({"r2": float("nan"), "loss": [1.5, float("inf")], "n": np.int64(3), "x": np.float32(0.5)})
@@ -407,7 +426,13 @@ def test_a_failed_training_job_shows_why(dashboard_client, finished_jobs, tmp_pa
     assert "Error" in failed[0]["error"] and "a-file" in failed[0]["error"]
     assert failed[0]["eta"] is None
     samples = _prometheus(base + "/metrics")
-    assert samples[("bigdl_train_jobs", (("state", "failed"),))] == 1
+    # The job's own series (other schedulers of this test process add to the per-state counts).
+    info = [key for key in samples if key[0] == "bigdl_train_info" and ("job", failed[0]["id"]) in key[1]]
+    assert len(info) == 1 and ("state", "failed") in info[0][1]
+    assert samples[("bigdl_train_jobs", (("state", "failed"),))] >= 1
+    board = json.loads(_http(base + f"/{PAGE}/metrics.json"))["metrics"]
+    counts = {row["labels"]["state"]: row["value"] for row in board if row["name"] == "bigdl_train_jobs"}
+    assert counts["failed"] == 1  # this scheduler's board alone
 
 
 def test_a_failed_ingest_shows_counts_and_reasons_but_no_row_content(dashboard_client, tmp_path):
