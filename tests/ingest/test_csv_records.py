@@ -131,7 +131,40 @@ def test_crlf_line_endings_and_line_breaks_inside_quotes(tmp_path):
     assert "note=two\r\nlines" in ds.feature_names
 
 
+# ---------------------------------------------------------------- rows longer than pyarrow's parse chunk
+@pytest.mark.parametrize("blocksize", ["1MiB", "64MiB", "256MiB"])
+@pytest.mark.parametrize("where", [0, 150])
+def test_a_row_longer_than_pyarrows_parse_chunk_is_read(tmp_path, blocksize, where):
+    # pyarrow parses in 1 MiB chunks and failed on a ~3 MiB row, whatever blocksize said.
+    records = [f"{i},{i / 10},n{i % 3},{'pq'[i % 2]},b" for i in range(200)]
+    blob = "x" * 3_000_000
+    records[where] = f"{where},{where / 10},n0,p,{blob}"
+    records[where + 1] = f"{where + 1},not-a-number,n1,q,{blob}"
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(["id,a,note,target,blob"] + records) + "\n")
+    ds = bigdl.ingest.tabular(path, target="target", drop=["id", "blob"], store=tmp_path / "s.zarr",
+                              blocksize=blocksize, progress=False)
+    assert ds.row_counts["read"] == 200 and ds.row_counts["stored"] == 199
+    # The sample behind the column types holds whole rows even when the first one is long.
+    assert ds.feature_names == ["a", "note=n0", "note=n1", "note=n2"]
+    np.testing.assert_array_equal(np.sort(read_store(ds.path)["record"]), np.delete(np.arange(200), where + 1))
+    reject = ds.rejects().iloc[0]
+    assert (reject["row"], reject["line"], reject["raw"]) == (where + 2, where + 3, records[where + 1])
+    assert reject["reason"] == "column 'a': 'not-a-number' is not a number"
+
+
 # ---------------------------------------------------------------- neighbours
+def test_json_lines_with_a_long_first_line(tmp_path):
+    lines = [json.dumps({"a": i / 4, "blob": "x" * (3_000_000 if i == 0 else 1), "target": "pq"[i % 2]})
+             for i in range(100)]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    ds = bigdl.ingest.tabular(path, target="target", drop=["blob"], store=tmp_path / "s.zarr", blocksize="1MiB",
+                              progress=False)
+    assert (ds.row_counts["read"], ds.row_counts["stored"]) == (100, 100)
+    assert ds.feature_names == ["a"]
+
+
 def test_json_lines_break_only_at_raw_line_breaks(tmp_path):
     # An escaped "\n" is part of a JSON string; a raw line break ends the line, so an object split
     # by one is two malformed lines, each quoted exactly with its own line number.

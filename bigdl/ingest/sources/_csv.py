@@ -251,8 +251,16 @@ def read_csv_block(block: Block, columns: list[str], types: dict[str, pa.DataTyp
             if "conversion error" in message and not attempt["strings_only"]:
                 attempt["strings_only"] = True
                 continue
+            if "straddling object" in message and attempt["block_size"] is None:
+                # A record longer than pyarrow's parse chunk: parse the block in one chunk.
+                attempt["block_size"] = _parse_chunk(data)
+                continue
             if "Empty CSV file" in message:
                 table = pa.table({name: pa.array([], type=pa.string()) for name in columns})
+            elif "straddling object" in message:
+                raise SourceError(f"{block.path} (bytes {block.start}-{block.stop}) holds a record longer than "
+                                  "pyarrow parses in one piece (2 GiB); split the record or keep such values "
+                                  "in separate files.") from None
             else:
                 raise SourceError(f"{block.path} (bytes {block.start}-{block.stop}) cannot be parsed as CSV: "
                                   f"{message}") from None
