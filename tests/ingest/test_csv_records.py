@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import bigdl
+from bigdl.errors import SchemaError
 from bigdl.ingest.sources import plan_sources
 from bigdl.ingest.sources._blocks import block_ranges
 from support import expected_features, read_store
@@ -200,3 +201,22 @@ def test_sequence_ingest_reads_quoted_line_breaks_exactly(tmp_path):
     good = np.delete(np.arange(600), 301)
     np.testing.assert_array_equal(stored["record"], good)
     np.testing.assert_allclose(ds.unscale(stored["X"])[:, 0], good * 0.5, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_encodings_that_are_not_ascii_based_are_refused(tmp_path, fmt):
+    path = tmp_path / f"wide.{fmt}"
+    text = "a,target\n1,p\n2,q\n" if fmt == "csv" else '{"a": 1, "target": "p"}\n'
+    path.write_text(text, encoding="utf-16")
+    with pytest.raises(SchemaError, match="encoding='utf-16' is not supported") as error:
+        bigdl.ingest.tabular(path, target="target", store=tmp_path / "s.zarr", encoding="utf-16", progress=False)
+    assert "Convert the file to UTF-8" in str(error.value)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("delimiter", ["§", ";;", '"'])
+def test_a_delimiter_must_be_one_ascii_character(tmp_path, delimiter):
+    path = tmp_path / "d.csv"
+    path.write_text("a,target\n1,p\n")
+    with pytest.raises(SchemaError, match="'delimiter' parameter must be one ASCII character"):
+        bigdl.ingest.tabular(path, target="target", store=tmp_path / "s.zarr", delimiter=delimiter, progress=False)

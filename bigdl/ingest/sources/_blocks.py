@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from bigdl.errors import SourceError
+from bigdl.errors import SchemaError, SourceError
 
 __all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "MAX_SAMPLE_BYTES", "count_lines",
-           "line_ends", "record_spans", "compression_of", "head_bytes", "head_records", "check_encoding",
-           "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
+           "line_ends", "record_spans", "compression_of", "head_bytes", "head_records", "check_ascii_based",
+           "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
 
 
 # pyarrow's CSV spellings of a missing number, used when numbers arrive as text.
@@ -181,6 +181,26 @@ def head_records(path: str, record_ends: Callable[[bytes], np.ndarray] = line_en
             raise SourceError(f"{path}: the first {min_records} record(s) are longer than {MAX_SAMPLE_BYTES >> 20} "
                               "MiB, too long to sample; is a quote left open, or is the file one long line?")
         size *= 4
+
+
+def check_ascii_based(encoding: str, special: str = "") -> None:
+    """Refuse an ``encoding`` in which newline, quote (or the ``special`` characters) are not single ASCII bytes.
+
+    Text files are cut into blocks, lines and records byte by byte, which
+    only holds for such encodings (UTF-8, latin-1, cp1252, ... but not UTF-16).
+    """
+    special = special + '"\n\r'
+    try:
+        ascii_based = special.encode("ascii").decode(encoding) == special
+    except LookupError:
+        raise SchemaError(f"The 'encoding' parameter must name a Python text codec; got {encoding!r}.") from None
+    except UnicodeError:
+        ascii_based = False
+    if not ascii_based:
+        raise SchemaError(
+            f"encoding={encoding!r} is not supported: text files are split into lines and records byte by byte, "
+            "which needs an encoding where newline, quote and delimiter are single ASCII bytes (UTF-8, latin-1, "
+            "cp1252, ...). Convert the file to UTF-8 first (e.g. iconv -f UTF-16 -t UTF-8).")
 
 
 def check_encoding(path: str, head: bytes, encoding: str) -> None:

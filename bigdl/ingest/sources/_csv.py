@@ -17,9 +17,10 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from bigdl.errors import SourceError
-from bigdl.ingest.sources._blocks import (Block, RawBlock, SourcePlan, block_ranges, check_encoding, compression_of,
-                                          count_lines, head_records, header_mismatch, line_aligned_bytes)
+from bigdl.errors import SchemaError, SourceError
+from bigdl.ingest.sources._blocks import (Block, RawBlock, SourcePlan, block_ranges, check_ascii_based, check_encoding,
+                                          compression_of, count_lines, head_records, header_mismatch,
+                                          line_aligned_bytes)
 
 __all__ = ["SUFFIXES", "plan_csv", "read_csv_block", "record_ends", "record_block_ranges"]
 
@@ -40,7 +41,7 @@ def plan_csv(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
     """Check the headers of CSV ``paths`` (one shared header), type a sample, cut blocks between records."""
     import pyarrow.csv as pa_csv
 
-    delimiter = ord(options["delimiter"])
+    delimiter = delimiter_byte(options["delimiter"], options["encoding"])
     ends = functools.partial(record_ends, delimiter=delimiter)
     reference_columns = None
     reference_path = None
@@ -76,6 +77,15 @@ def plan_csv(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
             blocks.append(Block(len(blocks), path, "csv", start, stop, first=start == 0,
                                 compression=compression_of(path)))
     return SourcePlan("csv", paths, reference_columns, sample, blocks, options)
+
+
+def delimiter_byte(delimiter: str, encoding: str) -> int:
+    """The byte of a one-character ASCII ``delimiter`` in a file of ``encoding``; refuse other delimiters."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+        raise SchemaError(f"The 'delimiter' parameter must be one ASCII character other than a quote or a line "
+                          f"break; got {delimiter!r}.")
+    check_ascii_based(encoding, delimiter)
+    return ord(delimiter)
 
 
 # ---------------------------------------------------------------- where records end
