@@ -124,7 +124,9 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     rows_per_chunk : int, optional
         Rows per store chunk; default: about 32 MiB of ``X`` per chunk.
     blocksize : int or str, default "64MiB"
-        Bytes of input per read task (gzip files are read whole).
+        Bytes of input per read task (gzip files are read whole).  CSV blocks
+        are cut between records, as quoted fields may hold line breaks:
+        planning reads each CSV file larger than ``blocksize`` once to find them.
     compression : {"lz4", "zstd", "none"}, default "lz4"
         Blosc codec of the store's arrays.
     encoding : str, default "utf-8"

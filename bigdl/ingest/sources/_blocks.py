@@ -12,15 +12,17 @@ from __future__ import annotations
 import codecs
 import gzip
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from bigdl.errors import SourceError
+from bigdl.errors import SchemaError, SourceError
 
-__all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "count_lines", "compression_of",
-           "head_bytes", "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
+__all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "MAX_SAMPLE_BYTES", "count_lines",
+           "line_ends", "record_spans", "compression_of", "head_bytes", "head_records", "check_ascii_based",
+           "check_encoding", "block_ranges", "plan_lines", "line_aligned_bytes", "header_mismatch"]
 
 
 # pyarrow's CSV spellings of a missing number, used when numbers arrive as text.
@@ -29,6 +31,8 @@ NULL_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "
 
 
 SAMPLE_BYTES = 1 << 20
+# The head read for a sample grows until it holds whole records, up to this.
+MAX_SAMPLE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -56,23 +60,57 @@ class RawBlock:
     header_rows: int = 0
     data: bytes | None = None  # the block's text, to quote rejected rows and find their lines
     encoding: str = "utf-8"
-    _lines: list | None = field(default=None, repr=False)
+    # data -> positions of the newlines that end a record (a CSV record may span lines); None: every newline.
+    record_ends: Callable[[bytes], np.ndarray] | None = None
+    _spans: tuple | None = field(default=None, repr=False)
 
     def physical(self, record: int) -> tuple[int | None, str | None]:
-        """The 1-based line within the block and the raw text of a record (None, None without text).
+        """The 1-based line within the block where a record starts, and its raw text (None, None without text).
 
-        Records skip blank lines (as pyarrow does), lines count them.
+        Records skip blank lines (as pyarrow does), lines count them; the
+        text of a record spanning several lines holds all of them.
         """
         if self.data is None:
             return None, None
-        if self._lines is None:
-            self._lines = [(number, line) for number, line in enumerate(self.data.split(b"\n"), start=1)
-                           if line.strip(b"\r")]
+        if self._spans is None:
+            self._spans = record_spans(self.data, self.record_ends)
+        starts, stops, lines = self._spans
         index = record + self.header_rows
-        if not 0 <= index < len(self._lines):
+        if not 0 <= index < len(starts):
             return None, None
-        number, line = self._lines[index]
-        return number, line.decode(self.encoding, "replace").rstrip("\r")
+        text = self.data[starts[index]:stops[index]]
+        return int(lines[index]), text.decode(self.encoding, "replace")
+
+
+def line_ends(data: bytes) -> np.ndarray:
+    """Positions of every newline in ``data`` (where the records of line-oriented text end)."""
+    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+
+
+def record_spans(data: bytes, record_ends: Callable[[bytes], np.ndarray] | None = None):
+    """``(starts, stops, lines)`` of the non-blank records of ``data``: byte ranges without the line
+    break, and the 1-based line each starts on.
+
+    ``record_ends(data)`` gives the positions of the line breaks that end
+    records; default: every newline.
+    """
+    newlines = line_ends(data)
+    ends = newlines if record_ends is None else np.asarray(record_ends(data), dtype=np.int64)
+    starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+    stops = np.concatenate([ends, [len(data)]]).astype(np.int64)
+    if stops[-1] > starts[-1]:  # the data's last line break ends its last record, even inside an open quote
+        stops[-1] -= 2 if data.endswith(b"\r\n") else 1 if data.endswith((b"\n", b"\r")) else 0
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if len(buffer):
+        # The carriage return of a CRLF line break is part of the break.
+        after = buffer[np.minimum(stops, len(buffer) - 1)]
+        before = buffer[np.maximum(stops - 1, 0)]
+        stops = stops - ((stops > starts) & (stops < len(buffer)) & (after == ord("\n")) & (before == ord("\r")))
+    # Blank records are skipped, as pyarrow skips empty lines.
+    keep = stops > starts
+    starts, stops = starts[keep], stops[keep]
+    lines = np.searchsorted(newlines, starts) + 1  # newlines before a record's first byte, plus one
+    return starts, stops, lines
 
 
 def count_lines(data: bytes) -> int:
@@ -121,6 +159,48 @@ def head_bytes(path: str, size: int = SAMPLE_BYTES) -> bytes:
             raise SourceError(f"{path}: cannot be read as gzip ({error}); is it really compressed?") from None
     with open(path, "rb") as handle:
         return handle.read(size)
+
+
+def head_records(path: str, record_ends: Callable[[bytes], np.ndarray] = line_ends,
+                 min_records: int = 1) -> tuple[bytes, bytes]:
+    """The whole records at the head of a file, and the bytes read: ``(records, head)``.
+
+    The head is :data:`SAMPLE_BYTES`, or more when it holds fewer than
+    ``min_records`` whole records (a row longer than the head), up to
+    :data:`MAX_SAMPLE_BYTES`; a file that short is read whole.
+    """
+    size = SAMPLE_BYTES
+    while True:
+        head = head_bytes(path, size)
+        if len(head) < size:
+            return head, head
+        ends = record_ends(head)
+        if len(ends) >= min_records:
+            return head[: int(ends[-1]) + 1], head
+        if size >= MAX_SAMPLE_BYTES:
+            raise SourceError(f"{path}: the first {min_records} record(s) are longer than {MAX_SAMPLE_BYTES >> 20} "
+                              "MiB, too long to sample; is a quote left open, or is the file one long line?")
+        size *= 4
+
+
+def check_ascii_based(encoding: str, special: str = "") -> None:
+    """Refuse an ``encoding`` in which newline, quote (or the ``special`` characters) are not single ASCII bytes.
+
+    Text files are cut into blocks, lines and records byte by byte, which
+    only holds for such encodings (UTF-8, latin-1, cp1252, ... but not UTF-16).
+    """
+    special = special + '"\n\r'
+    try:
+        ascii_based = special.encode("ascii").decode(encoding) == special
+    except LookupError:
+        raise SchemaError(f"The 'encoding' parameter must name a Python text codec; got {encoding!r}.") from None
+    except UnicodeError:
+        ascii_based = False
+    if not ascii_based:
+        raise SchemaError(
+            f"encoding={encoding!r} is not supported: text files are split into lines and records byte by byte, "
+            "which needs an encoding where newline, quote and delimiter are single ASCII bytes (UTF-8, latin-1, "
+            "cp1252, ...). Convert the file to UTF-8 first (e.g. iconv -f UTF-16 -t UTF-8).")
 
 
 def check_encoding(path: str, head: bytes, encoding: str) -> None:

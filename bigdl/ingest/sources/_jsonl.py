@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from bigdl.errors import SourceError
-from bigdl.ingest.sources._blocks import (SAMPLE_BYTES, Block, RawBlock, SourcePlan, check_encoding, count_lines,
-                                          head_bytes, line_aligned_bytes, plan_lines)
+from bigdl.ingest.sources._blocks import (Block, RawBlock, SourcePlan, check_ascii_based, check_encoding, count_lines,
+                                          head_records, line_aligned_bytes, plan_lines)
 
 __all__ = ["SUFFIXES", "plan_jsonl", "read_jsonl_block", "table_from_records"]
 
@@ -19,15 +19,14 @@ SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 def plan_jsonl(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
     """Find the keys of JSON lines ``paths`` (their union, in order of appearance), type a sample, cut blocks."""
+    check_ascii_based(options["encoding"])
     columns: list[str] = []
     sample_rows: list[dict] = []
     for path in paths:
-        head = head_bytes(path)
+        # Whole lines of the head (at least one, however long), split as the reader splits them.
+        text, head = head_records(path)
         check_encoding(path, head, options["encoding"])
-        lines = head.decode(options["encoding"], errors="replace").splitlines()
-        if len(head) >= SAMPLE_BYTES:
-            lines = lines[:-1]
-        for line in lines:
+        for line in text.decode(options["encoding"], errors="replace").split("\n"):
             if not line.strip():
                 continue
             try:
