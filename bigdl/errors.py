@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "BigdlError",
     "SchemaError",
+    "ParameterError",
     "SourceError",
     "SourceNotFoundError",
     "StoreExistsError",
@@ -50,6 +51,18 @@ class SourceError(BigdlError, ValueError):
 
 class SchemaError(BigdlError, ValueError):
     """Columns or parameters do not fit the data (missing target, unknown column...)."""
+
+
+class ParameterError(SchemaError, ValueError, TypeError):
+    """A parameter has a value or a type its owner does not accept.
+
+    Raised by :func:`bigdl._validation.check_params` with scikit-learn's
+    message: "The 'batch_size' parameter of ChunkLoader must be an int in the
+    range [1, inf). Got 0 instead."  It is a :class:`SchemaError` (what bigdl
+    raised for bad parameters before), and a ``ValueError`` and a
+    ``TypeError`` as scikit-learn's ``InvalidParameterError`` is, so every
+    existing ``except`` keeps working.
+    """
 
 
 class EmptyResultError(BigdlError, ValueError):
