@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
                                   resolve_image_source)
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
                                     run_ingest, write_chunk, write_rejects_part)
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["images", "IMAGE_SUFFIXES", "list_image_folder"]
@@ -147,9 +148,9 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     >>> ds = bigdl.ingest.images("mnist/train-images-idx3-ubyte.gz", store="work/mnist.zarr")     # doctest: +SKIP
     >>> ds = bigdl.ingest.images("photos/manifest.parquet", store="work/p.zarr", mode="RGB", size=64)  # doctest: +SKIP
     """
-    _check_parameters(mode=mode, size=size, resize=resize, validation=validation, test=test, seed=seed,
-                      rows_per_chunk=rows_per_chunk)
-    compressor(compression)  # validate the name before any work
+    check_params("images", {"mode": mode, "size": size, "resize": resize}, PARAMETERS)
+    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           compression=compression, unit="images")
     listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
                                    label_column=label_column)
     mode, size = _resolve_mode_and_size(mode, size, listing)
@@ -227,23 +228,21 @@ def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
 
 
 # ---------------------------------------------------------------- checks and listing
-def _check_parameters(*, mode, size, resize, validation, test, seed, rows_per_chunk) -> None:
-    if mode is not None and mode not in MODES:
-        raise SchemaError(f"The 'mode' parameter of images must be one of {tuple(MODES)}; got {mode!r}.")
-    if resize not in RESIZES:
-        raise SchemaError(f"The 'resize' parameter of images must be one of {RESIZES}; got {resize!r}.")
-    if size is not None:
-        _size_pair(size)
-    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
-                           unit="images")
+_SIDE = Interval(int, 1, None)
+PARAMETERS = {
+    "mode": [Options(MODES), None],
+    "size": [_SIDE, Predicate(lambda size: isinstance(size, (tuple, list)) and len(size) == 2
+                              and all(_SIDE.is_satisfied_by(side) for side in size),
+                              "a (height, width) pair of ints >= 1"), None],
+    "resize": [Options(RESIZES)],
+}
 
 
 def _size_pair(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    """``(height, width)`` from a checked ``size=`` (one int is a square)."""
+    check_params("images", {"size": size}, PARAMETERS)
+    if not isinstance(size, (tuple, list)):
         size = (size, size)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise SchemaError(f"The 'size' parameter of images must be (height, width), two ints >= 1; got {size!r}.")
     return int(size[0]), int(size[1])
 
 

@@ -18,14 +18,49 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
 from bigdl.ingest.sources import RawBlock, SourcePlan
 
-__all__ = ["RowSteps", "row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table",
+__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table",
            "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+
+
+def _parse_bytes(text: str) -> int:
+    from dask.utils import parse_bytes
+
+    return parse_bytes(text)
+
+
+BLOCKSIZE = [Interval(int, 1, None), Predicate(lambda value: isinstance(value, str) and _parse_bytes(value) >= 1,
+                                               "a str of bytes such as '64MiB'"),
+             Hidden(Interval(float, 1, None))]  # a float count of bytes (64e6) has always been accepted
+
+
+def parse_blocksize(blocksize, owner: str) -> int:
+    """Bytes of input per read task, from a ``blocksize=`` parameter.
+
+    Parameters
+    ----------
+    blocksize : int or str
+        A number of bytes, or a size Dask parses (``"64MiB"``, ``"20KB"``).
+    owner : str
+        The ingest function, named in the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+        Not a size, or less than one byte.
+    """
+    check_params(owner, {"blocksize": blocksize}, {"blocksize": BLOCKSIZE})
+    return _parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
 
 
 class RowSteps(IngestSteps):

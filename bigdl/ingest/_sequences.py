@@ -40,19 +40,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Interval, Options, check_params, parameter_error
 from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import SPLIT_CODES, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import SPLIT_CODES, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["sequences", "GAPS", "DUPLICATES"]
 
 GAPS = ("ffill", "interpolate", "reject")
 DUPLICATES = ("last", "first", "error")
+PARAMETERS = {"window": [Interval(int, 1, None)], "horizon": [Interval(int, 1, None)],
+              "stride": [Interval(int, 1, None)], "gaps": [Options(GAPS)], "duplicates": [Options(DUPLICATES)]}
 SAMPLE_PER_BLOCK = 4096
 _SERIES, _TIME, _RECORD, _BLOCK = "__series__", "__time__", "__record__", "__block__"
 EXTRA_ARRAYS = {"series": "int32", "position": "int64", "run": "int64"}
@@ -143,13 +146,12 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     >>> for X, y in ChunkLoader(ds, "train", batch_size=64):                    # doctest: +SKIP
     ...     ...   # X: (64, 52, 1), y: (64, 4)
     """
-    from dask.utils import parse_bytes
-
-    _check_parameters(window=window, horizon=horizon, stride=stride, gaps=gaps, duplicates=duplicates,
-                      validation=validation, test=test, rows_per_chunk=rows_per_chunk)
-    blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
-    compressor(compression)
-    plan = plan_sources(source, format=format, table=table, blocksize=blocksize)
+    check_params("sequences", {"window": window, "horizon": horizon, "stride": stride, "gaps": gaps,
+                               "duplicates": duplicates}, PARAMETERS)
+    check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
+                           compression=compression, unit="steps")
+    blocksize = _rows.parse_blocksize(blocksize, "sequences")
+    plan = plan_sources(source, format=format, table=table, blocksize=blocksize, owner="sequences")
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format)
     steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
@@ -246,19 +248,7 @@ def _reason_family(reason: str) -> str:
     return _rows.row_reason_family(reason)
 
 
-# ---------------------------------------------------------------- parameters and planning
-def _check_parameters(*, window, horizon, stride, gaps, duplicates, validation, test, rows_per_chunk) -> None:
-    for name, value in (("window", window), ("horizon", horizon), ("stride", stride)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise SchemaError(f"The '{name}' parameter of sequences must be an int >= 1; got {value!r}.")
-    if gaps not in GAPS:
-        raise SchemaError(f"The 'gaps' parameter of sequences must be one of {GAPS}; got {gaps!r}.")
-    if duplicates not in DUPLICATES:
-        raise SchemaError(f"The 'duplicates' parameter of sequences must be one of {DUPLICATES}; got {duplicates!r}.")
-    check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
-                           unit="steps")
-
-
+# ---------------------------------------------------------------- planning
 def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format) -> dict:
     columns = plan.columns
     if plan.format == "npy":
@@ -414,17 +404,17 @@ def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _frequency(frequency, results: list[dict], spec: dict):
     """The grid step in time units (ns for dates), given or the most common step."""
     if frequency is not None:
-        if spec["time_kind"] == "datetime":
-            try:
-                step = pd.Timedelta(frequency).value
-            except (ValueError, TypeError):
-                raise SchemaError(f"The 'frequency' parameter of sequences must be a fixed time delta such as "
-                                  f"'7D' or '1h' for a date/time column; got {frequency!r}.") from None
-        else:
-            step = float(frequency) if isinstance(frequency, (int, float)) and not isinstance(frequency, bool) \
-                else None
-        if step is None or not step > 0:
-            raise SchemaError(f"The 'frequency' parameter of sequences must be positive; got {frequency!r}.")
+        if spec["time_kind"] != "datetime":
+            check_params("sequences", {"frequency": frequency},
+                         {"frequency": [Interval(float, 0, None, closed="neither")]})
+            return float(frequency)
+        allowed = "a positive, fixed time delta such as '7D' or '1h' for a date/time column"
+        try:
+            step = pd.Timedelta(frequency).value
+        except (ValueError, TypeError):
+            raise parameter_error("sequences", "frequency", frequency, allowed) from None
+        if not step > 0:
+            raise parameter_error("sequences", "frequency", frequency, allowed)
         return step
     steps: Counter = Counter()
     for result in results:

@@ -25,20 +25,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Interval, Options, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import count_reasons, register_reason_family, run_ingest, write_chunk
 from bigdl.ingest.sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import TASKS, assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["tabular", "TabularSchema"]
 
 RECORD = "__record__"
 IMPUTE = ("mean", "median")
-TASKS = ("classification", "regression")
+PARAMETERS = {"impute": [Options(IMPUTE)], "task": [Options(TASKS), None], "max_categories": [Interval(int, 1, None)]}
 # An integer or integral target with at most this many distinct values in
 # the sample is taken as class labels.
 MAX_INFERRED_CLASSES = 50
@@ -158,14 +159,12 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     ...                           categorical=["carrier"], drop=["id"], test=0.2)   # doctest: +SKIP
     >>> print(ds.info())                                                           # doctest: +SKIP
     """
-    from dask.utils import parse_bytes
-
-    _check_parameters(impute=impute, task=task, validation=validation, test=test,
-                      max_categories=max_categories, rows_per_chunk=rows_per_chunk, seed=seed)
-    blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
-    compressor(compression)  # validate the name before any work
+    check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories}, PARAMETERS)
+    check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           compression=compression)
+    blocksize = _rows.parse_blocksize(blocksize, "tabular")
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, encoding=encoding,
-                        delimiter=delimiter)
+                        delimiter=delimiter, owner="tabular")
     schema = resolve_schema(plan, target=target, categorical=categorical, numeric=numeric, drop=drop,
                             key=key, task=task, impute=impute, seed=seed)
     steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
@@ -221,16 +220,6 @@ class TabularSteps(_rows.RowSteps):
 
 
 # ---------------------------------------------------------------- checks
-def _check_parameters(*, impute, task, validation, test, max_categories, rows_per_chunk, seed):
-    if impute not in IMPUTE:
-        raise SchemaError(f"The 'impute' parameter of tabular must be a str among {IMPUTE}; got {impute!r}.")
-    if task is not None and task not in TASKS:
-        raise SchemaError(f"The 'task' parameter of tabular must be a str among {TASKS} or None; got {task!r}.")
-    check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk)
-    if not isinstance(max_categories, int) or max_categories < 1:
-        raise SchemaError(f"The 'max_categories' parameter of tabular must be an int >= 1; got {max_categories!r}.")
-
-
 def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed) -> TabularSchema:
     """Decide each column's role from the parameters and a typed sample."""
     columns = plan.columns

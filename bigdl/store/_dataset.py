@@ -191,11 +191,27 @@ class Dataset:
         return self._dask("split")
 
     def indices(self, split: str | None) -> np.ndarray:
-        """Positions of the samples of ``split`` (reads only the 1-byte split array)."""
-        if split is None or split == "all":
+        """Positions of the samples of ``split`` (reads only the 1-byte split array).
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"} or None
+            None and ``"all"`` are every sample.
+
+        Returns
+        -------
+        numpy.ndarray of int
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
+        """
+        from bigdl.store.kinds import check_split
+
+        split = check_split(split, owner="Dataset.indices")
+        if split == "all":
             return np.arange(self.n_samples)
-        if split not in SPLIT_CODES:
-            raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
         codes = self._read("split", slice(None))
         return np.flatnonzero(codes == SPLIT_CODES[split])
 

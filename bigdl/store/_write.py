@@ -19,8 +19,9 @@ import numpy as np
 from bigdl.errors import SchemaError
 from bigdl.store._commit import atomic_store
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import FORMAT_VERSION, SPLIT_NAMES, assign_split, check_split_parameters, compressor, \
-    rows_per_chunk_for
+from bigdl._validation import Options, check_params
+from bigdl.store._format import FORMAT_VERSION, SPLIT_NAMES, TASKS, assign_split, check_split_parameters, \
+    compressor, rows_per_chunk_for
 
 __all__ = ["from_arrays", "create_arrays", "finish_store"]
 
@@ -150,6 +151,16 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     -------
     Dataset
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range (a fraction, the seed, ``rows_per_chunk``,
+        ``task``, ``compression``).
+    SchemaError
+        ``X``, ``y``, ``feature_names`` or ``split_codes`` of shapes that do not fit.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+
     Examples
     --------
     >>> X = da.random.random((1_000_000, 32), chunks=(100_000, 32)).astype("float32")   # doctest: +SKIP
@@ -158,8 +169,9 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     import dask
     import dask.array as da
 
+    check_params("from_arrays", {"task": task}, {"task": [Options(TASKS), None]})
     check_split_parameters("from_arrays", validation=validation, test=test, seed=seed,
-                           rows_per_chunk=rows_per_chunk)
+                           rows_per_chunk=rows_per_chunk, compression=compression)
     X = da.asarray(X)
     if X.ndim != 2:
         raise SchemaError(f"from_arrays needs X of shape (n_samples, n_features); got shape {X.shape}.")

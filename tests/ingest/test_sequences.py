@@ -293,8 +293,11 @@ def test_trainer_fits_a_stacked_lstm_on_windows(ffill_store):
 def test_clear_errors(tmp_path, panel_files):
     with pytest.raises(SchemaError, match="needs time="):
         bigdl.ingest.sequences(panel_files, store=tmp_path / "a.zarr", progress=False)
-    with pytest.raises(SchemaError, match="'gaps' parameter of sequences must be one of"):
+    with pytest.raises(SchemaError, match=r"^The 'gaps' parameter of sequences must be a str among \{'ffill', "
+                                          r"'interpolate', 'reject'\}\. Got 'zero' instead\.$"):
         ingest(panel_files, tmp_path / "b.zarr", gaps="zero")
+    with pytest.raises(SchemaError, match=r"'window' parameter of sequences must be an int in the range \[1, inf\)"):
+        ingest(panel_files, tmp_path / "b.zarr", window=True)
     with pytest.raises(SchemaError, match="target= names \\['price'\\]"):
         ingest(panel_files, tmp_path / "c.zarr", target="price")
     with pytest.raises(SchemaError, match="fixed time delta"):

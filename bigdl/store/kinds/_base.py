@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from bigdl._validation import Options, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._format import SPLIT_CODES
 from bigdl.store._verify import read_checked
@@ -27,12 +28,27 @@ SPLITS = (*SPLIT_CODES, "all")
 
 
 def check_split(split, owner: str = "split") -> str:
-    """``split`` itself if it names a split (``None`` means ``"all"``), else a SchemaError in scikit-learn's form."""
-    split = "all" if split is None else split
-    if split not in SPLITS:
-        raise SchemaError(f"The 'split' parameter of {owner} must be a str among {sorted(SPLITS)}. "
-                          f"Got {split!r} instead.")
-    return split
+    """The split a ``split=`` parameter names.
+
+    Parameters
+    ----------
+    split : {"train", "validation", "test", "all"} or None
+        None means ``"all"``.
+    owner : str, default "split"
+        The function or class the parameter belongs to, named in the message.
+
+    Returns
+    -------
+    str
+        ``split``, or ``"all"`` for None.
+
+    Raises
+    ------
+    ParameterError
+        ``split`` names no split.
+    """
+    check_params(owner, {"split": split}, {"split": [Options(SPLITS), None]})
+    return "all" if split is None else split
 
 
 class SampleView:
@@ -225,8 +241,27 @@ class SampleView:
     def preprocessor(self):
         raise SchemaError(f"The store {self.path!r} records no tabular preprocessing state.")
 
-    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SampleView":
-        """This view with another window spec (sequence stores); elsewhere only all-None is accepted."""
+    def with_windows(self, *, window=None, horizon=None, stride=None, owner: str = "with_windows") -> "SampleView":
+        """This view with another window spec (sequence stores); elsewhere only all-None is accepted.
+
+        Parameters
+        ----------
+        window, horizon, stride : int, optional
+            Override the store's window spec; None keeps it.
+        owner : str, default "with_windows"
+            Who asks (``"ChunkLoader"``), named in errors.
+
+        Returns
+        -------
+        SampleView
+
+        Raises
+        ------
+        ParameterError
+            A value that is not an int >= 1 (sequence stores).
+        SchemaError
+            A window spec for a store that is not a sequence store.
+        """
         named = [name for name, value in (("window", window), ("horizon", horizon), ("stride", stride))
                  if value is not None]
         if named:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigdl.errors import SchemaError
+from bigdl._validation import Interval, check_params
 from bigdl.store._format import SPLIT_CODES
 from bigdl.store.kinds._base import SampleView, check_split
 
@@ -34,14 +34,10 @@ class SequenceView(SampleView):
         self.has_target = True
         self._counts: dict = {}
 
-    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SequenceView":
+    def with_windows(self, *, window=None, horizon=None, stride=None, owner: str = "with_windows") -> "SequenceView":
         given = {"window": window, "horizon": horizon, "stride": stride}
-        changes = {}
-        for name, value in given.items():
-            if value is not None:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise SchemaError(f"The '{name}' parameter must be an int >= 1. Got {value!r} instead.")
-                changes[name] = value
+        check_params(owner, given, dict.fromkeys(given, [Interval(int, 1, None), None]))
+        changes = {name: value for name, value in given.items() if value is not None}
         if not changes:
             return self
         spec = {key: self.windows[key] for key in ("window", "horizon", "stride", "targets") if key in self.windows}
