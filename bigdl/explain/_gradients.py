@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bigdl._validation import Interval, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
+from bigdl.store.kinds import check_split
 
 __all__ = ["integrated_gradients", "saliency", "attributions", "plot_saliency"]
 
@@ -62,6 +64,7 @@ def integrated_gradients(model, X, *, target=None, baseline=None, n_steps: int =
     import torch
     from captum.attr import IntegratedGradients
 
+    check_params("integrated_gradients", {"n_steps": n_steps}, {"n_steps": [Interval(int, 1, None)]})
     module = _module(model)
     inputs = torch.as_tensor(np.asarray(X), dtype=torch.float32)
     baselines = None if baseline is None else torch.as_tensor(np.asarray(baseline), dtype=torch.float32)
@@ -94,6 +97,9 @@ def attributions(model, ds, *, split: str = "test", n_samples: int = 2000, n_ste
     pandas.DataFrame
         ``feature``, ``mean_abs_attribution``, ``std_abs_attribution``, sorted decreasing.
     """
+    check_params("attributions", {"n_samples": n_samples, "n_steps": n_steps},
+                 {"n_samples": [Interval(int, 1, None)], "n_steps": [Interval(int, 1, None)]})
+    check_split(split, owner="attributions")
     ds = ds if isinstance(ds, Dataset) else open_store(ds)
     parts, collected = [], 0
     for index in range(ds.n_chunks):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bigdl._validation import Interval, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
+from bigdl.store.kinds import check_split
 
 __all__ = ["permutation_importance", "plot_importance", "predictor_of"]
 
@@ -67,12 +69,12 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
     """
     from bigdl.runtime._tasks import run_tasks
 
+    check_params("permutation_importance", {"n_repeats": n_repeats, "random_state": random_state},
+                 {"n_repeats": [Interval(int, 1, None)], "random_state": [Interval(int, 0, None)]})
+    check_split(split, owner="permutation_importance")
     ds = ds if isinstance(ds, Dataset) else open_store(ds)
     if ds.task is None:
         raise SchemaError("Permutation importance needs a store with a target.")
-    if not isinstance(n_repeats, int) or n_repeats < 1:
-        raise SchemaError(f"The 'n_repeats' parameter of permutation_importance must be an int >= 1; "
-                          f"got {n_repeats!r}.")
     predict = predictor_of(model, ds.task)
     n_features = ds.n_features
     expected = getattr(model, "n_features_in_", None)

@@ -28,12 +28,18 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
         "bigdl.loaders.torch needs PyTorch: pip install torch==2.13.0 (the CPU wheel), then retry."
     ) from error
 
-from bigdl.errors import EmptyResultError, SchemaError
+from bigdl._validation import Interval, Options, check_params
+from bigdl.errors import EmptyResultError, ParameterError
 from bigdl.loaders._augment import resolve_augment
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import SPLIT_CODES
+from bigdl.store.kinds._base import SPLITS
 
 __all__ = ["ChunkLoader"]
+
+PARAMETERS = {"split": [Options(SPLITS)], "batch_size": [Interval(int, 1, None)],
+              "buffer_chunks": [Interval(int, 1, None)], "prefetch": [Interval(int, 0, None)],
+              "threads": [Interval(int, 1, None)], "world_size": [Interval(int, 1, None)],
+              "rank": [Interval(int, 0, None)], "transform": [callable, None]}
 
 
 class ChunkLoader(IterableDataset):
@@ -94,17 +100,12 @@ class ChunkLoader(IterableDataset):
                  horizon: int | None = None, stride: int | None = None):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
-        if split not in SPLIT_CODES and split != "all":
-            raise SchemaError(
-                f"The 'split' parameter of ChunkLoader must be one of {sorted(SPLIT_CODES) + ['all']}; got {split!r}."
-            )
-        for name, value, minimum in (("batch_size", batch_size, 1), ("buffer_chunks", buffer_chunks, 1),
-                                     ("prefetch", prefetch, 0), ("threads", threads, 1),
-                                     ("world_size", world_size, 1), ("rank", rank, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise SchemaError(f"The '{name}' parameter of ChunkLoader must be an int >= {minimum}; got {value!r}.")
+        check_params("ChunkLoader", {"split": split, "batch_size": batch_size, "buffer_chunks": buffer_chunks,
+                                     "prefetch": prefetch, "threads": threads, "world_size": world_size,
+                                     "rank": rank, "transform": transform}, PARAMETERS)
         if rank >= world_size:
-            raise SchemaError(f"ChunkLoader: rank {rank} must be smaller than world_size {world_size}.")
+            raise ParameterError(f"The 'rank' parameter of ChunkLoader must be smaller than world_size "
+                                 f"({world_size}). Got {rank!r} instead.")
         self.path = str(dataset.path)
         self.kind = dataset.kind
         self.split = split
@@ -120,7 +121,7 @@ class ChunkLoader(IterableDataset):
         self.device = torch.device(device) if device is not None else None
         self.transform = transform
         # The store kind decides what a sample is (rows, windows) and what a model sees (normalised images).
-        self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride)
+        self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride, owner="ChunkLoader")
         self.augment = resolve_augment(augment, self.view)
         self.has_target = self.view.has_target
         self.task = dataset.task
