@@ -11,21 +11,28 @@ lacks a class still votes correctly.  Prediction runs chunk by chunk.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from bigdl.errors import SchemaError
+from bigdl._validation import Interval, Options, check_estimator_params
+from bigdl.errors import ParameterError, SchemaError
 from bigdl.estimators._data import as_dask_arrays
 from bigdl.loaders._predict import predict_blocks
 from bigdl.runtime import run_tasks
+from bigdl.store.kinds._base import SPLITS
 
 __all__ = ["ChunkForestClassifier", "ChunkForestRegressor", "ChunkForest"]
 
 
 class _ChunkForest(BaseEstimator):
     _forest_class: type = RandomForestClassifier
+    # The forest's own parameters; the scikit-learn forest's (max_depth...) are checked by its own table.
+    _constraints = {"n_estimators": [Interval(int, 1, None)], "chunks_per_task": [Interval(int, 1, None)],
+                    "random_state": [Interval(int, 0, None), None], "split": [Options(SPLITS)]}
 
     def __init__(self, n_estimators: int = 100, *, chunks_per_task: int = 1, max_depth: int | None = None,
                  min_samples_leaf: int = 1, max_features="sqrt", bootstrap: bool = True,
@@ -40,11 +47,15 @@ class _ChunkForest(BaseEstimator):
         self.split = split
 
     def _check_params(self) -> None:
-        for name in ("n_estimators", "chunks_per_task"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise SchemaError(f"The '{name}' parameter of {type(self).__name__} must be an int >= 1; "
-                                  f"got {value!r}.")
+        check_estimator_params(self)
+        # The tree parameters are scikit-learn's: its forest checks them, here on the client rather than in
+        # every Dask task, and the message names this class.
+        forest = self._forest_class(**self._forest_params())
+        try:
+            forest._validate_params()
+        except ValueError as error:
+            raise ParameterError(re.sub(r"parameter of \w+ must be", f"parameter of {type(self).__name__} must be",
+                                        str(error))) from None
 
     def _forest_params(self) -> dict:
         return {"max_depth": self.max_depth, "min_samples_leaf": self.min_samples_leaf,
