@@ -265,7 +265,7 @@ def _cluster(args) -> int:
     try:
         resources = k8s.render_manifest(**options)
     except SchemaError as error:  # name the option as typed: "--memory-limit", not "'memory_limit' parameter"
-        raise SchemaError(re.sub(r"The '(\w+)' parameter of render_manifest",
+        raise type(error)(re.sub(r"The '(\w+)' parameter of render_manifest",
                                  lambda match: "--" + match.group(1).replace("_", "-"), str(error))) from None
     print(k8s.manifest_yaml(resources), end="")
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bigdl._validation import parameter_error
 from bigdl.errors import SchemaError
 
 __all__ = ["resolve_security", "security_from_directory", "DEFAULT_TLS_DIR", "TLS_DIR_ENV", "TLS_FILES"]
@@ -112,7 +113,4 @@ def resolve_security(security, *, owner: str, temporary_allowed: bool = True):
             ) from None
     if isinstance(security, (str, os.PathLike)):
         return security_from_directory(security)
-    raise SchemaError(
-        f"The 'security' parameter of {owner} must be None, True, a directory of TLS files or a "
-        f"distributed.Security; got {type(security).__name__}."
-    )
+    raise parameter_error(owner, "security", security, "None, True, a directory of TLS files or a distributed.Security")
