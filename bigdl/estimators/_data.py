@@ -7,7 +7,17 @@ import numpy as np
 from bigdl.errors import SchemaError
 from bigdl.loaders._predict import as_samples, is_store
 
-__all__ = ["as_dask_arrays", "is_store"]
+__all__ = ["as_dask_arrays", "is_store", "is_lazy"]
+
+
+def is_lazy(X) -> bool:
+    """Whether ``X`` is trained on and predicted chunk by chunk: a store, a store path or a dask array.
+
+    Anything else is in memory, and goes through scikit-learn's ``validate_data``.
+    """
+    import dask.array as da
+
+    return is_store(X) or hasattr(X, "__fspath__") or isinstance(X, da.Array)
 
 
 def as_dask_arrays(X, y=None, *, split: str | None = "train", need_y: bool = True):
