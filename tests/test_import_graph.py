@@ -157,3 +157,17 @@ def test_no_import_cycles_inside_a_package(package):
     edges = {module: {other for other in imported if other != root} for module, imported in modules.items()
              if module != root}
     assert _cycles(edges) == []
+
+
+def test_library_code_draws_without_pyplot():
+    """Plots draw on their own ``matplotlib.figure.Figure``: no module imports pyplot or switches the backend."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            pyplot = (isinstance(node, ast.Import) and any(alias.name == "matplotlib.pyplot" for alias in node.names)
+                      or isinstance(node, ast.ImportFrom) and (node.module == "matplotlib.pyplot" or (
+                          node.module == "matplotlib" and any(alias.name == "pyplot" for alias in node.names))))
+            switch = isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use"
+            if pyplot or switch:
+                offenders.append(f"{_module_name(path)}:{node.lineno}")
+    assert not offenders, offenders

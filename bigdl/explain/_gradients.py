@@ -120,17 +120,36 @@ def attributions(model, ds, *, split: str = "test", n_samples: int = 2000, n_ste
 
 
 def plot_saliency(images, maps, path, *, titles: list[str] | None = None) -> str:
-    """Images (first row) over their attribution heat maps (second row), as a PNG."""
-    import matplotlib
+    """Images (first row) over their attribution heat maps (second row), as a PNG.
 
-    matplotlib.use("Agg")
+    Drawn on a standalone :class:`matplotlib.figure.Figure` (no pyplot state,
+    no backend switch).
+
+    Parameters
+    ----------
+    images : array-like of shape (n, C, H, W)
+        The images, as the model saw them or as stored.
+    maps : array-like of shape (n, C, H, W) or (n, H, W)
+        Their attributions (:func:`saliency`, :func:`integrated_gradients`);
+        absolute values are shown, the maximum over channels.
+    path : str or path
+        The PNG to write; missing parent folders are made.
+    titles : list of str, optional
+        One per image.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     from pathlib import Path
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     images, maps = np.asarray(images), np.abs(np.asarray(maps))
     count = len(images)
-    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 3.8), squeeze=False)
+    figure = Figure(figsize=(1.8 * count, 3.8))
+    axes = figure.subplots(2, count, squeeze=False)
     for column in range(count):
         image = images[column]
         image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
@@ -144,5 +163,4 @@ def plot_saliency(images, maps, path, *, titles: list[str] | None = None) -> str
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return str(path)

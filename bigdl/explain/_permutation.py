@@ -145,15 +145,35 @@ def _metric(total: dict, key: str, task: str):
 
 
 def plot_importance(importance: pd.DataFrame, path, *, top: int = 20, title: str | None = None) -> str:
-    """A horizontal bar chart (mean and standard deviation) of the ``top`` features as a PNG."""
-    import matplotlib
+    """A horizontal bar chart (mean and standard deviation) of the ``top`` features as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a standalone :class:`matplotlib.figure.Figure`: no pyplot
+    state and no backend switch, so it runs headless and leaves the caller's
+    matplotlib (a notebook's inline backend, say) as it was.
+
+    Parameters
+    ----------
+    importance : pandas.DataFrame
+        What :func:`permutation_importance` returned.
+    path : str or path
+        The PNG to write; missing parent folders are made.
+    top : int, default 20
+        The most important features shown.
+    title : str, optional
+        Default "Permutation importance".
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     from pathlib import Path
 
+    from matplotlib.figure import Figure
+
     shown = importance.head(top).iloc[::-1]
-    figure, axis = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
+    figure = Figure(figsize=(7, 0.3 * len(shown) + 1.2))
+    axis = figure.subplots()
     axis.barh(shown["feature"], shown["importance_mean"], xerr=shown["importance_std"], color="tab:blue")
     metric = importance.attrs.get("metric", "score")
     axis.set_xlabel(f"drop in {metric} when shuffled (baseline {importance.attrs.get('baseline', float('nan')):.3f})")
@@ -162,5 +182,4 @@ def plot_importance(importance: pd.DataFrame, path, *, top: int = 20, title: str
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return str(path)
