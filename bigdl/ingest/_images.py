@@ -173,14 +173,14 @@ class ImageSteps(IngestSteps):
         self.compression, self.name = compression, listing.name
         self.channels = MODES[options["mode"]]
         height, width = options["size"]
-        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(self.channels * height * width, itemsize=1)
+        self.rows_per_chunk = rows_per_chunk or rows_per_chunk_for(self.channels * height * width, itemsize=1)
         self.read_task, self.write_task = _decode_task, _write_task
 
     def prepare(self, staging: Path) -> None:
         self.listing.localise(staging)
 
     def read_jobs(self, staging: str) -> list[tuple]:
-        batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.chunk_rows))
+        batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.rows_per_chunk))
         return [(staging, index, start, batch, self.options, self.split_spec)
                 for index, (start, batch) in enumerate(batches)]
 
@@ -196,7 +196,7 @@ class ImageSteps(IngestSteps):
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         # Not ("y", "x"): xarray would take the label array "y" for a coordinate of X's row axis.
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.channels, *self.options["size"]),
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(self.channels, *self.options["size"]),
                       x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS, compression=self.compression)
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
@@ -220,11 +220,11 @@ class ImageSteps(IngestSteps):
         )
 
 
-def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
+def _decode_batch_rows(n_items: int, rows_per_chunk: int) -> int:
     """Items per decode task: small enough for about ``DECODE_TASKS`` tasks, so a few thousand
     images still keep every worker busy, and never above ``MAX_DECODE_BATCH`` or a chunk, so a
     task's memory does not grow with the number of images."""
-    return max(1, min(chunk_rows, MAX_DECODE_BATCH, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
+    return max(1, min(rows_per_chunk, MAX_DECODE_BATCH, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
 
 
 # ---------------------------------------------------------------- checks and listing

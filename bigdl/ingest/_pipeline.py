@@ -112,14 +112,15 @@ def account(results: Sequence[dict], *, expected: int | None = None, what: str =
 
 
 # ---------------------------------------------------------------- chunk jobs and writes
-def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
+def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
+               ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
     """For each store chunk, the ``(piece id, from, to)`` staged row ranges it holds.
 
     Parameters
     ----------
     counts : sequence of int
         Rows of each staged piece (a block, a batch, a segment), in store order.
-    chunk_rows : int
+    rows_per_chunk : int
         Rows per store chunk.
     ids : sequence, optional
         The id of each piece (its staging file number); default: its position.
@@ -128,20 +129,20 @@ def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = No
     -------
     list of (int, list of tuple)
         ``(first row of the chunk, pieces)`` per chunk; every chunk but the
-        last holds exactly ``chunk_rows`` rows, so each write task writes one
+        last holds exactly ``rows_per_chunk`` rows, so each write task writes one
         whole aligned chunk.
 
     Examples
     --------
-    >>> chunk_jobs([3, 0, 4], chunk_rows=5)
+    >>> chunk_jobs([3, 0, 4], rows_per_chunk=5)
     [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
     """
     ids = list(range(len(counts))) if ids is None else list(ids)
     starts = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
     n_rows = int(starts[-1])
     jobs = []
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
+    for start in range(0, n_rows, rows_per_chunk):
+        stop = min(start + rows_per_chunk, n_rows)
         pieces = []
         first = int(np.searchsorted(starts, start, side="right") - 1)
         for number in range(first, len(counts)):
@@ -220,7 +221,7 @@ class IngestSteps:
         A short name of the source, for progress bars.
     read_stage : str
         Name of the read stage on progress bars and the dashboard.
-    chunk_rows : int
+    rows_per_chunk : int
         Rows per store chunk (set by :meth:`fit` at the latest).
     compression : str
         Blosc codec of the arrays, recorded in the store's attributes.
@@ -232,7 +233,7 @@ class IngestSteps:
     inputs: tuple = ()
     name: str = ""
     read_stage: str = "read"
-    chunk_rows: int = 0
+    rows_per_chunk: int = 0
     compression: str = "lz4"
     read_task: Callable = None
     write_task: Callable = None
@@ -267,7 +268,7 @@ class IngestSteps:
         return list(range(len(read_results))), [int(result["n_valid"]) for result in read_results]
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
-        """Create the store's empty arrays for ``n_rows`` rows of ``chunk_rows``."""
+        """Create the store's empty arrays for ``n_rows`` rows, in chunks of ``rows_per_chunk`` rows."""
         raise NotImplementedError
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
@@ -324,7 +325,7 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         steps.create_arrays(temporary, int(sum(counts)))
         chunk_split_counts = run("write", steps.write_task,
                                  [steps.write_job(str(temporary), str(staging), start, pieces)
-                                  for start, pieces in chunk_jobs(counts, steps.chunk_rows, ids)])
+                                  for start, pieces in chunk_jobs(counts, steps.rows_per_chunk, ids)])
         steps.write_rejects(temporary, staging, read_results, accounting, run)
         shutil.rmtree(staging)
         attributes = steps.attributes(accounting)

@@ -23,8 +23,9 @@ from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
 from bigdl.ingest.sources import RawBlock, SourcePlan
 
-__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table",
-           "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
+__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "rejected_rows",
+           "stage_table", "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects",
+           "staged_examples"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
 

@@ -173,14 +173,14 @@ class SequenceSteps(_rows.RowSteps):
         super().__init__(plan, spec)
         self.spec, self.frequency, self.duplicates, self.scale = spec, frequency, duplicates, scale
         self.validation, self.test, self.window, self.compression = validation, test, window, compression
-        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
+        self.rows_per_chunk = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
         self.read_task, self.write_task = _read_task, _write_task
         self.late_rejects: list[dict] = []
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
         self.step = _frequency(self.frequency, read_results, self.spec)
         self.series_stats = _merge_series(read_results)
-        self.segments = _plan_segments(self.series_stats, read_results, self.chunk_rows)
+        self.segments = _plan_segments(self.series_stats, read_results, self.rows_per_chunk)
 
     def extra_stages(self, run, staging: str, read_results: list[dict], accounting: dict) -> dict:
         """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'."""
@@ -208,7 +208,7 @@ class SequenceSteps(_rows.RowSteps):
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         time_dtype = "int64" if self.spec["time_kind"] == "datetime" else "float64"
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(len(self.spec["values"]),),
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(len(self.spec["values"]),),
                       compression=self.compression, x_dimensions=("step", "channel"),
                       extra_arrays={"time": time_dtype, **EXTRA_ARRAYS})
 
@@ -461,13 +461,13 @@ def _channel_statistics(results: list[dict], n_channels: int, scale: bool) -> tu
     return [float(value) for value in mean], [float(value) for value in std]
 
 
-def _plan_segments(series_stats: dict, results: list[dict], chunk_rows: int) -> list[dict]:
-    """Cut each series into time ranges of about ``chunk_rows`` rows at quantiles of the sampled times."""
+def _plan_segments(series_stats: dict, results: list[dict], rows_per_chunk: int) -> list[dict]:
+    """Cut each series into time ranges of about ``rows_per_chunk`` rows at quantiles of the sampled times."""
     names = np.concatenate([result["sample"][0] for result in results]).astype(object)
     times = np.concatenate([result["sample"][1] for result in results])
     segments = []
     for code, (name, (count, low, high)) in enumerate(series_stats.items()):
-        pieces = math.ceil(count / chunk_rows)
+        pieces = math.ceil(count / rows_per_chunk)
         bounds: list = []
         if pieces > 1:
             sample = np.sort(times[names == name])

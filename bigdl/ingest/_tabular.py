@@ -183,7 +183,7 @@ class TabularSteps(_rows.RowSteps):
                  split_spec: dict, compression: str):
         super().__init__(plan, schema)
         self.schema, self.split_spec, self.compression = schema, split_spec, compression
-        self.max_categories, self.rows_per_chunk = max_categories, rows_per_chunk
+        self.max_categories, self.requested_rows_per_chunk = max_categories, rows_per_chunk
         self.read_task, self.write_task = _read_task, _write_task
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
@@ -196,12 +196,12 @@ class TabularSteps(_rows.RowSteps):
             task=schema.task, impute=schema.impute, max_categories=self.max_categories,
             target_type=schema.target_type,
         )
-        self.chunk_rows = self.rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
+        self.rows_per_chunk = self.requested_rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         schema = self.schema
         y_dtype = None if schema.target is None else ("int64" if schema.task == "classification" else "float32")
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.preprocessor.n_features_in_,), y_dtype=y_dtype,
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(self.preprocessor.n_features_in_,), y_dtype=y_dtype,
                       compression=self.compression)
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:

@@ -15,8 +15,8 @@ from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.errors import ParameterError, StoreFormatError
 
 __all__ = [
-    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for", "check_split_parameters",
-    "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
+    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for",
+    "check_split_parameters", "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
 ]
 
 FORMAT_VERSION = 1

@@ -45,18 +45,18 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
     # decompressing to wrong numbers, which Blosc-lz4 alone lets through.
     # About 12 GB/s, nothing next to the decompression.
     codecs = {"compressors": ([codec] if codec is not None else []) + [Crc32cCodec()]}
-    chunk_rows = max(1, min(rows_per_chunk, max(n_samples, 1)))
-    group.create_array("X", shape=(n_samples, *x_shape), chunks=(chunk_rows, *x_shape), dtype=x_dtype,
+    rows_per_chunk = max(1, min(rows_per_chunk, max(n_samples, 1)))
+    group.create_array("X", shape=(n_samples, *x_shape), chunks=(rows_per_chunk, *x_shape), dtype=x_dtype,
                        dimension_names=list(x_dimensions), fill_value=0, **codecs)
     if y_dtype is not None:
-        group.create_array("y", shape=(n_samples,), chunks=(chunk_rows,), dtype=y_dtype,
+        group.create_array("y", shape=(n_samples,), chunks=(rows_per_chunk,), dtype=y_dtype,
                            dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("split", shape=(n_samples,), chunks=(chunk_rows,), dtype="uint8",
+    group.create_array("split", shape=(n_samples,), chunks=(rows_per_chunk,), dtype="uint8",
                        dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("record", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
+    group.create_array("record", shape=(n_samples,), chunks=(rows_per_chunk,), dtype="int64",
                        dimension_names=["sample"], fill_value=-1, **codecs)
     for name, dtype in (extra_arrays or {}).items():
-        group.create_array(name, shape=(n_samples,), chunks=(chunk_rows,), dtype=dtype,
+        group.create_array(name, shape=(n_samples,), chunks=(rows_per_chunk,), dtype=dtype,
                            dimension_names=["sample"], fill_value=0, **codecs)
     return group
 
@@ -184,26 +184,26 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
             task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
         if task == "classification" and classes is None:
             classes = list(range(int(y.max().compute()) + 1))
-    chunk_rows = min(rows_per_chunk or rows_per_chunk_for(n_features), max(n, 1))
+    rows_per_chunk = min(rows_per_chunk or rows_per_chunk_for(n_features), max(n, 1))
     names = list(feature_names) if feature_names is not None else [f"x{index}" for index in range(n_features)]
     if len(names) != n_features:
         raise SchemaError(f"feature_names has {len(names)} names for {n_features} features.")
     with atomic_store(store, overwrite=overwrite, inputs=inputs) as temporary:
         y_dtype = None if y is None else ("int64" if task == "classification" else "float32")
-        group = create_arrays(temporary, n, chunk_rows, x_shape=(n_features,), y_dtype=y_dtype,
+        group = create_arrays(temporary, n, rows_per_chunk, x_shape=(n_features,), y_dtype=y_dtype,
                               compression=compression)
-        records = da.arange(n, chunks=chunk_rows, dtype=np.int64)
+        records = da.arange(n, chunks=rows_per_chunk, dtype=np.int64)
         if split_codes is not None:
-            split = da.asarray(split_codes).astype(np.uint8).rechunk(chunk_rows)
+            split = da.asarray(split_codes).astype(np.uint8).rechunk(rows_per_chunk)
             if split.shape != (n,):
                 raise SchemaError(f"split_codes must have shape ({n},); got {split.shape}.")
         else:
             split = records.map_blocks(_split_block, seed=seed, validation=validation, test=test,
                                        dtype=np.uint8)
-        sources = [X.astype(np.float32).rechunk((chunk_rows, n_features)), split, records]
+        sources = [X.astype(np.float32).rechunk((rows_per_chunk, n_features)), split, records]
         targets = [group["X"], group["split"], group["record"]]
         if y is not None:
-            sources.append(y.astype(y_dtype).rechunk(chunk_rows))
+            sources.append(y.astype(y_dtype).rechunk(rows_per_chunk))
             targets.append(group["y"])
         # Every block now equals one Zarr chunk: aligned, independent writes.
         stored = da.store(sources, targets, lock=False, compute=False)
@@ -215,7 +215,8 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         else:
             dask.compute(stored)
         codes = group["split"][:]  # one byte per row
-        counts = [np.bincount(codes[start:start + chunk_rows], minlength=3) for start in range(0, max(n, 1), chunk_rows)]
+        counts = [np.bincount(codes[start:start + rows_per_chunk], minlength=3)
+                  for start in range(0, max(n, 1), rows_per_chunk)]
         finish_store(
             temporary, kind="tabular", accounting={"read": n, "stored": n, "rejected": 0}, chunk_split_counts=counts,
             split={"seed": seed, "validation": validation, "test": test, "key": "record position"},
