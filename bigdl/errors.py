@@ -26,9 +26,14 @@ __all__ = [
 class BigdlError(Exception):
     """Base class of every error raised on purpose by bigdl.
 
-    ``public`` (a keyword argument) is the message without data values,
-    where the full message quotes some (rejected rows, say): the dashboard
-    and ``/metrics`` show only :func:`public_message`.
+    Parameters
+    ----------
+    *args
+        The message (as for any exception).
+    public : str, optional
+        The message without data values, where the full message quotes some
+        (rejected rows, say): the dashboard and ``/metrics`` show only
+        :func:`public_message`.
     """
 
     #: Messages of this class never quote data values (only paths, names, counts, addresses).
@@ -94,8 +99,19 @@ class StoreFormatError(BigdlError, ValueError):
 class StoreCorruptedError(StoreFormatError):
     """A chunk file of a store changed on disk after it was written (checksum mismatch, undecodable, missing).
 
-    ``store``, ``array``, ``chunk`` (the chunk's grid coordinates) and
-    ``file`` (its path) say where; ``bigdl verify STORE`` lists every damaged chunk.
+    ``bigdl verify STORE`` lists every damaged chunk.
+
+    Parameters
+    ----------
+    message : str
+    store : str, optional
+        The store's path.
+    array : str, optional
+        The array (``"X"``, ``"y"``...).
+    chunk : tuple of int, optional
+        The chunk's grid coordinates.
+    file : str, optional
+        The chunk file's path.
     """
 
     def __init__(self, message: str, *, store=None, array=None, chunk=None, file=None):

@@ -175,6 +175,12 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     list of dict
         The resources, in the order to apply them; :func:`manifest_yaml` writes them.
 
+    Raises
+    ------
+    ParameterError
+        A name that is not a Kubernetes name, a count out of range, a memory size below 256MiB, or a
+        ``store_size`` that is not a Kubernetes quantity.
+
     Examples
     --------
     >>> resources = render_manifest(workers=3, gpu_workers=1)

@@ -61,6 +61,13 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     distributed.Client
         Also the default client, so bigdl and dask pick it up.
 
+    Raises
+    ------
+    ParameterError
+        ``n_workers`` or ``threads_per_worker`` below 1, or a ``dashboard_address`` that is not a str.
+    SchemaError
+        A ``security`` that cannot be used (see :func:`connect`).
+
     Examples
     --------
     >>> client = bigdl.cluster.start_local(n_workers=2, memory_limit="2GiB")  # doctest: +SKIP
@@ -127,6 +134,13 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     Returns
     -------
     distributed.Client
+
+    Raises
+    ------
+    ClusterConnectionError
+        No address given or set, or the scheduler cannot be reached (with or without TLS).
+    SchemaError
+        ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
     """
     import dask
     from distributed import Client

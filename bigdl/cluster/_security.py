@@ -90,6 +90,13 @@ def resolve_security(security, *, owner: str, temporary_allowed: bool = True):
     Returns
     -------
     distributed.Security or None
+
+    Raises
+    ------
+    ParameterError
+        ``security`` of another type.
+    SchemaError
+        ``True`` where it is not allowed, or without the ``cryptography`` package; unusable TLS files.
     """
     from distributed import Security
 

@@ -303,7 +303,19 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
         return self._apply("predict_proba", X, split=split, width=len(self.classes_))
 
     def score(self, X, y=None, sample_weight=None):
-        """Accuracy on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        """Accuracy on a store's test split (``X`` a store) or on arrays ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
         return self._score_any(X, y, sample_weight)
 
     def _score(self, y, predicted, sample_weight):
@@ -315,7 +327,20 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
 class ChunkForestRegressor(RegressorMixin, _ChunkForest):
     """Random forest regressor trained out of core (see :class:`ChunkForestClassifier`).
 
-    ``max_features`` defaults to 1.0 (all features), as in scikit-learn's regressor.
+    Parameters
+    ----------
+    n_estimators, chunks_per_task, max_depth, min_samples_leaf, bootstrap, random_state, split
+        As in :class:`ChunkForestClassifier`.
+    max_features : int, float, {"sqrt", "log2"} or None, default 1.0
+        All features, as in scikit-learn's regressor.
+
+    Attributes
+    ----------
+    forest_ : sklearn.ensemble.RandomForestRegressor
+        The merged forest.
+    estimators_ : list of DecisionTreeRegressor
+    n_tasks_ : int
+        How many tasks trained a part of the forest.
     """
 
     _forest_class = RandomForestRegressor
@@ -342,7 +367,19 @@ class ChunkForestRegressor(RegressorMixin, _ChunkForest):
         return merged
 
     def score(self, X, y=None, sample_weight=None):
-        """R2 on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        """R2 on a store's test split (``X`` a store) or on arrays ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
         return self._score_any(X, y, sample_weight)
 
     def _score(self, y, predicted, sample_weight):

@@ -355,21 +355,67 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
 
     # -- using the best model -----------------------------------------------
     def predict(self, X, *, split: str | None = None):
-        """Predictions of ``best_estimator_``: chunk by chunk (``map_blocks``) for a store or dask array.
+        """Predictions of ``best_estimator_``, chunk by chunk (``map_blocks``) for a store or a dask array.
 
-        ``split`` picks the rows of a store (default: all of them).
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit`` (or after ``fit`` with ``refit=False``).
         """
         return self._delegate("predict", X, split)
 
     @available_if(lambda self: hasattr(getattr(self, "best_estimator_", self.estimator), "predict_proba"))
     def predict_proba(self, X, *, split: str | None = None):
-        """Class probabilities of ``best_estimator_``, chunk by chunk for a store or dask array."""
+        """Class probabilities of ``best_estimator_``, chunk by chunk for a store or a dask array.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples, n_classes)
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         return self._delegate("predict_proba", X, split)
 
     def score(self, X, y=None, *, split: str = "test"):
         """``scorer_`` of ``best_estimator_`` on a store's ``split`` rows or on arrays ``X``, ``y``.
 
         The rows are loaded whole (the scorer needs them together).
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        split : str, default "test"
+            The samples of a store.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         import dask.array as da
 

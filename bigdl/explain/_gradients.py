@@ -60,6 +60,19 @@ def integrated_gradients(model, X, *, target=None, baseline=None, n_steps: int =
     return_delta : bool, default False
         Also return captum's convergence delta per sample (attributions should
         sum to ``f(x) - f(baseline)``; the delta is the gap).
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        The attributions, shaped as ``X``; with ``return_delta``, also the
+        convergence delta of each sample.
+
+    Raises
+    ------
+    ParameterError
+        ``n_steps`` below 1.
+    SchemaError
+        ``model`` is not a torch model.
     """
     import torch
     from captum.attr import IntegratedGradients
@@ -78,7 +91,26 @@ def integrated_gradients(model, X, *, target=None, baseline=None, n_steps: int =
 
 
 def saliency(model, X, *, target=None) -> np.ndarray:
-    """Absolute input gradients of the target output (saliency maps), same shape as ``X``."""
+    """Absolute input gradients of the target output (saliency maps), same shape as ``X``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or Trainer
+    X : array-like or tensor
+        Samples as the model takes them.
+    target : int or array of int, optional
+        The output (class) to explain; default: each sample's predicted class.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shaped as ``X``, >= 0.
+
+    Raises
+    ------
+    SchemaError
+        ``model`` is not a torch model.
+    """
     import torch
     from captum.attr import Saliency
 
@@ -92,10 +124,28 @@ def attributions(model, ds, *, split: str = "test", n_samples: int = 2000, n_ste
 
     Rows are read chunk by chunk until ``n_samples`` are collected.
 
+    Parameters
+    ----------
+    model : torch.nn.Module or Trainer
+    ds : Dataset or str
+        The store; feature names come from it.
+    split : {"train", "validation", "test", "all"}, default "test"
+    n_samples : int, default 2000
+        At most this many samples are explained.
+    n_steps : int, default 50
+        Integration steps of :func:`integrated_gradients`.
+
     Returns
     -------
     pandas.DataFrame
         ``feature``, ``mean_abs_attribution``, ``std_abs_attribution``, sorted decreasing.
+
+    Raises
+    ------
+    ParameterError
+        ``n_samples`` or ``n_steps`` below 1, or an unknown ``split``.
+    SchemaError
+        ``model`` is not a torch model, or the split has no rows.
     """
     check_params("attributions", {"n_samples": n_samples, "n_steps": n_steps},
                  {"n_samples": [Interval(int, 1, None)], "n_steps": [Interval(int, 1, None)]})

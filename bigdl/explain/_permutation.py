@@ -25,7 +25,23 @@ __all__ = ["permutation_importance", "plot_importance", "predictor_of"]
 
 
 def predictor_of(model, task: str):
-    """A picklable ``predict(numpy block) -> numpy`` for estimators, Trainers and torch modules."""
+    """A picklable ``predict(numpy block) -> numpy`` for estimators, Trainers and torch modules.
+
+    Parameters
+    ----------
+    model : fitted estimator, ChunkForest, Trainer or torch.nn.Module
+    task : {"classification", "regression"}
+        The store's task: a torch classifier predicts the class of largest output.
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    SchemaError
+        ``model`` has no ``predict`` and is no Trainer or torch module.
+    """
     import torch
 
     from bigdl.train import Trainer
@@ -66,6 +82,14 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
         ``feature``, ``importance_mean``, ``importance_std`` (and one column
         per repeat), sorted by decreasing importance; ``attrs["baseline"]`` is
         the unpermuted score and ``attrs["metric"]`` its name.
+
+    Raises
+    ------
+    ParameterError
+        ``n_repeats`` below 1, a negative ``random_state`` or an unknown ``split``.
+    SchemaError
+        A store without a target, a model fitted on another number of
+        features, or a split without rows.
     """
     from bigdl.runtime._tasks import run_tasks
 

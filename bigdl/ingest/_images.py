@@ -132,6 +132,23 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         the source's order: the sorted file list, the manifest rows, the
         array rows).
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every image was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Items that cannot be used (a missing, empty, truncated or corrupt file,
@@ -162,7 +179,23 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
 
 
 class ImageSteps(IngestSteps):
-    """The image steps of the ingest pipeline: decode batches of items, fit the pixel statistics, write."""
+    """The image steps of the ingest pipeline: decode batches of items, fit the pixel statistics, write.
+
+    Parameters
+    ----------
+    source : str or path
+        The source as given, for messages.
+    listing : ImageListing
+        The items and their labels.
+    options : dict
+        ``mode``, ``size`` (height, width) and ``resize``.
+    split_spec : dict
+        ``seed``, ``validation`` and ``test``.
+    rows_per_chunk : int or None
+        Images per store chunk; None: about 16 MiB of ``X`` per chunk.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "image"
     read_stage = "decode"
@@ -316,7 +349,19 @@ def _convert(image, mode: str):
 
 
 def resize_image(image, size: tuple[int, int], resize: str):
-    """Resize a Pillow image to ``size`` = (height, width): stretched, or fitted and zero-padded, centred."""
+    """Resize a Pillow image to ``size`` = (height, width): stretched, or fitted and zero-padded, centred.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+    size : (int, int)
+        ``(height, width)``.
+    resize : {"stretch", "pad"}
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (channels, height, width)
+    """
     from PIL import Image
 
     height, width = size
@@ -334,7 +379,16 @@ def resize_image(image, size: tuple[int, int], resize: str):
 
 
 def split_keys(keys) -> np.ndarray:
-    """Stable 64-bit keys of the items' key strings (the split is a function of these and the seed)."""
+    """Stable 64-bit keys of the items' key strings (the split is a function of these and the seed).
+
+    Parameters
+    ----------
+    keys : iterable of str
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+    """
     return pd.util.hash_array(np.asarray(list(keys), dtype=object))
 
 

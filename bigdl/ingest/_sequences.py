@@ -130,6 +130,23 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         ``time``, ``series``, ``position`` (step within its series), ``run``
         (contiguous run id: no gap inside), ``split`` and ``record`` arrays.
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every row was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Rows that cannot be used (a time or number that does not parse, a missing
@@ -163,7 +180,23 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
 
 
 class SequenceSteps(_rows.RowSteps):
-    """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write."""
+    """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input blocks.
+    spec : dict
+        The resolved columns (time, values, series, targets, gaps...).
+    frequency, duplicates, scale, validation, test
+        As given to :func:`sequences`.
+    window : dict
+        The default window spec (``window``, ``horizon``, ``stride``).
+    rows_per_chunk : int or None
+        Steps per store chunk; None: about 16 MiB of arrays per chunk.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "sequence"
     empty_hint = "Check time=, values= and time_format=."
@@ -183,7 +216,29 @@ class SequenceSteps(_rows.RowSteps):
         self.segments = _plan_segments(self.series_stats, read_results, self.rows_per_chunk)
 
     def extra_stages(self, run, staging: str, read_results: list[dict], accounting: dict) -> dict:
-        """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'."""
+        """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'.
+
+        Parameters
+        ----------
+        run : callable
+            ``run(stage, task, arguments)`` runs one task per argument tuple.
+        staging : str
+            The staging folder.
+        read_results : list of dict
+            The read tasks' results.
+        accounting : dict
+            The row accounting so far.
+
+        Returns
+        -------
+        dict
+            The accounting with the rows rejected while sorting moved to ``rejected``.
+
+        Raises
+        ------
+        EmptyResultError
+            Every row was rejected after sorting.
+        """
         offsets = [item["global_record"] for item in self.offsets]
         paths = [block.path for block in self.plan.blocks]
         sort_results = run("sort", _sort_task, [(staging, segment, self.spec, self.step, self.duplicates, offsets,
@@ -693,9 +748,21 @@ def _move_to_rejects(accounting: dict, late_rejects: list[dict]) -> dict:
 def fill_gaps(times: np.ndarray, values: np.ndarray, policy: str, before: list, after: list) -> np.ndarray:
     """Fill the NaNs of a segment's ``values`` (steps x channels) by ``policy``.
 
-    ``before`` and ``after`` hold, per channel, the (time, value) of the
-    nearest non-missing value in the previous and next segments of the same
-    series (or None), so the result does not depend on where segments end.
+    Parameters
+    ----------
+    times : numpy.ndarray
+        The segment's grid times.
+    values : numpy.ndarray of shape (steps, channels)
+    policy : {"ffill", "interpolate"}
+    before, after : list
+        Per channel, the (time, value) of the nearest non-missing value in the
+        previous and next segments of the same series (or None), so the result
+        does not depend on where segments end.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values`` with its gaps filled (a copy).
     """
     filled = values.copy()
     origin = times[0] if len(times) else 0

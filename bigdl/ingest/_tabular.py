@@ -60,6 +60,7 @@ class TabularSchema:
 
     @property
     def read_columns(self) -> list[str]:
+        """The columns read from the source: features, then the target and the key."""
         names = list(self.numeric) + list(self.categorical)
         for extra in (self.target, self.key):
             if extra is not None and extra not in names:
@@ -67,6 +68,13 @@ class TabularSchema:
         return names
 
     def read_types(self) -> dict[str, pa.DataType]:
+        """The Arrow type each read column is parsed as.
+
+        Returns
+        -------
+        dict of str to pyarrow.DataType
+            Numbers (and a regression target) as float64, text (categories, class labels, the key) as string.
+        """
         types = {name: pa.float64() for name in self.numeric}
         types.update({name: pa.string() for name in self.categorical})
         if self.target is not None:
@@ -145,6 +153,23 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     Dataset
         The store, opened.
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every row was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Rows that cannot be used (wrong number of fields, a value that is not a
@@ -174,7 +199,23 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
 
 
 class TabularSteps(_rows.RowSteps):
-    """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`)."""
+    """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`).
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input blocks.
+    schema : TabularSchema
+        The column roles and read types.
+    max_categories : int
+        Most frequent categories kept per categorical column.
+    rows_per_chunk : int or None
+        Rows per store chunk; None: about 16 MiB of ``X`` per chunk, decided once the features are known.
+    split_spec : dict
+        ``seed``, ``validation`` and ``test``.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "tabular"
     empty_hint = "Check the columns, delimiter and target."
@@ -221,7 +262,25 @@ class TabularSteps(_rows.RowSteps):
 
 # ---------------------------------------------------------------- checks
 def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed) -> TabularSchema:
-    """Decide each column's role from the parameters and a typed sample."""
+    """Decide each column's role from the parameters and a typed sample.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input (its columns and a typed sample).
+    target, categorical, numeric, drop, key, task, impute, seed
+        As given to :func:`tabular`.
+
+    Returns
+    -------
+    TabularSchema
+
+    Raises
+    ------
+    SchemaError
+        An unknown column, a column given two roles, no feature left, a
+        date column not dropped, or a ``task`` the target cannot have.
+    """
     columns = plan.columns
     if target is not None and target not in columns:
         match = difflib.get_close_matches(target, columns, n=1)
@@ -341,7 +400,21 @@ register_reason_family("tabular")(_rows.row_reason_family)
 
 
 def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Table, np.ndarray, list[dict]]:
-    """Coerce a parsed block to the schema's types; move rows that do not fit to rejects."""
+    """Coerce a parsed block to the schema's types; move rows that do not fit to rejects.
+
+    Parameters
+    ----------
+    raw : RawBlock
+        The parsed block and its own rejects.
+    schema : TabularSchema
+    block : Block
+        Where the block comes from (for the rejects).
+
+    Returns
+    -------
+    (pyarrow.Table, numpy.ndarray, list of dict)
+        The valid rows, their records, and the rejected rows with their reasons.
+    """
     import pyarrow.compute as pc
 
     table = raw.table

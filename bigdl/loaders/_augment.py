@@ -37,6 +37,11 @@ class Augment:
     flip : bool, default True
         Mirror each image left-right with probability 1/2.
 
+    Raises
+    ------
+    ParameterError
+        ``crop`` is not an int >= 0 or ``flip`` not a bool.
+
     Examples
     --------
     >>> loader = ChunkLoader(ds, "train", augment=Augment(crop=2, flip=False))  # doctest: +SKIP

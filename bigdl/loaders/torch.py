@@ -78,6 +78,18 @@ class ChunkLoader(IterableDataset):
         ``seed``, epoch, rank and worker, so runs repeat exactly.
     device : str or torch.device, optional
         Move batches there (pinned memory and non-blocking copies on CUDA).
+    window, horizon, stride : int, optional
+        Sequence stores only: override the store's window spec (input steps,
+        forecast steps, steps between window starts); None keeps it.
+
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range (``batch_size``, ``rank``...) or an unknown ``split``.
+    SchemaError
+        Windows or augmentation asked of a store of another kind.
+    EmptyResultError
+        The split holds no samples.
 
     Notes
     -----
@@ -136,14 +148,32 @@ class ChunkLoader(IterableDataset):
 
     # -- epochs and state ---------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle order of ``epoch`` for the next pass."""
+        """Use the shuffle order of ``epoch`` for the next pass.
+
+        Parameters
+        ----------
+        epoch : int
+        """
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict:
-        """What a checkpoint needs to resume the same sequence of epochs."""
+        """What a checkpoint needs to resume the same sequence of epochs.
+
+        Returns
+        -------
+        dict
+            ``epoch`` and ``seed``.
+        """
         return {"epoch": self.epoch, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`: the same seed, at its epoch.
+
+        Parameters
+        ----------
+        state : dict
+            ``epoch`` and ``seed``.
+        """
         self.epoch = int(state["epoch"])
         self.seed = int(state["seed"])
 

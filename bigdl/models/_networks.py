@@ -51,6 +51,11 @@ class MLP(nn.Module):
     dropout : float, default 0.0
         Dropout after each hidden activation.
 
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, an unknown activation, or a dropout outside [0, 1).
+
     Examples
     --------
     >>> MLP(2, [3], 1)
@@ -77,6 +82,16 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs (logits or values) of a batch; inputs are flattened after the batch axis.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, in_features) or (batch, ...)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, out_features)
+        """
         return self.layers(x.flatten(1))
 
     def __repr__(self) -> str:
@@ -98,6 +113,11 @@ class CNN(nn.Module):
     image_size : (int, int)
         Height and width of the stored images.
     variant : {"classic", "deep"}, default "classic"
+
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, an unknown variant, or an image_size too small for the variant.
     """
 
     def __init__(self, in_channels: int, n_classes: int, image_size: tuple[int, int] = (28, 28),
@@ -129,6 +149,16 @@ class CNN(nn.Module):
         self.in_channels, self.n_classes, self.image_size, self.variant = in_channels, n_classes, image_size, variant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, in_channels, height, width)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_classes)
+        """
         return self.head(self.features(x))
 
 
@@ -158,6 +188,11 @@ class StackedLSTM(nn.Module):
         The input channels the outputs forecast, with ``residual=True``
         (default ``0 .. out_features - 1``; a sequence store's targets are
         ``[ds.feature_names.index(name) for name in ds.window["targets"]]``).
+
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, a dropout outside [0, 1), or target_channels that do not fit.
     """
 
     def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
@@ -179,6 +214,16 @@ class StackedLSTM(nn.Module):
         self.residual, self.target_channels = bool(residual), channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast of a batch of windows.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, window, input_size)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, horizon) for one output, else (batch, horizon, out_features)
+        """
         last = x[:, -1:, :]
         output, _ = self.lstm(x - last if self.residual else x)
         forecast = self.head(output[:, -1]).view(x.shape[0], self.horizon, self.out_features)

@@ -70,7 +70,21 @@ def compressor(compression="lz4", *, owner: str = "compressor"):
 
 
 def rows_per_chunk_for(n_features: int, itemsize: int = 4, target_bytes: int = TARGET_CHUNK_BYTES) -> int:
-    """Rows per chunk so one chunk of ``X`` is about ``target_bytes`` uncompressed."""
+    """Rows per chunk so one chunk of ``X`` is about ``target_bytes`` uncompressed.
+
+    Parameters
+    ----------
+    n_features : int
+        Values per row of ``X``.
+    itemsize : int, default 4
+        Bytes per value.
+    target_bytes : int, default TARGET_CHUNK_BYTES
+
+    Returns
+    -------
+    int
+        A multiple of 1024, at least 1024.
+    """
     rows = max(1, target_bytes // max(1, n_features * itemsize))
     # A multiple of 1024 keeps batch slicing tidy for common batch sizes.
     return max(1024, rows // 1024 * 1024)
@@ -112,6 +126,17 @@ def check_whole_chunk(array, start: int, stop: int) -> None:
 
     Two tasks writing parts of one Zarr chunk overwrite each other's data
     silently (dask #12583); every parallel write in bigdl is one whole chunk.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    start, stop : int
+        The rows written.
+
+    Raises
+    ------
+    RuntimeError
+        The rows are not one whole chunk (a bug in bigdl, not in the data).
     """
     rows = array.chunks[0]
     if start % rows or (stop - start != rows and stop != array.shape[0]):
@@ -123,6 +148,19 @@ def assign_split(keys: np.ndarray, seed: int, validation: float, test: float) ->
 
     A key's split depends only on the key and the seed, so re-ingesting the
     same data, or more data, puts every existing sample in the same split.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray of int
+        One stable key per sample.
+    seed : int
+        In [0, 2**64).
+    validation, test : float
+        Expected fractions of the validation and test splits.
+
+    Returns
+    -------
+    numpy.ndarray of uint8
     """
     with np.errstate(over="ignore"):
         mixed = _splitmix64(keys.astype(np.uint64) ^ _splitmix64(np.array([seed], dtype=np.uint64))[0])

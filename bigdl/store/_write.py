@@ -31,8 +31,28 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
                   x_dimensions=("sample", "feature"), extra_arrays: dict | None = None):
     """Create the empty arrays of a store at ``path`` (a fresh directory).
 
-    ``extra_arrays`` maps further per-sample array names to dtypes (sequence
-    stores keep ``time``, ``series``, ``position`` and ``run`` beside ``X``).
+    Parameters
+    ----------
+    path : str or path
+    n_samples : int
+        Rows of every array.
+    rows_per_chunk : int
+        Rows per chunk (at most ``n_samples``).
+    x_shape : tuple of int
+        Shape of one row of ``X``.
+    x_dtype : str, default "float32"
+    y_dtype : str, optional
+        None: no ``y`` (unlabelled data).
+    compression : str, None or zarr codec, default "lz4"
+    x_dimensions : tuple of str, default ("sample", "feature")
+        ``X``'s dimension names (what xarray shows).
+    extra_arrays : dict, optional
+        Further per-sample array names and their dtypes (sequence stores keep
+        ``time``, ``series``, ``position`` and ``run`` beside ``X``).
+
+    Returns
+    -------
+    zarr.Group
     """
     import zarr
 
@@ -81,6 +101,8 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
         order: consumers plan their work from them without reading ``split``.
     split : dict
         The split spec (seed, fractions, key).
+    **attributes
+        The writer's own attributes (``feature_names``, ``preprocessing``, ``source``...).
     """
     import warnings
     from datetime import datetime, timezone

@@ -69,7 +69,18 @@ REMOTE_ROWS = ("Remote input {url!r} is not supported by tabular ingest yet; cop
 
 
 def sniff_row_format(path: str, default: str | None = "csv") -> str | None:
-    """The row format of a file by its name (``.gz`` aside), or ``default``."""
+    """The row format of a file by its name (``.gz`` aside), or ``default``.
+
+    Parameters
+    ----------
+    path : str
+    default : str or None, default "csv"
+
+    Returns
+    -------
+    str or None
+        A key of :data:`ROW_FORMATS`, or ``default``.
+    """
     name = path.lower()
     for suffix in (".gz", ".gzip"):
         name = name.removesuffix(suffix)
@@ -135,7 +146,24 @@ def plan_sources(source, *, format: str | None = None, table: str | None = None,
 
 
 def read_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict) -> RawBlock:
-    """Read one block (in a read task): the needed ``columns``, with ``types`` where they convert."""
+    """Read one block (in a read task): the needed ``columns``, with ``types`` where they convert.
+
+    Parameters
+    ----------
+    block : Block
+        One planned block of one file (or SQL query).
+    columns : list of str
+        The columns to keep.
+    types : dict of str to pyarrow.DataType
+        How to parse them.
+    options : dict
+        The plan's reading options (encoding, delimiter, table...).
+
+    Returns
+    -------
+    RawBlock
+        The parsed rows and the rows that could not be parsed.
+    """
     return ROW_FORMATS[block.format].read(block, columns, types, options)
 
 
@@ -160,7 +188,18 @@ SOURCE_FORMATS = tuple(IMAGE_FORMATS)
 
 
 def sniff_image_format(location: str) -> str | None:
-    """The image source format of one file by its name, then by its first bytes; None if unknown."""
+    """The image source format of one file by its name, then by its first bytes.
+
+    Parameters
+    ----------
+    location : str
+        A path or URL.
+
+    Returns
+    -------
+    str or None
+        ``"manifest"``, ``"idx"`` or ``"npy"``; None if unknown.
+    """
     name = file_name(location).lower()
     if name.endswith(_manifest.MANIFEST_SUFFIXES):
         return "manifest"

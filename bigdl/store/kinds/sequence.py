@@ -19,7 +19,15 @@ __all__ = ["SequenceView"]
 
 
 class SequenceView(SampleView):
-    """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``."""
+    """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`~bigdl.store.kinds.SampleView`.
+    window : dict, optional
+        Overrides of the store's window spec (``window``, ``horizon``, ``stride``).
+    """
 
     kind = "sequence"
     samples_are_rows = False
@@ -56,6 +64,7 @@ class SequenceView(SampleView):
 
     @property
     def target_dtype(self):
+        """Targets are float32 values of the scaled series."""
         return np.float32
 
     def _token(self):
@@ -116,9 +125,18 @@ class SequenceView(SampleView):
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
 
-        ``channels`` names the channels of the last axis (default: the store's
-        targets when their number matches, else every channel); a loader's
-        ``y`` of one target (shape ``(batch, horizon)``) is taken as that target.
+        Parameters
+        ----------
+        values : array-like
+            Scaled values (predictions, targets), channels on the last axis.
+        channels : list of str, optional
+            The channels of the last axis (default: the store's targets when
+            their number matches, else every channel); a loader's ``y`` of one
+            target (shape ``(batch, horizon)``) is taken as that target.
+
+        Returns
+        -------
+        numpy.ndarray of float64
         """
         state = self.attrs.get("preprocessing", {})
         if "mean" not in state:
