@@ -27,14 +27,14 @@ __all__ = ["SampleView", "check_split"]
 SPLITS = (*SPLIT_CODES, "all")
 
 
-def check_split(split, owner: str = "split") -> str:
+def check_split(split, owner: str = "Dataset") -> str:
     """The split a ``split=`` parameter names.
 
     Parameters
     ----------
     split : {"train", "validation", "test", "all"} or None
         None means ``"all"``.
-    owner : str, default "split"
+    owner : str, default "Dataset"
         The function or class the parameter belongs to, named in the message.
 
     Returns
