@@ -181,6 +181,15 @@ def test_duplicate_policies(tmp_path, panel, panel_files):
     assert not (tmp_path / "error.zarr").exists()
 
 
+def test_loader_window_errors_name_the_loader(ffill_store):
+    from bigdl.errors import ParameterError
+    from bigdl.loaders.torch import ChunkLoader
+
+    with pytest.raises(ParameterError, match=r"^The 'window' parameter of ChunkLoader must be an int in the range "
+                                             r"\[1, inf\) or None\. Got 0 instead\.$"):
+        ChunkLoader(ffill_store, window=0)
+
+
 # ---------------------------------------------------------------- windows
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_windows_equal_numpy_sliding_windows(ffill_store, panel, split):
