@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from bigdl._validation import Interval, Options, Predicate, check_params
-from bigdl.errors import SchemaError
 from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
                                   resolve_image_source)
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
