@@ -40,6 +40,12 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``bigdl`` command's argument parser: ``ingest``, ``info``, ``verify`` and ``cluster``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     import bigdl
 
     parser = argparse.ArgumentParser(
@@ -265,14 +271,26 @@ def _cluster(args) -> int:
     try:
         resources = k8s.render_manifest(**options)
     except SchemaError as error:  # name the option as typed: "--memory-limit", not "'memory_limit' parameter"
-        raise SchemaError(re.sub(r"The '(\w+)' parameter of render_manifest",
+        raise type(error)(re.sub(r"The '(\w+)' parameter of render_manifest",
                                  lambda match: "--" + match.group(1).replace("_", "-"), str(error))) from None
     print(k8s.manifest_yaml(resources), end="")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bigdl`` command; returns the exit status."""
+    """Entry point of the ``bigdl`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``bigdl``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for a :class:`~bigdl.errors.BigdlError`
+        (printed as one line on stderr), 130 when interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "BigdlError",
     "SchemaError",
+    "ParameterError",
     "SourceError",
     "SourceNotFoundError",
     "StoreExistsError",
@@ -25,9 +26,14 @@ __all__ = [
 class BigdlError(Exception):
     """Base class of every error raised on purpose by bigdl.
 
-    ``public`` (a keyword argument) is the message without data values,
-    where the full message quotes some (rejected rows, say): the dashboard
-    and ``/metrics`` show only :func:`public_message`.
+    Parameters
+    ----------
+    *args
+        The message (as for any exception).
+    public : str, optional
+        The message without data values, where the full message quotes some
+        (rejected rows, say): the dashboard and ``/metrics`` show only
+        :func:`public_message`.
     """
 
     #: Messages of this class never quote data values (only paths, names, counts, addresses).
@@ -50,6 +56,18 @@ class SourceError(BigdlError, ValueError):
 
 class SchemaError(BigdlError, ValueError):
     """Columns or parameters do not fit the data (missing target, unknown column...)."""
+
+
+class ParameterError(SchemaError, ValueError, TypeError):
+    """A parameter has a value or a type its owner does not accept.
+
+    Raised by :func:`bigdl._validation.check_params` with scikit-learn's
+    message: "The 'batch_size' parameter of ChunkLoader must be an int in the
+    range [1, inf). Got 0 instead."  It is a :class:`SchemaError` (what bigdl
+    raised for bad parameters before), and a ``ValueError`` and a
+    ``TypeError`` as scikit-learn's ``InvalidParameterError`` is, so every
+    existing ``except`` keeps working.
+    """
 
 
 class EmptyResultError(BigdlError, ValueError):
@@ -81,8 +99,19 @@ class StoreFormatError(BigdlError, ValueError):
 class StoreCorruptedError(StoreFormatError):
     """A chunk file of a store changed on disk after it was written (checksum mismatch, undecodable, missing).
 
-    ``store``, ``array``, ``chunk`` (the chunk's grid coordinates) and
-    ``file`` (its path) say where; ``bigdl verify STORE`` lists every damaged chunk.
+    ``bigdl verify STORE`` lists every damaged chunk.
+
+    Parameters
+    ----------
+    message : str
+    store : str, optional
+        The store's path.
+    array : str, optional
+        The array (``"X"``, ``"y"``...).
+    chunk : tuple of int, optional
+        The chunk's grid coordinates.
+    file : str, optional
+        The chunk file's path.
     """
 
     def __init__(self, message: str, *, store=None, array=None, chunk=None, file=None):

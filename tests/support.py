@@ -133,3 +133,29 @@ def assert_same_store(left, right, rtol=1e-6, atol=1e-6) -> None:
     np.testing.assert_array_equal(a["y"], b["y"])
     np.testing.assert_array_equal(a["split"], b["split"])
     np.testing.assert_array_equal(a["record"], b["record"])
+
+
+def pyplot_untouched_by(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; assert it imported no pyplot and left the backend setting as it was.
+
+    Library plots draw on their own ``matplotlib.figure.Figure``: a script or
+    notebook that imports bigdl keeps whatever backend it chose.
+    """
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    # dict.__getitem__: the setting as stored, without resolving an automatic backend (which imports pyplot).
+    script = "\n".join([
+        "import sys, matplotlib",
+        "before = dict.__getitem__(matplotlib.rcParams, 'backend')",
+        textwrap.dedent(code),
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'",
+        "assert dict.__getitem__(matplotlib.rcParams, 'backend') is before, 'the backend was switched'",
+    ])
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr[-3000:]

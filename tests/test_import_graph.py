@@ -3,7 +3,7 @@
 Every ``import`` statement counts, the ones inside functions too (a lazy
 import is still a dependency).  Layers, bottom first (docs/architecture.md):
 
-errors -> runtime, preprocessing -> store -> ingest, loaders -> train -> estimators, explain -> cluster, cli
+errors -> _validation -> runtime, preprocessing -> store -> ingest, loaders -> train -> estimators, explain -> cluster, cli
 
 (preprocessing is the fitted transforms' state and maths: the store rebuilds
 a tabular store's preprocessor from its attributes, ingest fits it.)
@@ -135,10 +135,12 @@ def test_store_uses_the_runtime_for_tasks_only():
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("package", ["runtime", "preprocessing"])
-def test_the_bottom_layers_import_only_errors(package):
+@pytest.mark.parametrize("package, allowed", [("_validation", {"errors"}),
+                                              ("runtime", {"errors", "_validation"}),
+                                              ("preprocessing", {"errors", "_validation"})])
+def test_the_bottom_layers_import_only_errors_and_the_parameter_checks(package, allowed):
     offenders = sorted(f"{module} imports {other}" for module, imported in _graph().items()
-                       if _unit(module) == package for other in imported if _unit(other) not in (package, "errors"))
+                       if _unit(module) == package for other in imported if _unit(other) not in {package, *allowed})
     assert not offenders, offenders
 
 
@@ -155,3 +157,17 @@ def test_no_import_cycles_inside_a_package(package):
     edges = {module: {other for other in imported if other != root} for module, imported in modules.items()
              if module != root}
     assert _cycles(edges) == []
+
+
+def test_library_code_draws_without_pyplot():
+    """Plots draw on their own ``matplotlib.figure.Figure``: no module imports pyplot or switches the backend."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            pyplot = (isinstance(node, ast.Import) and any(alias.name == "matplotlib.pyplot" for alias in node.names)
+                      or isinstance(node, ast.ImportFrom) and (node.module == "matplotlib.pyplot" or (
+                          node.module == "matplotlib" and any(alias.name == "pyplot" for alias in node.names))))
+            switch = isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use"
+            if pyplot or switch:
+                offenders.append(f"{_module_name(path)}:{node.lineno}")
+    assert not offenders, offenders

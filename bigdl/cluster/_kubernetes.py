@@ -31,8 +31,8 @@ from importlib import metadata
 
 import yaml
 
+from bigdl._validation import Interval, Predicate, check_params
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
-from bigdl.errors import SchemaError
 
 __all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
            "OPERATOR_VERSION", "SCHEDULER_PORT", "DASHBOARD_PORT", "STORE_MOUNT"]
@@ -175,6 +175,12 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     list of dict
         The resources, in the order to apply them; :func:`manifest_yaml` writes them.
 
+    Raises
+    ------
+    ParameterError
+        A name that is not a Kubernetes name, a count out of range, a memory size below 256MiB, or a
+        ``store_size`` that is not a Kubernetes quantity.
+
     Examples
     --------
     >>> resources = render_manifest(workers=3, gpu_workers=1)
@@ -185,16 +191,14 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     _check_name(name, "name", owner)
     if namespace is not None:
         _check_name(namespace, "namespace", owner)
-    for parameter, value, least in (("workers", workers, 0), ("gpu_workers", gpu_workers, 0), ("cpu", cpu, 1),
-                                    ("gpu_cpu", gpu_cpu, 1), ("gpus_per_worker", gpus_per_worker, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise SchemaError(f"The '{parameter}' parameter of {owner} must be an int >= {least}; got {value!r}.")
+    check_params(owner, {"workers": workers, "gpu_workers": gpu_workers, "cpu": cpu, "gpu_cpu": gpu_cpu,
+                         "gpus_per_worker": gpus_per_worker, "store_size": store_size}, PARAMETERS)
+    # NumPy ints pass the check; the manifest's YAML takes Python ints only.
+    workers, gpu_workers, cpu, gpu_cpu = int(workers), int(gpu_workers), int(cpu), int(gpu_cpu)
+    gpus_per_worker = int(gpus_per_worker)
     memory = {parameter: _memory_bytes(value, parameter, owner) for parameter, value in
               (("memory_limit", memory_limit), ("gpu_memory_limit", gpu_memory_limit),
                ("scheduler_memory", scheduler_memory))}
-    if not isinstance(store_size, str) or not _QUANTITY.match(store_size):
-        raise SchemaError(f"The 'store_size' parameter of {owner} must be a Kubernetes quantity such as '100Gi' "
-                          f"or '500G'; got {store_size!r}.")
     store_claim = store_claim or f"{name}-store"
     credentials_secret = credentials_secret or f"{name}-store-credentials"
     for parameter, value in (("store_claim", store_claim), ("credentials_secret", credentials_secret),
@@ -419,25 +423,35 @@ def client_constraints() -> str:
 def _check_name(value, parameter: str, owner: str, subdomain: bool = False) -> None:
     """Kubernetes object names: RFC 1123 labels (subdomains where dots are allowed)."""
     limit = 253 if subdomain else (MAX_NAME_LENGTH if parameter == "name" else 63)
-    parts = value.split(".") if subdomain and isinstance(value, str) else [value]
-    if not isinstance(value, str) or len(value) > limit or not all(_NAME.match(part) for part in parts):
-        raise SchemaError(
-            f"The '{parameter}' parameter of {owner} must be a Kubernetes name: lowercase letters, digits and "
-            f"'-', starting and ending with a letter or digit, at most {limit} characters; got {value!r}."
-        )
+
+    def valid(name) -> bool:
+        parts = name.split(".") if subdomain else [name]
+        return isinstance(name, str) and len(name) <= limit and all(_NAME.match(part) for part in parts)
+
+    described = (f"a Kubernetes name: lowercase letters, digits and '-', starting and ending with a letter or "
+                 f"digit, at most {limit} characters")
+    check_params(owner, {parameter: value}, {parameter: [Predicate(valid, described)]})
+
+
+def _parse_bytes(value) -> int:
+    from dask.utils import parse_bytes
+
+    return parse_bytes(value)
+
+
+_MEMORY = Predicate(lambda value: not isinstance(value, bool) and _parse_bytes(value) >= 2**28,
+                    "a memory size of at least 256MiB such as '4GiB' or a number of bytes")
+PARAMETERS = {
+    "workers": [Interval(int, 0, None)], "gpu_workers": [Interval(int, 0, None)], "cpu": [Interval(int, 1, None)],
+    "gpu_cpu": [Interval(int, 1, None)], "gpus_per_worker": [Interval(int, 1, None)],
+    "store_size": [Predicate(lambda size: isinstance(size, str) and bool(_QUANTITY.match(size)),
+                             "a Kubernetes quantity such as '100Gi' or '500G'")],
+}
 
 
 def _memory_bytes(value, parameter: str, owner: str) -> int:
-    from dask.utils import parse_bytes
-
-    try:
-        result = parse_bytes(value)
-    except (TypeError, ValueError):
-        result = None
-    if result is None or isinstance(value, bool) or result < 2**28:
-        raise SchemaError(f"The '{parameter}' parameter of {owner} must be a memory size of at least 256MiB "
-                          f"such as '4GiB' or a number of bytes; got {value!r}.")
-    return int(result)
+    check_params(owner, {parameter: value}, {parameter: [_MEMORY]})
+    return int(_parse_bytes(value))
 
 
 _BINARY_UNITS = ((2**40, "Ti", "TiB"), (2**30, "Gi", "GiB"), (2**20, "Mi", "MiB"), (2**10, "Ki", "KiB"))

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import sys
 
+from bigdl._validation import Interval, check_params
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, resolve_security
-from bigdl.errors import ClusterConnectionError, SchemaError
+from bigdl.errors import ClusterConnectionError
 
 __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+PARAMETERS = {"n_workers": [Interval(int, 1, None)], "threads_per_worker": [Interval(int, 1, None)],
+              "dashboard_address": [str, None]}
 
 
 def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memory_limit: str | int = "auto",
@@ -56,6 +61,13 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     distributed.Client
         Also the default client, so bigdl and dask pick it up.
 
+    Raises
+    ------
+    ParameterError
+        ``n_workers`` or ``threads_per_worker`` below 1, or a ``dashboard_address`` that is not a str.
+    SchemaError
+        A ``security`` that cannot be used (see :func:`connect`).
+
     Examples
     --------
     >>> client = bigdl.cluster.start_local(n_workers=2, memory_limit="2GiB")  # doctest: +SKIP
@@ -65,12 +77,8 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
 
     if n_workers is None:
         n_workers = max(1, min(4, os.cpu_count() or 1))
-    if not isinstance(n_workers, int) or n_workers < 1:
-        raise SchemaError(f"The 'n_workers' parameter of start_local must be a positive int; got {n_workers!r}.")
-    if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
-        raise SchemaError(
-            f"The 'threads_per_worker' parameter of start_local must be a positive int; got {threads_per_worker!r}."
-        )
+    check_params("start_local", {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
+                                 "dashboard_address": dashboard_address}, PARAMETERS)
     dashboard_address = _local_dashboard(dashboard_address)
     security = resolve_security(security, owner="start_local")
     if security is not None:
@@ -96,9 +104,6 @@ def _local_dashboard(address: str | None) -> str | None:
     """``address`` with 127.0.0.1 as its host when it names only a port (Dask would listen on every interface)."""
     if address is None:
         return None
-    if not isinstance(address, str):
-        raise SchemaError(f"The 'dashboard_address' parameter of start_local must be a str such as "
-                          f"'127.0.0.1:8787' or None; got {address!r}.")
     text = address.strip()
     if text.startswith(":"):
         return f"127.0.0.1{text}"
@@ -129,6 +134,13 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     Returns
     -------
     distributed.Client
+
+    Raises
+    ------
+    ClusterConnectionError
+        No address given or set, or the scheduler cannot be reached (with or without TLS).
+    SchemaError
+        ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
     """
     import dask
     from distributed import Client

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bigdl._validation import parameter_error
 from bigdl.errors import SchemaError
 
 __all__ = ["resolve_security", "security_from_directory", "DEFAULT_TLS_DIR", "TLS_DIR_ENV", "TLS_FILES"]
@@ -89,6 +90,13 @@ def resolve_security(security, *, owner: str, temporary_allowed: bool = True):
     Returns
     -------
     distributed.Security or None
+
+    Raises
+    ------
+    ParameterError
+        ``security`` of another type.
+    SchemaError
+        ``True`` where it is not allowed, or without the ``cryptography`` package; unusable TLS files.
     """
     from distributed import Security
 
@@ -112,7 +120,4 @@ def resolve_security(security, *, owner: str, temporary_allowed: bool = True):
             ) from None
     if isinstance(security, (str, os.PathLike)):
         return security_from_directory(security)
-    raise SchemaError(
-        f"The 'security' parameter of {owner} must be None, True, a directory of TLS files or a "
-        f"distributed.Security; got {type(security).__name__}."
-    )
+    raise parameter_error(owner, "security", security, "None, True, a directory of TLS files or a distributed.Security")

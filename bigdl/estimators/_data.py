@@ -7,15 +7,51 @@ import numpy as np
 from bigdl.errors import SchemaError
 from bigdl.loaders._predict import as_samples, is_store
 
-__all__ = ["as_dask_arrays", "is_store"]
+__all__ = ["as_dask_arrays", "is_store", "is_lazy"]
+
+
+def is_lazy(X) -> bool:
+    """Whether ``X`` is trained on and predicted chunk by chunk: a store, a store path or a dask array.
+
+    Anything else is in memory, and goes through scikit-learn's ``validate_data``.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    bool
+    """
+    import dask.array as da
+
+    return is_store(X) or hasattr(X, "__fspath__") or isinstance(X, da.Array)
 
 
 def as_dask_arrays(X, y=None, *, split: str | None = "train", need_y: bool = True):
     """``(X, y, dataset)`` as dask arrays with aligned row chunks.
 
-    ``X`` may be a :class:`~bigdl.store.Dataset` (or a store path; then the
-    ``split`` samples of its sample view are used and ``y`` must be None), a
-    dask array, or anything NumPy accepts (wrapped in one chunk).
+    Parameters
+    ----------
+    X : Dataset, store path, dask array or array-like
+        A store (its ``split`` samples, through its sample view), a dask
+        array, or anything NumPy accepts (wrapped in one chunk).
+    y : dask array or array-like, optional
+        Targets of array ``X``; must be None for a store.
+    split : str or None, default "train"
+        The samples of a store.
+    need_y : bool, default True
+        Refuse array ``X`` without ``y``, and a store without targets.
+
+    Returns
+    -------
+    (dask.array.Array, dask.array.Array or None, Dataset or None)
+        ``y`` rechunked to ``X``'s rows; the dataset when ``X`` is a store.
+
+    Raises
+    ------
+    SchemaError
+        A store together with ``y``, or no targets where they are needed.
     """
     import dask.array as da
 

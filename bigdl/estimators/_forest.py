@@ -11,21 +11,30 @@ lacks a class still votes correctly.  Prediction runs chunk by chunk.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bigdl.errors import SchemaError
-from bigdl.estimators._data import as_dask_arrays
+from bigdl._validation import Interval, Options, check_estimator_params
+from bigdl.errors import ParameterError, SchemaError
+from bigdl.estimators._data import as_dask_arrays, is_lazy
 from bigdl.loaders._predict import predict_blocks
 from bigdl.runtime import run_tasks
+from bigdl.store.kinds._base import SPLITS
 
 __all__ = ["ChunkForestClassifier", "ChunkForestRegressor", "ChunkForest"]
 
 
 class _ChunkForest(BaseEstimator):
     _forest_class: type = RandomForestClassifier
+    # The forest's own parameters; the scikit-learn forest's (max_depth...) are checked by its own table.
+    _constraints = {"n_estimators": [Interval(int, 1, None)], "chunks_per_task": [Interval(int, 1, None)],
+                    "random_state": [Interval(int, 0, None), None], "split": [Options(SPLITS)]}
 
     def __init__(self, n_estimators: int = 100, *, chunks_per_task: int = 1, max_depth: int | None = None,
                  min_samples_leaf: int = 1, max_features="sqrt", bootstrap: bool = True,
@@ -40,28 +49,56 @@ class _ChunkForest(BaseEstimator):
         self.split = split
 
     def _check_params(self) -> None:
-        for name in ("n_estimators", "chunks_per_task"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise SchemaError(f"The '{name}' parameter of {type(self).__name__} must be an int >= 1; "
-                                  f"got {value!r}.")
+        check_estimator_params(self)
+        # The tree parameters are scikit-learn's: its forest checks them, here on the client rather than in
+        # every Dask task, and the message names this class.
+        forest = self._forest_class(**self._forest_params())
+        try:
+            forest._validate_params()
+        except ValueError as error:
+            raise ParameterError(re.sub(r"parameter of \w+ must be", f"parameter of {type(self).__name__} must be",
+                                        str(error))) from None
 
     def _forest_params(self) -> dict:
         return {"max_depth": self.max_depth, "min_samples_leaf": self.min_samples_leaf,
                 "max_features": self.max_features, "bootstrap": self.bootstrap, "n_jobs": 1}
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Missing values are the scikit-learn forest's business: allowed where its trees allow them.
+        tags.input_tags.allow_nan = get_tags(self._forest_class(**self._forest_params())).input_tags.allow_nan
+        return tags
+
+    def _finite(self):
+        """``ensure_all_finite`` for in-memory input: NaN passes where the trees handle it, inf never."""
+        return "allow-nan" if get_tags(self).input_tags.allow_nan else True
+
     def fit(self, X, y=None):
-        """Fit on a store's split (``X`` a Dataset) or on dask / NumPy arrays ``X``, ``y``.
+        """Fit on a store's split, on dask arrays chunk by chunk, or on in-memory arrays.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+            A store (its ``split`` samples and their targets are used), a
+            dask array (one task per group of ``chunks_per_task`` row
+            blocks), or in-memory samples (checked by scikit-learn's
+            ``validate_data``, then fitted as one block).
+        y : dask array or array-like of shape (n_samples,), optional
+            Targets; omit them when ``X`` is a store.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ParameterError
+            A parameter out of its range.
+        SchemaError
+            A store of the other task, targets that do not fit, or no training rows.
         """
         self._check_params()
-        X, y, dataset = as_dask_arrays(X, y, split=self.split)
-        if X.ndim != 2:
-            raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
-        self._check_task(dataset, y)
+        X, y, dataset = self._training_data(X, y)
         sizes = dataset.view.chunk_counts(self.split) if dataset is not None else np.asarray(X.chunks[0])
         filled = [int(chunk) for chunk in np.flatnonzero(np.asarray(sizes) > 0)]
         if not filled:
@@ -87,14 +124,32 @@ class _ChunkForest(BaseEstimator):
                           self._forest_class, param) for group, param in zip(groups, params)]
         forests = run_tasks("bigdl-forest-fit", task, arguments, desc=f"{type(self).__name__} fit",
                             progress=False)
-        self.n_features_in_ = int(X.shape[1])
         self.n_tasks_ = len(groups)
         self.forest_ = self._merge(forests, dataset)
         self.estimators_ = self.forest_.estimators_
         return self
 
+    def _training_data(self, X, y):
+        """``(X, y, dataset)`` as dask arrays; sets ``n_features_in_`` (and ``feature_names_in_``)."""
+        import dask.array as da
+
+        if is_lazy(X):
+            X, y, dataset = as_dask_arrays(X, y, split=self.split)
+            if X.ndim != 2:
+                raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
+            validate_data(self, X, reset=True, skip_check_array=True)
+            self._check_task(dataset, y)
+            return X, y, dataset
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite=self._finite(),
+                             y_numeric=isinstance(self, RegressorMixin))
+        self._check_targets(y)
+        return da.from_array(X, chunks=(len(X), X.shape[1])), da.from_array(y, chunks=(len(y),)), None
+
     def _check_task(self, dataset, y) -> None:
-        """Refuse a store or targets of the wrong task (hook of the classifier and the regressor)."""
+        """Refuse a store or lazy targets of the wrong task (hook of the classifier and the regressor)."""
+
+    def _check_targets(self, y) -> None:
+        """Refuse in-memory targets the task cannot learn (hook of the classifier)."""
 
     def _merge(self, forests, dataset):
         """One fitted scikit-learn forest from the per-task forests (hook of each subclass)."""
@@ -105,21 +160,50 @@ class _ChunkForest(BaseEstimator):
         import dask.array as da
 
         check_is_fitted(self, "forest_")
-        if not hasattr(X, "ndim") or hasattr(X, "__fspath__") or isinstance(X, str):
+        if not is_lazy(X):
+            X = X if hasattr(X, "shape") else np.asarray(X)  # lists: know the width before scikit-learn's checks
+            self._check_width(X.shape)
+            X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite=self._finite())
+            return getattr(self.forest_, method)(X)
+        if not isinstance(X, da.Array):
             X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise SchemaError(f"X has {X.shape[1] if X.ndim == 2 else X.shape} features, but "
-                              f"{type(self).__name__} was fitted with {self.n_features_in_}.")
-        if isinstance(X, da.Array):
-            if width is None:
-                dtype = np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
-                return predict_blocks(getattr(self.forest_, method), X, dtype=dtype, name=f"bigdl-forest-{method}")
-            return predict_blocks(getattr(self.forest_, method), X, tail=(width,), dtype=np.float64,
-                                  name=f"bigdl-forest-{method}")
-        return getattr(self.forest_, method)(np.asarray(X))
+        if X.ndim != 2:
+            raise SchemaError(f"{type(self).__name__}.{method} needs 2-D X (samples x features); got shape "
+                              f"{X.shape}.")
+        self._check_width(X.shape)
+        if width is None:
+            dtype = np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype
+            return predict_blocks(getattr(self.forest_, method), X, dtype=dtype, name=f"bigdl-forest-{method}")
+        return predict_blocks(getattr(self.forest_, method), X, tail=(width,), dtype=np.float64,
+                              name=f"bigdl-forest-{method}")
+
+    def _check_width(self, shape) -> None:
+        if len(shape) == 2 and shape[1] != self.n_features_in_:
+            raise SchemaError(f"X has {shape[1]} features, but {type(self).__name__} is expecting "
+                              f"{self.n_features_in_} features as input; pass the columns it was fitted on "
+                              "(or fit again).")
 
     def predict(self, X, *, split: str | None = None):
-        """Predictions; a dask array (chunk by chunk) for a store or dask input, NumPy for NumPy."""
+        """Predictions, chunk by chunk for a store or a dask array.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store to predict (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples,)
+            A dask array for a store or dask input, NumPy for in-memory input.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        SchemaError
+            ``X`` with another number of features than the training data.
+        """
         return self._apply("predict", X, split=split)
 
     def _score_any(self, X, y=None, sample_weight=None):
@@ -178,6 +262,9 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
             raise SchemaError("ChunkForestClassifier got float targets; use ChunkForestRegressor for regression "
                               "or pass class labels.")
 
+    def _check_targets(self, y) -> None:
+        check_classification_targets(y)  # "Unknown label type: continuous..." for regression targets
+
     def _merge(self, forests, dataset):
         if dataset is not None:
             classes = np.arange(dataset.n_classes)
@@ -195,11 +282,40 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
         return merged
 
     def predict_proba(self, X, *, split: str | None = None):
-        """Class probabilities (columns in ``classes_`` order), chunk by chunk."""
+        """Class probabilities (columns in ``classes_`` order), chunk by chunk for a store or a dask array.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples, n_classes)
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
+        check_is_fitted(self, "forest_")
         return self._apply("predict_proba", X, split=split, width=len(self.classes_))
 
     def score(self, X, y=None, sample_weight=None):
-        """Accuracy on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        """Accuracy on a store's test split (``X`` a store) or on arrays ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
         return self._score_any(X, y, sample_weight)
 
     def _score(self, y, predicted, sample_weight):
@@ -211,7 +327,20 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
 class ChunkForestRegressor(RegressorMixin, _ChunkForest):
     """Random forest regressor trained out of core (see :class:`ChunkForestClassifier`).
 
-    ``max_features`` defaults to 1.0 (all features), as in scikit-learn's regressor.
+    Parameters
+    ----------
+    n_estimators, chunks_per_task, max_depth, min_samples_leaf, bootstrap, random_state, split
+        As in :class:`ChunkForestClassifier`.
+    max_features : int, float, {"sqrt", "log2"} or None, default 1.0
+        All features, as in scikit-learn's regressor.
+
+    Attributes
+    ----------
+    forest_ : sklearn.ensemble.RandomForestRegressor
+        The merged forest.
+    estimators_ : list of DecisionTreeRegressor
+    n_tasks_ : int
+        How many tasks trained a part of the forest.
     """
 
     _forest_class = RandomForestRegressor
@@ -238,7 +367,19 @@ class ChunkForestRegressor(RegressorMixin, _ChunkForest):
         return merged
 
     def score(self, X, y=None, sample_weight=None):
-        """R2 on a store's test split (``X`` a store) or on arrays ``X``, ``y``."""
+        """R2 on a store's test split (``X`` a store) or on arrays ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
         return self._score_any(X, y, sample_weight)
 
     def _score(self, y, predicted, sample_weight):

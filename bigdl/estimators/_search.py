@@ -21,7 +21,6 @@ import copy
 import math
 import uuid
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 from scipy.sparse import issparse
@@ -32,10 +31,13 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from bigdl.errors import SchemaError
+from bigdl._validation import HasMethods, Hidden, Interval, Options, Predicate, check_estimator_params, \
+    parameter_error
+from bigdl.errors import ParameterError, SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
 from bigdl.loaders._predict import predict_blocks
 from bigdl.runtime import active_client, task_runner
+from bigdl.store.kinds._base import SPLITS
 
 __all__ = ["HyperbandSearch"]
 
@@ -174,6 +176,21 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
     >>> search.score(ds)                                     # test split   # doctest: +SKIP
     """
 
+    _constraints = {
+        # A class has the methods too (unbound): only an instance can be cloned and trained.
+        "estimator": [Predicate(lambda estimator: not isinstance(estimator, type)
+                                and HasMethods(["partial_fit", "get_params"]).is_satisfied_by(estimator),
+                                "a scikit-learn estimator with partial_fit (SGDClassifier(), SGDRegressor(), "
+                                "MLPClassifier(), MiniBatchKMeans()...; use sklearn's GridSearchCV or "
+                                "HalvingGridSearchCV for estimators without it)")],
+        "max_iter": [Interval(int, 1, None)],
+        "aggressiveness": [Interval(int, 2, None)],
+        "patience": [Interval(int, 1, None), None, Hidden(Options([False]))],  # False: as None
+        "split": [Options(SPLITS)],
+        "validation_split": [Options(SPLITS), None],
+        "refit": ["boolean"],
+    }
+
     def __init__(self, estimator, parameters, *, max_iter: int = 81, aggressiveness: int = 3, random_state=0,
                  scoring=None, patience: int | None = None, split: str = "train",
                  validation_split: str | None = "validation", refit: bool = True):
@@ -200,49 +217,33 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
     # -- validation ----------------------------------------------------
     def _check_params(self) -> None:
         name = type(self).__name__
-        if (isinstance(self.estimator, type) or not hasattr(self.estimator, "partial_fit")
-                or not hasattr(self.estimator, "get_params")):
-            raise SchemaError(
-                f"The 'estimator' parameter of {name} must be a scikit-learn estimator with partial_fit "
-                f"(SGDClassifier(), SGDRegressor(), MLPClassifier(), MiniBatchKMeans()...); got "
-                f"{self.estimator!r}. Use sklearn's GridSearchCV or HalvingGridSearchCV for "
-                "estimators without it.")
-        for parameter, minimum in (("max_iter", 1), ("aggressiveness", 2)):
-            value = getattr(self, parameter)
-            if not _is_int(value) or value < minimum:
-                raise SchemaError(f"The '{parameter}' parameter of {name} must be an int >= {minimum}; "
-                                  f"got {value!r}.")
+        check_estimator_params(self)
         if self.max_iter < self.aggressiveness:
-            raise SchemaError(
+            raise ParameterError(
                 f"The 'max_iter' parameter of {name} ({self.max_iter}) is smaller than 'aggressiveness' "
                 f"({self.aggressiveness}): Hyperband would train a single model, searching nothing. Raise "
                 f"max_iter to at least {self.aggressiveness} or lower aggressiveness.")
-        if self.patience is not None and self.patience is not False and (not _is_int(self.patience)
-                                                                         or self.patience < 1):
-            raise SchemaError(f"The 'patience' parameter of {name} must be None or an int >= 1; "
-                              f"got {self.patience!r}.")
-        if not isinstance(self.refit, (bool, np.bool_)):
-            raise SchemaError(f"The 'refit' parameter of {name} must be True or False; got {self.refit!r}.")
         self._check_parameters()
 
     def _check_parameters(self) -> None:
+        """The search space: names the estimator has, each with values to draw from."""
         name = type(self).__name__
         if not isinstance(self.parameters, dict) or not self.parameters:
-            raise SchemaError(
-                f"The 'parameters' parameter of {name} must be a non-empty dict of parameter names to lists "
-                f"or scipy.stats distributions, e.g. {{'alpha': [1e-4, 1e-3, 1e-2]}}; got {self.parameters!r}.")
+            raise parameter_error(name, "parameters", self.parameters,
+                                  "a non-empty dict of parameter names to lists or scipy.stats distributions, "
+                                  "e.g. {'alpha': [1e-4, 1e-3, 1e-2]}")
         known = self.estimator.get_params(deep=True)
         for key, values in self.parameters.items():
             if key not in known:
-                raise SchemaError(
+                raise ParameterError(
                     f"The 'parameters' parameter of {name} names {key!r}, which "
                     f"{type(self.estimator).__name__} does not have; valid names: {sorted(known)}.")
             if hasattr(values, "rvs"):
                 continue
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
-                raise SchemaError(
+                raise ParameterError(
                     f"The 'parameters' parameter of {name} must map {key!r} to a non-empty list of values or a "
-                    f"distribution with rvs; got {values!r}.")
+                    f"distribution with rvs. Got {values!r} instead.")
 
     # -- planning --------------------------------------------------------
     @property
@@ -354,21 +355,67 @@ class HyperbandSearch(MetaEstimatorMixin, BaseEstimator):
 
     # -- using the best model -----------------------------------------------
     def predict(self, X, *, split: str | None = None):
-        """Predictions of ``best_estimator_``: chunk by chunk (``map_blocks``) for a store or dask array.
+        """Predictions of ``best_estimator_``, chunk by chunk (``map_blocks``) for a store or a dask array.
 
-        ``split`` picks the rows of a store (default: all of them).
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit`` (or after ``fit`` with ``refit=False``).
         """
         return self._delegate("predict", X, split)
 
     @available_if(lambda self: hasattr(getattr(self, "best_estimator_", self.estimator), "predict_proba"))
     def predict_proba(self, X, *, split: str | None = None):
-        """Class probabilities of ``best_estimator_``, chunk by chunk for a store or dask array."""
+        """Class probabilities of ``best_estimator_``, chunk by chunk for a store or a dask array.
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        split : str, optional
+            The samples of a store (default: all of them).
+
+        Returns
+        -------
+        dask array or numpy.ndarray of shape (n_samples, n_classes)
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        """
         return self._delegate("predict_proba", X, split)
 
     def score(self, X, y=None, *, split: str = "test"):
         """``scorer_`` of ``best_estimator_`` on a store's ``split`` rows or on arrays ``X``, ``y``.
 
         The rows are loaded whole (the scorer needs them together).
+
+        Parameters
+        ----------
+        X : Dataset, store path, dask array or array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Omit it for a store.
+        split : str, default "test"
+            The samples of a store.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
         """
         import dask.array as da
 
@@ -669,6 +716,3 @@ def _object_array(values: list) -> np.ndarray:
         array[index] = value
     return array
 
-
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bigdl._validation import Interval, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
+from bigdl.store.kinds import check_split
 
 __all__ = ["integrated_gradients", "saliency", "attributions", "plot_saliency"]
 
@@ -58,10 +60,24 @@ def integrated_gradients(model, X, *, target=None, baseline=None, n_steps: int =
     return_delta : bool, default False
         Also return captum's convergence delta per sample (attributions should
         sum to ``f(x) - f(baseline)``; the delta is the gap).
+
+    Returns
+    -------
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        The attributions, shaped as ``X``; with ``return_delta``, also the
+        convergence delta of each sample.
+
+    Raises
+    ------
+    ParameterError
+        ``n_steps`` below 1.
+    SchemaError
+        ``model`` is not a torch model.
     """
     import torch
     from captum.attr import IntegratedGradients
 
+    check_params("integrated_gradients", {"n_steps": n_steps}, {"n_steps": [Interval(int, 1, None)]})
     module = _module(model)
     inputs = torch.as_tensor(np.asarray(X), dtype=torch.float32)
     baselines = None if baseline is None else torch.as_tensor(np.asarray(baseline), dtype=torch.float32)
@@ -75,7 +91,26 @@ def integrated_gradients(model, X, *, target=None, baseline=None, n_steps: int =
 
 
 def saliency(model, X, *, target=None) -> np.ndarray:
-    """Absolute input gradients of the target output (saliency maps), same shape as ``X``."""
+    """Absolute input gradients of the target output (saliency maps), same shape as ``X``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or Trainer
+    X : array-like or tensor
+        Samples as the model takes them.
+    target : int or array of int, optional
+        The output (class) to explain; default: each sample's predicted class.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shaped as ``X``, >= 0.
+
+    Raises
+    ------
+    SchemaError
+        ``model`` is not a torch model.
+    """
     import torch
     from captum.attr import Saliency
 
@@ -89,11 +124,32 @@ def attributions(model, ds, *, split: str = "test", n_samples: int = 2000, n_ste
 
     Rows are read chunk by chunk until ``n_samples`` are collected.
 
+    Parameters
+    ----------
+    model : torch.nn.Module or Trainer
+    ds : Dataset or str
+        The store; feature names come from it.
+    split : {"train", "validation", "test", "all"}, default "test"
+    n_samples : int, default 2000
+        At most this many samples are explained.
+    n_steps : int, default 50
+        Integration steps of :func:`integrated_gradients`.
+
     Returns
     -------
     pandas.DataFrame
         ``feature``, ``mean_abs_attribution``, ``std_abs_attribution``, sorted decreasing.
+
+    Raises
+    ------
+    ParameterError
+        ``n_samples`` or ``n_steps`` below 1, or an unknown ``split``.
+    SchemaError
+        ``model`` is not a torch model, or the split has no rows.
     """
+    check_params("attributions", {"n_samples": n_samples, "n_steps": n_steps},
+                 {"n_samples": [Interval(int, 1, None)], "n_steps": [Interval(int, 1, None)]})
+    check_split(split, owner="attributions")
     ds = ds if isinstance(ds, Dataset) else open_store(ds)
     parts, collected = [], 0
     for index in range(ds.n_chunks):
@@ -114,17 +170,36 @@ def attributions(model, ds, *, split: str = "test", n_samples: int = 2000, n_ste
 
 
 def plot_saliency(images, maps, path, *, titles: list[str] | None = None) -> str:
-    """Images (first row) over their attribution heat maps (second row), as a PNG."""
-    import matplotlib
+    """Images (first row) over their attribution heat maps (second row), as a PNG.
 
-    matplotlib.use("Agg")
+    Drawn on a standalone :class:`matplotlib.figure.Figure` (no pyplot state,
+    no backend switch).
+
+    Parameters
+    ----------
+    images : array-like of shape (n, C, H, W)
+        The images, as the model saw them or as stored.
+    maps : array-like of shape (n, C, H, W) or (n, H, W)
+        Their attributions (:func:`saliency`, :func:`integrated_gradients`);
+        absolute values are shown, the maximum over channels.
+    path : str or path
+        The PNG to write; missing parent folders are made.
+    titles : list of str, optional
+        One per image.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     from pathlib import Path
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     images, maps = np.asarray(images), np.abs(np.asarray(maps))
     count = len(images)
-    figure, axes = plt.subplots(2, count, figsize=(1.8 * count, 3.8), squeeze=False)
+    figure = Figure(figsize=(1.8 * count, 3.8))
+    axes = figure.subplots(2, count, squeeze=False)
     for column in range(count):
         image = images[column]
         image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
@@ -138,5 +213,4 @@ def plot_saliency(images, maps, path, *, titles: list[str] | None = None) -> str
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return str(path)

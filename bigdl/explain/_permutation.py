@@ -16,14 +16,32 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bigdl._validation import Interval, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._dataset import Dataset, open_store
+from bigdl.store.kinds import check_split
 
 __all__ = ["permutation_importance", "plot_importance", "predictor_of"]
 
 
 def predictor_of(model, task: str):
-    """A picklable ``predict(numpy block) -> numpy`` for estimators, Trainers and torch modules."""
+    """A picklable ``predict(numpy block) -> numpy`` for estimators, Trainers and torch modules.
+
+    Parameters
+    ----------
+    model : fitted estimator, ChunkForest, Trainer or torch.nn.Module
+    task : {"classification", "regression"}
+        The store's task: a torch classifier predicts the class of largest output.
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    SchemaError
+        ``model`` has no ``predict`` and is no Trainer or torch module.
+    """
     import torch
 
     from bigdl.train import Trainer
@@ -64,15 +82,23 @@ def permutation_importance(model, ds, *, split: str = "test", n_repeats: int = 5
         ``feature``, ``importance_mean``, ``importance_std`` (and one column
         per repeat), sorted by decreasing importance; ``attrs["baseline"]`` is
         the unpermuted score and ``attrs["metric"]`` its name.
+
+    Raises
+    ------
+    ParameterError
+        ``n_repeats`` below 1, a negative ``random_state`` or an unknown ``split``.
+    SchemaError
+        A store without a target, a model fitted on another number of
+        features, or a split without rows.
     """
     from bigdl.runtime._tasks import run_tasks
 
+    check_params("permutation_importance", {"n_repeats": n_repeats, "random_state": random_state},
+                 {"n_repeats": [Interval(int, 1, None)], "random_state": [Interval(int, 0, None)]})
+    check_split(split, owner="permutation_importance")
     ds = ds if isinstance(ds, Dataset) else open_store(ds)
     if ds.task is None:
         raise SchemaError("Permutation importance needs a store with a target.")
-    if not isinstance(n_repeats, int) or n_repeats < 1:
-        raise SchemaError(f"The 'n_repeats' parameter of permutation_importance must be an int >= 1; "
-                          f"got {n_repeats!r}.")
     predict = predictor_of(model, ds.task)
     n_features = ds.n_features
     expected = getattr(model, "n_features_in_", None)
@@ -143,15 +169,35 @@ def _metric(total: dict, key: str, task: str):
 
 
 def plot_importance(importance: pd.DataFrame, path, *, top: int = 20, title: str | None = None) -> str:
-    """A horizontal bar chart (mean and standard deviation) of the ``top`` features as a PNG."""
-    import matplotlib
+    """A horizontal bar chart (mean and standard deviation) of the ``top`` features as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a standalone :class:`matplotlib.figure.Figure`: no pyplot
+    state and no backend switch, so it runs headless and leaves the caller's
+    matplotlib (a notebook's inline backend, say) as it was.
+
+    Parameters
+    ----------
+    importance : pandas.DataFrame
+        What :func:`permutation_importance` returned.
+    path : str or path
+        The PNG to write; missing parent folders are made.
+    top : int, default 20
+        The most important features shown.
+    title : str, optional
+        Default "Permutation importance".
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     from pathlib import Path
 
+    from matplotlib.figure import Figure
+
     shown = importance.head(top).iloc[::-1]
-    figure, axis = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
+    figure = Figure(figsize=(7, 0.3 * len(shown) + 1.2))
+    axis = figure.subplots()
     axis.barh(shown["feature"], shown["importance_mean"], xerr=shown["importance_std"], color="tab:blue")
     metric = importance.attrs.get("metric", "score")
     axis.set_xlabel(f"drop in {metric} when shuffled (baseline {importance.attrs.get('baseline', float('nan')):.3f})")
@@ -160,5 +206,4 @@ def plot_importance(importance: pd.DataFrame, path, *, top: int = 20, title: str
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return str(path)

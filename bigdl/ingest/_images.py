@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigdl.errors import SchemaError
+from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
                                   resolve_image_source)
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
                                     run_ingest, write_chunk, write_rejects_part)
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["images", "IMAGE_SUFFIXES", "list_image_folder"]
@@ -131,6 +131,23 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         the source's order: the sorted file list, the manifest rows, the
         array rows).
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every image was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Items that cannot be used (a missing, empty, truncated or corrupt file,
@@ -147,9 +164,9 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     >>> ds = bigdl.ingest.images("mnist/train-images-idx3-ubyte.gz", store="work/mnist.zarr")     # doctest: +SKIP
     >>> ds = bigdl.ingest.images("photos/manifest.parquet", store="work/p.zarr", mode="RGB", size=64)  # doctest: +SKIP
     """
-    _check_parameters(mode=mode, size=size, resize=resize, validation=validation, test=test, seed=seed,
-                      rows_per_chunk=rows_per_chunk)
-    compressor(compression)  # validate the name before any work
+    check_params("images", {"mode": mode, "size": size, "resize": resize}, PARAMETERS)
+    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           compression=compression, unit="images")
     listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
                                    label_column=label_column)
     mode, size = _resolve_mode_and_size(mode, size, listing)
@@ -161,7 +178,23 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
 
 
 class ImageSteps(IngestSteps):
-    """The image steps of the ingest pipeline: decode batches of items, fit the pixel statistics, write."""
+    """The image steps of the ingest pipeline: decode batches of items, fit the pixel statistics, write.
+
+    Parameters
+    ----------
+    source : str or path
+        The source as given, for messages.
+    listing : ImageListing
+        The items and their labels.
+    options : dict
+        ``mode``, ``size`` (height, width) and ``resize``.
+    split_spec : dict
+        ``seed``, ``validation`` and ``test``.
+    rows_per_chunk : int or None
+        Images per store chunk; None: about 16 MiB of ``X`` per chunk.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "image"
     read_stage = "decode"
@@ -172,14 +205,14 @@ class ImageSteps(IngestSteps):
         self.compression, self.name = compression, listing.name
         self.channels = MODES[options["mode"]]
         height, width = options["size"]
-        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(self.channels * height * width, itemsize=1)
+        self.rows_per_chunk = rows_per_chunk or rows_per_chunk_for(self.channels * height * width, itemsize=1)
         self.read_task, self.write_task = _decode_task, _write_task
 
     def prepare(self, staging: Path) -> None:
         self.listing.localise(staging)
 
     def read_jobs(self, staging: str) -> list[tuple]:
-        batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.chunk_rows))
+        batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.rows_per_chunk))
         return [(staging, index, start, batch, self.options, self.split_spec)
                 for index, (start, batch) in enumerate(batches)]
 
@@ -195,7 +228,7 @@ class ImageSteps(IngestSteps):
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         # Not ("y", "x"): xarray would take the label array "y" for a coordinate of X's row axis.
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.channels, *self.options["size"]),
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(self.channels, *self.options["size"]),
                       x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS, compression=self.compression)
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
@@ -219,31 +252,29 @@ class ImageSteps(IngestSteps):
         )
 
 
-def _decode_batch_rows(n_items: int, chunk_rows: int) -> int:
+def _decode_batch_rows(n_items: int, rows_per_chunk: int) -> int:
     """Items per decode task: small enough for about ``DECODE_TASKS`` tasks, so a few thousand
     images still keep every worker busy, and never above ``MAX_DECODE_BATCH`` or a chunk, so a
     task's memory does not grow with the number of images."""
-    return max(1, min(chunk_rows, MAX_DECODE_BATCH, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
+    return max(1, min(rows_per_chunk, MAX_DECODE_BATCH, max(MIN_DECODE_BATCH, -(-n_items // DECODE_TASKS))))
 
 
 # ---------------------------------------------------------------- checks and listing
-def _check_parameters(*, mode, size, resize, validation, test, seed, rows_per_chunk) -> None:
-    if mode is not None and mode not in MODES:
-        raise SchemaError(f"The 'mode' parameter of images must be one of {tuple(MODES)}; got {mode!r}.")
-    if resize not in RESIZES:
-        raise SchemaError(f"The 'resize' parameter of images must be one of {RESIZES}; got {resize!r}.")
-    if size is not None:
-        _size_pair(size)
-    check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
-                           unit="images")
+_SIDE = Interval(int, 1, None)
+PARAMETERS = {
+    "mode": [Options(MODES), None],
+    "size": [_SIDE, Predicate(lambda size: isinstance(size, (tuple, list)) and len(size) == 2
+                              and all(_SIDE.is_satisfied_by(side) for side in size),
+                              "a (height, width) pair of ints >= 1"), None],
+    "resize": [Options(RESIZES)],
+}
 
 
 def _size_pair(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    """``(height, width)`` from a checked ``size=`` (one int is a square)."""
+    check_params("images", {"size": size}, PARAMETERS)
+    if not isinstance(size, (tuple, list)):
         size = (size, size)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise SchemaError(f"The 'size' parameter of images must be (height, width), two ints >= 1; got {size!r}.")
     return int(size[0]), int(size[1])
 
 
@@ -317,7 +348,19 @@ def _convert(image, mode: str):
 
 
 def resize_image(image, size: tuple[int, int], resize: str):
-    """Resize a Pillow image to ``size`` = (height, width): stretched, or fitted and zero-padded, centred."""
+    """Resize a Pillow image to ``size`` = (height, width): stretched, or fitted and zero-padded, centred.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+    size : (int, int)
+        ``(height, width)``.
+    resize : {"stretch", "pad"}
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (channels, height, width)
+    """
     from PIL import Image
 
     height, width = size
@@ -335,7 +378,16 @@ def resize_image(image, size: tuple[int, int], resize: str):
 
 
 def split_keys(keys) -> np.ndarray:
-    """Stable 64-bit keys of the items' key strings (the split is a function of these and the seed)."""
+    """Stable 64-bit keys of the items' key strings (the split is a function of these and the seed).
+
+    Parameters
+    ----------
+    keys : iterable of str
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+    """
     return pd.util.hash_array(np.asarray(list(keys), dtype=object))
 
 

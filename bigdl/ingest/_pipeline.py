@@ -45,6 +45,16 @@ def register_reason_family(kind: str) -> Callable:
     """Decorator registering ``function(reason) -> family`` as the reason families of store ``kind``.
 
     Registering again replaces the previous function, so reloading a module is harmless.
+
+    Parameters
+    ----------
+    kind : str
+        The store kind (``"tabular"``...).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
     """
     def register(function: Callable[[str], str]) -> Callable[[str], str]:
         REASON_FAMILIES[kind] = function
@@ -54,12 +64,34 @@ def register_reason_family(kind: str) -> Callable:
 
 
 def reason_family(kind: str, reason: str) -> str:
-    """The family of a reject ``reason`` under the rules of store ``kind`` (the reason itself if none)."""
+    """The family of a reject ``reason`` under the rules of store ``kind`` (the reason itself if none).
+
+    Parameters
+    ----------
+    kind : str
+    reason : str
+
+    Returns
+    -------
+    str
+    """
     return REASON_FAMILIES.get(kind, str)(reason)
 
 
 def count_reasons(kind: str, rejects: Sequence[dict]) -> Counter:
-    """Rejects counted by reason family (each reject a dict with a ``reason``)."""
+    """Rejects counted by reason family.
+
+    Parameters
+    ----------
+    kind : str
+        The store kind whose reason families apply.
+    rejects : sequence of dict
+        Each with a ``reason``.
+
+    Returns
+    -------
+    collections.Counter
+    """
     return Counter(reason_family(kind, item["reason"]) for item in rejects)
 
 
@@ -69,6 +101,17 @@ def check_accounting(read: int, stored: int, rejected: int, what: str = "rows") 
 
     The store would otherwise claim rows it does not hold (or hold rows it
     never read), so the ingest refuses to commit it.
+
+    Parameters
+    ----------
+    read, stored, rejected : int
+    what : str, default "rows"
+        The unit, for the message.
+
+    Raises
+    ------
+    RuntimeError
+        The counts do not add up.
     """
     if read != stored + rejected:
         raise RuntimeError(f"bigdl internal error: {what} read ({read}) != stored ({stored}) "
@@ -93,6 +136,11 @@ def account(results: Sequence[dict], *, expected: int | None = None, what: str =
     dict
         ``read``, ``stored``, ``rejected`` and ``reasons`` (family -> count).
 
+    Raises
+    ------
+    RuntimeError
+        The counts do not add up, or differ from ``expected`` (a bug, not a user error).
+
     Examples
     --------
     >>> from collections import Counter
@@ -112,14 +160,15 @@ def account(results: Sequence[dict], *, expected: int | None = None, what: str =
 
 
 # ---------------------------------------------------------------- chunk jobs and writes
-def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
+def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
+               ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
     """For each store chunk, the ``(piece id, from, to)`` staged row ranges it holds.
 
     Parameters
     ----------
     counts : sequence of int
         Rows of each staged piece (a block, a batch, a segment), in store order.
-    chunk_rows : int
+    rows_per_chunk : int
         Rows per store chunk.
     ids : sequence, optional
         The id of each piece (its staging file number); default: its position.
@@ -128,20 +177,20 @@ def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = No
     -------
     list of (int, list of tuple)
         ``(first row of the chunk, pieces)`` per chunk; every chunk but the
-        last holds exactly ``chunk_rows`` rows, so each write task writes one
+        last holds exactly ``rows_per_chunk`` rows, so each write task writes one
         whole aligned chunk.
 
     Examples
     --------
-    >>> chunk_jobs([3, 0, 4], chunk_rows=5)
+    >>> chunk_jobs([3, 0, 4], rows_per_chunk=5)
     [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
     """
     ids = list(range(len(counts))) if ids is None else list(ids)
     starts = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
     n_rows = int(starts[-1])
     jobs = []
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
+    for start in range(0, n_rows, rows_per_chunk):
+        stop = min(start + rows_per_chunk, n_rows)
         pieces = []
         first = int(np.searchsorted(starts, start, side="right") - 1)
         for number in range(first, len(counts)):
@@ -158,9 +207,23 @@ def chunk_jobs(counts: Sequence[int], chunk_rows: int, ids: Sequence | None = No
 def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Write one whole store chunk of every array in ``arrays``; return its rows per split.
 
-    Runs inside a write task.  The returned ``np.bincount`` of the chunk's
-    ``split`` is what the store's ``chunk_split_counts`` attribute holds (and
-    what the dashboard counts as rows stored).
+    Runs inside a write task.
+
+    Parameters
+    ----------
+    root : str
+        The (temporary) store.
+    start : int
+        The chunk's first row.
+    arrays : dict of str to numpy.ndarray
+        The chunk's values of each array (``X``, ``split``, ...).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (3,)
+        The ``np.bincount`` of the chunk's ``split``: what the store's
+        ``chunk_split_counts`` attribute holds (and what the dashboard counts
+        as rows stored).
     """
     import zarr
 
@@ -174,7 +237,25 @@ def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndar
 
 # ---------------------------------------------------------------- rejects
 def empty_message(source, accounting: dict, examples: list[str], hint: str = "", what: str = "rows") -> str:
-    """Why an ingest would store nothing: no row at all, or every row rejected (with the first few)."""
+    """Why an ingest would store nothing: no row at all, or every row rejected (with the first few).
+
+    Parameters
+    ----------
+    source : str, path or list
+        The input, for the message.
+    accounting : dict
+        ``read`` and ``reasons``.
+    examples : list of str
+        The first rejects as text.
+    hint : str, optional
+        Advice appended to the message.
+    what : str, default "rows"
+        The unit.
+
+    Returns
+    -------
+    str
+    """
     if accounting["read"] == 0:
         return f"The input {source!r} holds no data {what}."
     reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
@@ -183,7 +264,17 @@ def empty_message(source, accounting: dict, examples: list[str], hint: str = "",
 
 
 def public_empty_message(accounting: dict) -> str:
-    """:func:`empty_message` for the dashboard: the counts and reason families, no rejected row's text."""
+    """:func:`empty_message` for the dashboard: the counts and reason families, no rejected row's text.
+
+    Parameters
+    ----------
+    accounting : dict
+        ``read`` and ``reasons``.
+
+    Returns
+    -------
+    str
+    """
     if accounting["read"] == 0:
         return "The input holds no data."
     reasons = ", ".join(f"{count} x {reason}" for reason, count in accounting["reasons"].items())
@@ -194,7 +285,22 @@ REJECT_TYPES = {"row": "int64", "record": "int64", "line": "Int64", "class": "in
 
 
 def write_rejects_part(root: str | os.PathLike, name: str, frame: pd.DataFrame) -> int:
-    """Write ``frame`` as ``<store>/rejects/<name>.parquet`` (creating the folder); return its rows."""
+    """Write ``frame`` as ``<store>/rejects/<name>.parquet`` (creating the folder).
+
+    Parameters
+    ----------
+    root : str or path
+        The (temporary) store.
+    name : str
+        The part's name, without suffix.
+    frame : pandas.DataFrame
+        The rejects: ``source``, ``row`` or ``record``, ``line``, ``raw``, ``reason``...
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
     folder = Path(root) / "rejects"
     folder.mkdir(exist_ok=True)
     types = {column: dtype for column, dtype in REJECT_TYPES.items() if column in frame.columns}
@@ -220,7 +326,7 @@ class IngestSteps:
         A short name of the source, for progress bars.
     read_stage : str
         Name of the read stage on progress bars and the dashboard.
-    chunk_rows : int
+    rows_per_chunk : int
         Rows per store chunk (set by :meth:`fit` at the latest).
     compression : str
         Blosc codec of the arrays, recorded in the store's attributes.
@@ -232,54 +338,163 @@ class IngestSteps:
     inputs: tuple = ()
     name: str = ""
     read_stage: str = "read"
-    chunk_rows: int = 0
+    rows_per_chunk: int = 0
     compression: str = "lz4"
     read_task: Callable = None
     write_task: Callable = None
 
     def prepare(self, staging: Path) -> None:
-        """Before reading: e.g. copy sources tasks cannot read in place into ``staging``."""
+        """Before reading: e.g. copy sources tasks cannot read in place into ``staging``.
+
+        Parameters
+        ----------
+        staging : path
+            The staging folder inside the temporary store.
+        """
 
     def read_jobs(self, staging: str) -> list[tuple]:
-        """The arguments of each read task (one per input block)."""
+        """The arguments of each read task (one per input block).
+
+        Parameters
+        ----------
+        staging : str
+            The staging folder.
+
+        Returns
+        -------
+        list of tuple
+        """
         raise NotImplementedError
 
     def account(self, read_results: list[dict]) -> dict:
-        """Row accounting of the read results (see :func:`account`)."""
+        """Row accounting of the read results (see :func:`account`).
+
+        Parameters
+        ----------
+        read_results : list of dict
+            The read tasks' results.
+
+        Returns
+        -------
+        dict
+            ``read``, ``stored``, ``rejected`` and ``reasons``.
+        """
         return account(read_results)
 
     def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
-        """Why nothing would be stored (every row rejected, or no row read)."""
+        """Why nothing would be stored (every row rejected, or no row read).
+
+        Parameters
+        ----------
+        accounting : dict
+        read_results : list of dict
+        staging : path
+            Where the staged rejects are, for examples.
+
+        Returns
+        -------
+        str
+        """
         raise NotImplementedError
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
-        """Learn what the write tasks need (preprocessing, statistics) from the read results."""
+        """Learn what the write tasks need (preprocessing, statistics) from the read results.
+
+        Parameters
+        ----------
+        read_results : list of dict
+        accounting : dict
+        """
 
     def extra_stages(self, run: Callable, staging: str, read_results: list[dict], accounting: dict) -> dict:
-        """Stages between fit and write (sequences sort); return the accounting, updated if rows left.
+        """Stages between fit and write (sequences sort).
 
-        ``run(stage, task, jobs)`` runs one task per job like the skeleton's own stages.
+        Parameters
+        ----------
+        run : callable
+            ``run(stage, task, jobs)`` runs one task per job like the skeleton's own stages.
+        staging : str
+        read_results : list of dict
+        accounting : dict
+
+        Returns
+        -------
+        dict
+            The accounting, updated if rows left ``stored`` for ``rejected``.
         """
         return accounting
 
     def pieces(self, read_results: list[dict]) -> tuple[list, list[int]]:
-        """The staged pieces in store order: their ids and row counts (default: the read blocks)."""
+        """The staged pieces in store order (default: the read blocks).
+
+        Parameters
+        ----------
+        read_results : list of dict
+
+        Returns
+        -------
+        (list, list of int)
+            The pieces' ids and their row counts.
+        """
         return list(range(len(read_results))), [int(result["n_valid"]) for result in read_results]
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
-        """Create the store's empty arrays for ``n_rows`` rows of ``chunk_rows``."""
+        """Create the store's empty arrays for ``n_rows`` rows, in chunks of ``rows_per_chunk`` rows.
+
+        Parameters
+        ----------
+        root : path
+            The temporary store.
+        n_rows : int
+        """
         raise NotImplementedError
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
-        """The arguments of the write task of the chunk starting at ``start``."""
+        """The arguments of the write task of the chunk starting at ``start``.
+
+        Parameters
+        ----------
+        root : str
+            The temporary store.
+        staging : str
+        start : int
+            The chunk's first row.
+        pieces : list of tuple
+            ``(piece id, from, to)``: the staged rows the chunk holds (see :func:`chunk_jobs`).
+
+        Returns
+        -------
+        tuple
+        """
         raise NotImplementedError
 
     def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict,
                       run: Callable) -> None:
-        """Write ``<store>/rejects/*.parquet``."""
+        """Write ``<store>/rejects/*.parquet``.
+
+        Parameters
+        ----------
+        root : path
+            The temporary store.
+        staging : path
+        read_results : list of dict
+        accounting : dict
+        run : callable
+            As for :meth:`extra_stages`.
+        """
 
     def attributes(self, accounting: dict) -> dict:
-        """The kind's own store attributes, passed to :func:`bigdl.store._write.finish_store`."""
+        """The kind's own store attributes, passed to :func:`bigdl.store._write.finish_store`.
+
+        Parameters
+        ----------
+        accounting : dict
+            The final row accounting.
+
+        Returns
+        -------
+        dict
+        """
         raise NotImplementedError
 
 
@@ -299,6 +514,15 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
     Returns
     -------
     Dataset
+
+    Raises
+    ------
+    EmptyResultError
+        Every row (or item) was rejected, or the input is empty.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
     """
     started = time.perf_counter()
 
@@ -324,7 +548,7 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         steps.create_arrays(temporary, int(sum(counts)))
         chunk_split_counts = run("write", steps.write_task,
                                  [steps.write_job(str(temporary), str(staging), start, pieces)
-                                  for start, pieces in chunk_jobs(counts, steps.chunk_rows, ids)])
+                                  for start, pieces in chunk_jobs(counts, steps.rows_per_chunk, ids)])
         steps.write_rejects(temporary, staging, read_results, accounting, run)
         shutil.rmtree(staging)
         attributes = steps.attributes(accounting)

@@ -18,22 +18,64 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
 from bigdl.ingest.sources import RawBlock, SourcePlan
 
-__all__ = ["RowSteps", "row_reason_family", "check_columns", "text_or_null", "rejected_rows", "stage_table",
-           "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
+__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "rejected_rows",
+           "stage_table", "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects",
+           "staged_examples"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+
+
+def _parse_bytes(text: str) -> int:
+    from dask.utils import parse_bytes
+
+    return parse_bytes(text)
+
+
+BLOCKSIZE = [Interval(int, 1, None), Predicate(lambda value: isinstance(value, str) and _parse_bytes(value) >= 1,
+                                               "a str of bytes such as '64MiB'"),
+             Hidden(Interval(float, 1, None))]  # a float count of bytes (64e6) has always been accepted
+
+
+def parse_blocksize(blocksize, owner: str) -> int:
+    """Bytes of input per read task, from a ``blocksize=`` parameter.
+
+    Parameters
+    ----------
+    blocksize : int or str
+        A number of bytes, or a size Dask parses (``"64MiB"``, ``"20KB"``).
+    owner : str
+        The ingest function, named in the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+        Not a size, or less than one byte.
+    """
+    check_params(owner, {"blocksize": blocksize}, {"blocksize": BLOCKSIZE})
+    return _parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
 
 
 class RowSteps(IngestSteps):
     """The steps every kind reading planned row blocks shares: read jobs, block offsets, rejects, empty message.
 
-    Subclasses pass the plan and what their read task needs besides the
-    block (``read_spec``: a tabular schema, a sequence column spec), and set
-    ``empty_hint``, the advice when every row was rejected.
+    Subclasses set ``empty_hint``, the advice when every row was rejected.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input blocks.
+    read_spec : object
+        What the kind's read task needs besides the block: a tabular schema,
+        a sequence column spec.
     """
 
     empty_hint = ""
@@ -61,7 +103,16 @@ class RowSteps(IngestSteps):
 
 
 def row_reason_family(reason: str) -> str:
-    """``"column 'x': 'abc' is not a number"`` -> ``"column 'x': not a number"``, for counting."""
+    """``"column 'x': 'abc' is not a number"`` -> ``"column 'x': not a number"``, for counting.
+
+    Parameters
+    ----------
+    reason : str
+
+    Returns
+    -------
+    str
+    """
     head, _, tail = reason.partition(": ")
     if " is not " in tail:
         return f"{head}: not {tail.rsplit(' is not ', 1)[1]}"
@@ -73,7 +124,21 @@ def row_reason_family(reason: str) -> str:
 
 
 def check_columns(names, columns, parameter: str) -> None:
-    """Refuse column ``names`` given in ``parameter=`` that are not among ``columns``, with close matches."""
+    """Refuse column ``names`` given in ``parameter=`` that are not among ``columns``, with close matches.
+
+    Parameters
+    ----------
+    names : list of str
+    columns : list of str
+        The columns of the data.
+    parameter : str
+        The parameter that named them, for the message.
+
+    Raises
+    ------
+    SchemaError
+        Naming the unknown columns, the columns found and close matches.
+    """
     unknown = [name for name in names if name not in columns]
     if unknown:
         hints = {name: difflib.get_close_matches(name, columns, n=1) for name in unknown}
@@ -85,7 +150,16 @@ def check_columns(names, columns, parameter: str) -> None:
 
 
 def text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A text column with empty strings as missing (the same in every input format)."""
+    """A text column with empty strings as missing (the same in every input format).
+
+    Parameters
+    ----------
+    column : pyarrow.ChunkedArray
+
+    Returns
+    -------
+    pyarrow.ChunkedArray of string
+    """
     import pyarrow.compute as pc
 
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -98,9 +172,21 @@ def text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
     """The rejects of a parsed block: rows the parser refused, then the ``bad`` rows with their ``reasons``.
 
-    Each reject has its block-local ``record``, its ``line`` in the block and
-    its ``raw`` text; Parquet and SQL rows have no text, so their values are
-    quoted as JSON instead.  Sorted by record.
+    Parameters
+    ----------
+    raw : RawBlock
+        The parsed block.
+    bad : numpy.ndarray of bool
+        The parsed rows refused by validation.
+    reasons : list of str
+        The reason of each parsed row (read where ``bad``).
+
+    Returns
+    -------
+    list of dict
+        Each with its block-local ``record``, its ``line`` in the block and
+        its ``raw`` text (Parquet and SQL rows have no text: their values
+        quoted as JSON), sorted by record.
     """
     rejects = []
     for item in raw.rejects:  # rows that could not even be parsed
@@ -118,27 +204,63 @@ def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
 
 
 def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
-    """Stage a block's valid rows as Arrow IPC (memory-mapped by the later tasks)."""
+    """Stage a block's valid rows as Arrow IPC (memory-mapped by the later tasks).
+
+    Parameters
+    ----------
+    staging : str
+    block_index : int
+    table : pyarrow.Table
+    """
     with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
 
 
 def read_staged(staging: str, block_index: int) -> pa.Table:
-    """The staged rows of one block."""
+    """The staged rows of one block.
+
+    Parameters
+    ----------
+    staging : str
+    block_index : int
+
+    Returns
+    -------
+    pyarrow.Table
+    """
     source = pa.memory_map(os.path.join(staging, f"block-{block_index:06d}.arrow"), "r")
     return pa.ipc.open_file(source).read_all()
 
 
 def stage_rejects(staging: str, block_index: int, rejects: list[dict]) -> None:
-    """Stage a block's rejects (block-local records and lines) until every block's offsets are known."""
+    """Stage a block's rejects (block-local records and lines) until every block's offsets are known.
+
+    Parameters
+    ----------
+    staging : str
+    block_index : int
+    rejects : list of dict
+    """
     if rejects:
         pd.DataFrame(rejects, columns=STAGED_REJECT_COLUMNS).to_parquet(
             os.path.join(staging, f"rejects-{block_index:06d}.parquet"), index=False)
 
 
 def block_offsets(plan: SourcePlan, results: list[dict]) -> list[dict]:
-    """Per block, the records before it in the whole input and in its file, and the lines before it in its file."""
+    """Per block, the records before it in the whole input and in its file, and the lines before it in its file.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+    results : list of dict
+        The read tasks' results (``n_records``, ``n_physical``), in block order.
+
+    Returns
+    -------
+    list of dict
+        ``global_record``, ``file_record`` and ``file_line`` per block.
+    """
     offsets = []
     global_records = 0
     file_records: dict[str, int] = {}
@@ -153,7 +275,24 @@ def block_offsets(plan: SourcePlan, results: list[dict]) -> list[dict]:
 
 
 def rejects_task(staging: str, destination: str, block_index: int, source: str, offsets: dict) -> int:
-    """Renumber one block's staged rejects within their file and write them to the store's rejects."""
+    """Renumber one block's staged rejects within their file and write them to the store's rejects.
+
+    Parameters
+    ----------
+    staging : str
+    destination : str
+        The temporary store.
+    block_index : int
+    source : str
+        The block's file.
+    offsets : dict
+        The block's :func:`block_offsets` entry.
+
+    Returns
+    -------
+    int
+        Rejects written.
+    """
     frame = pd.read_parquet(os.path.join(staging, f"rejects-{block_index:06d}.parquet"))
     out = pd.DataFrame({
         "source": source,
@@ -167,7 +306,20 @@ def rejects_task(staging: str, destination: str, block_index: int, source: str, 
 
 def write_block_rejects(root: Path, staging: Path, plan: SourcePlan, read_results: list[dict], offsets: list[dict],
                         run) -> None:
-    """One rejects task per block that rejected rows."""
+    """One rejects task per block that rejected rows.
+
+    Parameters
+    ----------
+    root : path
+        The temporary store.
+    staging : path
+    plan : SourcePlan
+    read_results : list of dict
+    offsets : list of dict
+        :func:`block_offsets`.
+    run : callable
+        ``run(stage, task, jobs)``.
+    """
     jobs = [(str(staging), str(root), block.index, block.path, block_offset)
             for block, result, block_offset in zip(plan.blocks, read_results, offsets) if result["n_rejected"]]
     if jobs:
@@ -175,7 +327,17 @@ def write_block_rejects(root: Path, staging: Path, plan: SourcePlan, read_result
 
 
 def staged_examples(staging: Path, limit: int = 3) -> list[str]:
-    """The first staged rejects as text, for :func:`bigdl.ingest._pipeline.empty_message`."""
+    """The first staged rejects as text, for :func:`bigdl.ingest._pipeline.empty_message`.
+
+    Parameters
+    ----------
+    staging : path
+    limit : int, default 3
+
+    Returns
+    -------
+    list of str
+    """
     for part in sorted(Path(staging).glob("rejects-*.parquet"))[:1]:
         frame = pd.read_parquet(part).head(limit)
         return [f"line {row.line}: {row.reason} ({row.raw!r})" if pd.notna(row.line) else f"{row.reason} ({row.raw!r})"

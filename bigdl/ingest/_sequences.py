@@ -40,19 +40,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Interval, Options, check_params, parameter_error
 from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import SPLIT_CODES, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import SPLIT_CODES, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["sequences", "GAPS", "DUPLICATES"]
 
 GAPS = ("ffill", "interpolate", "reject")
 DUPLICATES = ("last", "first", "error")
+PARAMETERS = {"window": [Interval(int, 1, None)], "horizon": [Interval(int, 1, None)],
+              "stride": [Interval(int, 1, None)], "gaps": [Options(GAPS)], "duplicates": [Options(DUPLICATES)]}
 SAMPLE_PER_BLOCK = 4096
 _SERIES, _TIME, _RECORD, _BLOCK = "__series__", "__time__", "__record__", "__block__"
 EXTRA_ARRAYS = {"series": "int32", "position": "int64", "run": "int64"}
@@ -127,6 +130,23 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         ``time``, ``series``, ``position`` (step within its series), ``run``
         (contiguous run id: no gap inside), ``split`` and ``record`` arrays.
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every row was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Rows that cannot be used (a time or number that does not parse, a missing
@@ -143,13 +163,12 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     >>> for X, y in ChunkLoader(ds, "train", batch_size=64):                    # doctest: +SKIP
     ...     ...   # X: (64, 52, 1), y: (64, 4)
     """
-    from dask.utils import parse_bytes
-
-    _check_parameters(window=window, horizon=horizon, stride=stride, gaps=gaps, duplicates=duplicates,
-                      validation=validation, test=test, rows_per_chunk=rows_per_chunk)
-    blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
-    compressor(compression)
-    plan = plan_sources(source, format=format, table=table, blocksize=blocksize)
+    check_params("sequences", {"window": window, "horizon": horizon, "stride": stride, "gaps": gaps,
+                               "duplicates": duplicates}, PARAMETERS)
+    check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
+                           compression=compression, unit="steps")
+    blocksize = _rows.parse_blocksize(blocksize, "sequences")
+    plan = plan_sources(source, format=format, table=table, blocksize=blocksize, owner="sequences")
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format)
     steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
@@ -161,7 +180,23 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
 
 
 class SequenceSteps(_rows.RowSteps):
-    """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write."""
+    """The sequence steps of the ingest pipeline: read, fit the grid and segments, *sort*, write.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input blocks.
+    spec : dict
+        The resolved columns (time, values, series, targets, gaps...).
+    frequency, duplicates, scale, validation, test
+        As given to :func:`sequences`.
+    window : dict
+        The default window spec (``window``, ``horizon``, ``stride``).
+    rows_per_chunk : int or None
+        Steps per store chunk; None: about 16 MiB of arrays per chunk.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "sequence"
     empty_hint = "Check time=, values= and time_format=."
@@ -171,17 +206,39 @@ class SequenceSteps(_rows.RowSteps):
         super().__init__(plan, spec)
         self.spec, self.frequency, self.duplicates, self.scale = spec, frequency, duplicates, scale
         self.validation, self.test, self.window, self.compression = validation, test, window, compression
-        self.chunk_rows = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
+        self.rows_per_chunk = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
         self.read_task, self.write_task = _read_task, _write_task
         self.late_rejects: list[dict] = []
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
         self.step = _frequency(self.frequency, read_results, self.spec)
         self.series_stats = _merge_series(read_results)
-        self.segments = _plan_segments(self.series_stats, read_results, self.chunk_rows)
+        self.segments = _plan_segments(self.series_stats, read_results, self.rows_per_chunk)
 
     def extra_stages(self, run, staging: str, read_results: list[dict], accounting: dict) -> dict:
-        """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'."""
+        """The sort stage: one task per segment; rows rejected there leave 'stored' for 'rejected'.
+
+        Parameters
+        ----------
+        run : callable
+            ``run(stage, task, arguments)`` runs one task per argument tuple.
+        staging : str
+            The staging folder.
+        read_results : list of dict
+            The read tasks' results.
+        accounting : dict
+            The row accounting so far.
+
+        Returns
+        -------
+        dict
+            The accounting with the rows rejected while sorting moved to ``rejected``.
+
+        Raises
+        ------
+        EmptyResultError
+            Every row was rejected after sorting.
+        """
         offsets = [item["global_record"] for item in self.offsets]
         paths = [block.path for block in self.plan.blocks]
         sort_results = run("sort", _sort_task, [(staging, segment, self.spec, self.step, self.duplicates, offsets,
@@ -206,7 +263,7 @@ class SequenceSteps(_rows.RowSteps):
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         time_dtype = "int64" if self.spec["time_kind"] == "datetime" else "float64"
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(len(self.spec["values"]),),
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(len(self.spec["values"]),),
                       compression=self.compression, x_dimensions=("step", "channel"),
                       extra_arrays={"time": time_dtype, **EXTRA_ARRAYS})
 
@@ -246,19 +303,7 @@ def _reason_family(reason: str) -> str:
     return _rows.row_reason_family(reason)
 
 
-# ---------------------------------------------------------------- parameters and planning
-def _check_parameters(*, window, horizon, stride, gaps, duplicates, validation, test, rows_per_chunk) -> None:
-    for name, value in (("window", window), ("horizon", horizon), ("stride", stride)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise SchemaError(f"The '{name}' parameter of sequences must be an int >= 1; got {value!r}.")
-    if gaps not in GAPS:
-        raise SchemaError(f"The 'gaps' parameter of sequences must be one of {GAPS}; got {gaps!r}.")
-    if duplicates not in DUPLICATES:
-        raise SchemaError(f"The 'duplicates' parameter of sequences must be one of {DUPLICATES}; got {duplicates!r}.")
-    check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
-                           unit="steps")
-
-
+# ---------------------------------------------------------------- planning
 def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format) -> dict:
     columns = plan.columns
     if plan.format == "npy":
@@ -414,17 +459,17 @@ def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _frequency(frequency, results: list[dict], spec: dict):
     """The grid step in time units (ns for dates), given or the most common step."""
     if frequency is not None:
-        if spec["time_kind"] == "datetime":
-            try:
-                step = pd.Timedelta(frequency).value
-            except (ValueError, TypeError):
-                raise SchemaError(f"The 'frequency' parameter of sequences must be a fixed time delta such as "
-                                  f"'7D' or '1h' for a date/time column; got {frequency!r}.") from None
-        else:
-            step = float(frequency) if isinstance(frequency, (int, float)) and not isinstance(frequency, bool) \
-                else None
-        if step is None or not step > 0:
-            raise SchemaError(f"The 'frequency' parameter of sequences must be positive; got {frequency!r}.")
+        if spec["time_kind"] != "datetime":
+            check_params("sequences", {"frequency": frequency},
+                         {"frequency": [Interval(float, 0, None, closed="neither")]})
+            return float(frequency)
+        allowed = "a positive, fixed time delta such as '7D' or '1h' for a date/time column"
+        try:
+            step = pd.Timedelta(frequency).value
+        except (ValueError, TypeError):
+            raise parameter_error("sequences", "frequency", frequency, allowed) from None
+        if not step > 0:
+            raise parameter_error("sequences", "frequency", frequency, allowed)
         return step
     steps: Counter = Counter()
     for result in results:
@@ -471,13 +516,13 @@ def _channel_statistics(results: list[dict], n_channels: int, scale: bool) -> tu
     return [float(value) for value in mean], [float(value) for value in std]
 
 
-def _plan_segments(series_stats: dict, results: list[dict], chunk_rows: int) -> list[dict]:
-    """Cut each series into time ranges of about ``chunk_rows`` rows at quantiles of the sampled times."""
+def _plan_segments(series_stats: dict, results: list[dict], rows_per_chunk: int) -> list[dict]:
+    """Cut each series into time ranges of about ``rows_per_chunk`` rows at quantiles of the sampled times."""
     names = np.concatenate([result["sample"][0] for result in results]).astype(object)
     times = np.concatenate([result["sample"][1] for result in results])
     segments = []
     for code, (name, (count, low, high)) in enumerate(series_stats.items()):
-        pieces = math.ceil(count / chunk_rows)
+        pieces = math.ceil(count / rows_per_chunk)
         bounds: list = []
         if pieces > 1:
             sample = np.sort(times[names == name])
@@ -703,9 +748,21 @@ def _move_to_rejects(accounting: dict, late_rejects: list[dict]) -> dict:
 def fill_gaps(times: np.ndarray, values: np.ndarray, policy: str, before: list, after: list) -> np.ndarray:
     """Fill the NaNs of a segment's ``values`` (steps x channels) by ``policy``.
 
-    ``before`` and ``after`` hold, per channel, the (time, value) of the
-    nearest non-missing value in the previous and next segments of the same
-    series (or None), so the result does not depend on where segments end.
+    Parameters
+    ----------
+    times : numpy.ndarray
+        The segment's grid times.
+    values : numpy.ndarray of shape (steps, channels)
+    policy : {"ffill", "interpolate"}
+    before, after : list
+        Per channel, the (time, value) of the nearest non-missing value in the
+        previous and next segments of the same series (or None), so the result
+        does not depend on where segments end.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values`` with its gaps filled (a copy).
     """
     filled = values.copy()
     origin = times[0] if len(times) else 0

@@ -25,20 +25,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigdl._validation import Interval, Options, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import count_reasons, register_reason_family, run_ingest, write_chunk
 from bigdl.ingest.sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
 from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
 from bigdl.store._dataset import Dataset
-from bigdl.store._format import assign_split, check_split_parameters, compressor, rows_per_chunk_for
+from bigdl.store._format import TASKS, assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
 __all__ = ["tabular", "TabularSchema"]
 
 RECORD = "__record__"
 IMPUTE = ("mean", "median")
-TASKS = ("classification", "regression")
+PARAMETERS = {"impute": [Options(IMPUTE)], "task": [Options(TASKS), None], "max_categories": [Interval(int, 1, None)]}
 # An integer or integral target with at most this many distinct values in
 # the sample is taken as class labels.
 MAX_INFERRED_CLASSES = 50
@@ -59,6 +60,7 @@ class TabularSchema:
 
     @property
     def read_columns(self) -> list[str]:
+        """The columns read from the source: features, then the target and the key."""
         names = list(self.numeric) + list(self.categorical)
         for extra in (self.target, self.key):
             if extra is not None and extra not in names:
@@ -66,6 +68,13 @@ class TabularSchema:
         return names
 
     def read_types(self) -> dict[str, pa.DataType]:
+        """The Arrow type each read column is parsed as.
+
+        Returns
+        -------
+        dict of str to pyarrow.DataType
+            Numbers (and a regression target) as float64, text (categories, class labels, the key) as string.
+        """
         types = {name: pa.float64() for name in self.numeric}
         types.update({name: pa.string() for name in self.categorical})
         if self.target is not None:
@@ -146,6 +155,23 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     Dataset
         The store, opened.
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range or not among its options (named, with what is allowed).
+    SchemaError
+        Columns or options that do not fit the data.
+    SourceNotFoundError
+        No input matches ``source``.
+    SourceError
+        An input that cannot be read as asked.
+    EmptyResultError
+        Every row was rejected.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+    StorePathError
+        ``store`` is an input, lies inside one or contains one.
+
     Notes
     -----
     Rows that cannot be used (wrong number of fields, a value that is not a
@@ -160,14 +186,12 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     ...                           categorical=["carrier"], drop=["id"], test=0.2)   # doctest: +SKIP
     >>> print(ds.info())                                                           # doctest: +SKIP
     """
-    from dask.utils import parse_bytes
-
-    _check_parameters(impute=impute, task=task, validation=validation, test=test,
-                      max_categories=max_categories, rows_per_chunk=rows_per_chunk, seed=seed)
-    blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else int(blocksize)
-    compressor(compression)  # validate the name before any work
+    check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories}, PARAMETERS)
+    check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
+                           compression=compression)
+    blocksize = _rows.parse_blocksize(blocksize, "tabular")
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, encoding=encoding,
-                        delimiter=delimiter)
+                        delimiter=delimiter, owner="tabular")
     schema = resolve_schema(plan, target=target, categorical=categorical, numeric=numeric, drop=drop,
                             key=key, task=task, impute=impute, seed=seed)
     steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
@@ -177,7 +201,23 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
 
 
 class TabularSteps(_rows.RowSteps):
-    """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`)."""
+    """The tabular steps of the ingest pipeline (see :class:`bigdl.ingest._pipeline.IngestSteps`).
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input blocks.
+    schema : TabularSchema
+        The column roles and read types.
+    max_categories : int
+        Most frequent categories kept per categorical column.
+    rows_per_chunk : int or None
+        Rows per store chunk; None: about 16 MiB of ``X`` per chunk, decided once the features are known.
+    split_spec : dict
+        ``seed``, ``validation`` and ``test``.
+    compression : str
+        The store's codec name.
+    """
 
     kind = "tabular"
     empty_hint = "Check the columns, delimiter and target."
@@ -186,7 +226,7 @@ class TabularSteps(_rows.RowSteps):
                  split_spec: dict, compression: str):
         super().__init__(plan, schema)
         self.schema, self.split_spec, self.compression = schema, split_spec, compression
-        self.max_categories, self.rows_per_chunk = max_categories, rows_per_chunk
+        self.max_categories, self.requested_rows_per_chunk = max_categories, rows_per_chunk
         self.read_task, self.write_task = _read_task, _write_task
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
@@ -199,12 +239,12 @@ class TabularSteps(_rows.RowSteps):
             task=schema.task, impute=schema.impute, max_categories=self.max_categories,
             target_type=schema.target_type,
         )
-        self.chunk_rows = self.rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
+        self.rows_per_chunk = self.requested_rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         schema = self.schema
         y_dtype = None if schema.target is None else ("int64" if schema.task == "classification" else "float32")
-        create_arrays(root, n_rows, self.chunk_rows, x_shape=(self.preprocessor.n_features_in_,), y_dtype=y_dtype,
+        create_arrays(root, n_rows, self.rows_per_chunk, x_shape=(self.preprocessor.n_features_in_,), y_dtype=y_dtype,
                       compression=self.compression)
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
@@ -223,18 +263,26 @@ class TabularSteps(_rows.RowSteps):
 
 
 # ---------------------------------------------------------------- checks
-def _check_parameters(*, impute, task, validation, test, max_categories, rows_per_chunk, seed):
-    if impute not in IMPUTE:
-        raise SchemaError(f"The 'impute' parameter of tabular must be a str among {IMPUTE}; got {impute!r}.")
-    if task is not None and task not in TASKS:
-        raise SchemaError(f"The 'task' parameter of tabular must be a str among {TASKS} or None; got {task!r}.")
-    check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk)
-    if not isinstance(max_categories, int) or max_categories < 1:
-        raise SchemaError(f"The 'max_categories' parameter of tabular must be an int >= 1; got {max_categories!r}.")
-
-
 def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed) -> TabularSchema:
-    """Decide each column's role from the parameters and a typed sample."""
+    """Decide each column's role from the parameters and a typed sample.
+
+    Parameters
+    ----------
+    plan : SourcePlan
+        The planned input (its columns and a typed sample).
+    target, categorical, numeric, drop, key, task, impute, seed
+        As given to :func:`tabular`.
+
+    Returns
+    -------
+    TabularSchema
+
+    Raises
+    ------
+    SchemaError
+        An unknown column, a column given two roles, no feature left, a
+        date column not dropped, or a ``task`` the target cannot have.
+    """
     columns = plan.columns
     if target is not None and target not in columns:
         match = difflib.get_close_matches(target, columns, n=1)
@@ -354,7 +402,21 @@ register_reason_family("tabular")(_rows.row_reason_family)
 
 
 def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Table, np.ndarray, list[dict]]:
-    """Coerce a parsed block to the schema's types; move rows that do not fit to rejects."""
+    """Coerce a parsed block to the schema's types; move rows that do not fit to rejects.
+
+    Parameters
+    ----------
+    raw : RawBlock
+        The parsed block and its own rejects.
+    schema : TabularSchema
+    block : Block
+        Where the block comes from (for the rejects).
+
+    Returns
+    -------
+    (pyarrow.Table, numpy.ndarray, list of dict)
+        The valid rows, their records, and the rejected rows with their reasons.
+    """
     import pyarrow.compute as pc
 
     table = raw.table

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bigdl._validation import Hidden, Interval, Options, Predicate, check_params
 from bigdl.errors import SchemaError
 
 __all__ = ["Augment", "resolve_augment"]
@@ -36,6 +37,11 @@ class Augment:
     flip : bool, default True
         Mirror each image left-right with probability 1/2.
 
+    Raises
+    ------
+    ParameterError
+        ``crop`` is not an int >= 0 or ``flip`` not a bool.
+
     Examples
     --------
     >>> loader = ChunkLoader(ds, "train", augment=Augment(crop=2, flip=False))  # doctest: +SKIP
@@ -43,10 +49,7 @@ class Augment:
     """
 
     def __init__(self, crop: int = DEFAULT_CROP, flip: bool = True):
-        if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 0:
-            raise SchemaError(f"The 'crop' parameter of Augment must be an int >= 0 (pixels); got {crop!r}.")
-        if not isinstance(flip, bool):
-            raise SchemaError(f"The 'flip' parameter of Augment must be True or False; got {flip!r}.")
+        check_params("Augment", {"crop": crop, "flip": flip}, {"crop": [Interval(int, 0, None)], "flip": [bool]})
         self.crop = int(crop)
         self.flip = flip
 
@@ -76,20 +79,44 @@ class Augment:
         return f"Augment(crop={self.crop}, flip={self.flip})"
 
 
+def _spec_parts(spec: str) -> list[str]:
+    return [part.strip() for part in spec.split("+") if part.strip()]
+
+
+AUGMENT = [None, Predicate(lambda spec: isinstance(spec, str) and bool(_spec_parts(spec))
+                           and all(part in NAMES for part in _spec_parts(spec)),
+                           "a str such as 'crop', 'flip' or 'crop+flip'"),
+           Augment, Hidden(Options([False]))]
+
+
 def resolve_augment(augment, view) -> Augment | None:
-    """The :class:`Augment` for a loader's ``augment=`` (None, a spec such as ``"crop+flip"``, or an Augment)."""
+    """The :class:`Augment` for a loader's ``augment=``.
+
+    Parameters
+    ----------
+    augment : None, str or Augment
+        None (or False): no augmentation; ``"crop"``, ``"flip"`` or
+        ``"crop+flip"``: those with their defaults; or an :class:`Augment`.
+    view : SampleView
+        The loader's store view; only image stores take augmentation.
+
+    Returns
+    -------
+    Augment or None
+
+    Raises
+    ------
+    ParameterError
+        ``augment`` is none of these.
+    SchemaError
+        Augmentation asked of a store that is not an image store.
+    """
+    check_params("ChunkLoader", {"augment": augment}, {"augment": AUGMENT})
     if augment is None or augment is False:
         return None
     if isinstance(augment, str):
-        parts = [part.strip() for part in augment.split("+") if part.strip()]
-        unknown = [part for part in parts if part not in NAMES]
-        if unknown or not parts:
-            raise SchemaError(f"The 'augment' parameter of ChunkLoader takes 'crop', 'flip' or 'crop+flip' (or an "
-                              f"Augment); got {augment!r}.")
+        parts = _spec_parts(augment)
         augment = Augment(crop=DEFAULT_CROP if "crop" in parts else 0, flip="flip" in parts)
-    if not isinstance(augment, Augment):
-        raise SchemaError(f"The 'augment' parameter of ChunkLoader must be None, a string such as 'crop+flip', or "
-                          f"a bigdl.loaders.Augment; got {type(augment).__name__}.")
     if not view.augmentable:
         raise SchemaError(f"augment= applies to image stores; this store is of kind {view.kind!r}.")
     return augment

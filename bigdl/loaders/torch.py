@@ -28,12 +28,18 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
         "bigdl.loaders.torch needs PyTorch: pip install torch==2.13.0 (the CPU wheel), then retry."
     ) from error
 
-from bigdl.errors import EmptyResultError, SchemaError
+from bigdl._validation import Interval, Options, check_params
+from bigdl.errors import EmptyResultError, ParameterError
 from bigdl.loaders._augment import resolve_augment
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import SPLIT_CODES
+from bigdl.store.kinds._base import SPLITS
 
 __all__ = ["ChunkLoader"]
+
+PARAMETERS = {"split": [Options(SPLITS)], "batch_size": [Interval(int, 1, None)],
+              "buffer_chunks": [Interval(int, 1, None)], "prefetch": [Interval(int, 0, None)],
+              "threads": [Interval(int, 1, None)], "world_size": [Interval(int, 1, None)],
+              "rank": [Interval(int, 0, None)], "transform": [callable, None]}
 
 
 class ChunkLoader(IterableDataset):
@@ -72,6 +78,18 @@ class ChunkLoader(IterableDataset):
         ``seed``, epoch, rank and worker, so runs repeat exactly.
     device : str or torch.device, optional
         Move batches there (pinned memory and non-blocking copies on CUDA).
+    window, horizon, stride : int, optional
+        Sequence stores only: override the store's window spec (input steps,
+        forecast steps, steps between window starts); None keeps it.
+
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range (``batch_size``, ``rank``...) or an unknown ``split``.
+    SchemaError
+        Windows or augmentation asked of a store of another kind.
+    EmptyResultError
+        The split holds no samples.
 
     Notes
     -----
@@ -94,17 +112,12 @@ class ChunkLoader(IterableDataset):
                  horizon: int | None = None, stride: int | None = None):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
-        if split not in SPLIT_CODES and split != "all":
-            raise SchemaError(
-                f"The 'split' parameter of ChunkLoader must be one of {sorted(SPLIT_CODES) + ['all']}; got {split!r}."
-            )
-        for name, value, minimum in (("batch_size", batch_size, 1), ("buffer_chunks", buffer_chunks, 1),
-                                     ("prefetch", prefetch, 0), ("threads", threads, 1),
-                                     ("world_size", world_size, 1), ("rank", rank, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise SchemaError(f"The '{name}' parameter of ChunkLoader must be an int >= {minimum}; got {value!r}.")
+        check_params("ChunkLoader", {"split": split, "batch_size": batch_size, "buffer_chunks": buffer_chunks,
+                                     "prefetch": prefetch, "threads": threads, "world_size": world_size,
+                                     "rank": rank, "transform": transform}, PARAMETERS)
         if rank >= world_size:
-            raise SchemaError(f"ChunkLoader: rank {rank} must be smaller than world_size {world_size}.")
+            raise ParameterError(f"The 'rank' parameter of ChunkLoader must be smaller than world_size "
+                                 f"({world_size}). Got {rank!r} instead.")
         self.path = str(dataset.path)
         self.kind = dataset.kind
         self.split = split
@@ -120,7 +133,7 @@ class ChunkLoader(IterableDataset):
         self.device = torch.device(device) if device is not None else None
         self.transform = transform
         # The store kind decides what a sample is (rows, windows) and what a model sees (normalised images).
-        self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride)
+        self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride, owner="ChunkLoader")
         self.augment = resolve_augment(augment, self.view)
         self.has_target = self.view.has_target
         self.task = dataset.task
@@ -135,14 +148,32 @@ class ChunkLoader(IterableDataset):
 
     # -- epochs and state ---------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle order of ``epoch`` for the next pass."""
+        """Use the shuffle order of ``epoch`` for the next pass.
+
+        Parameters
+        ----------
+        epoch : int
+        """
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict:
-        """What a checkpoint needs to resume the same sequence of epochs."""
+        """What a checkpoint needs to resume the same sequence of epochs.
+
+        Returns
+        -------
+        dict
+            ``epoch`` and ``seed``.
+        """
         return {"epoch": self.epoch, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`: the same seed, at its epoch.
+
+        Parameters
+        ----------
+        state : dict
+            ``epoch`` and ``seed``.
+        """
         self.epoch = int(state["epoch"])
         self.seed = int(state["seed"])
 

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from bigdl.errors import SchemaError
+from bigdl._validation import Interval, Options, Predicate, check_params
+from bigdl.errors import ParameterError
 
 __all__ = ["MLP", "CNN", "StackedLSTM"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "identity": nn.Identity}
 
 
-def _activation(name: str, owner: str) -> type[nn.Module]:
-    if name not in ACTIVATIONS:
-        raise SchemaError(
-            f"The 'activation' parameter of {owner} must be a str among {sorted(ACTIVATIONS)}; got {name!r}."
-        )
-    return ACTIVATIONS[name]
+_SIZE = Interval(int, 1, None)
+_DROPOUT = Interval(float, 0, 1, closed="left")
+_WIDTHS = Predicate(lambda widths: isinstance(widths, list) and all(_SIZE.is_satisfied_by(width) for width in widths),
+                    "a sequence of ints in the range [1, inf)")
+PARAMETERS = {
+    "in_features": [_SIZE], "out_features": [_SIZE], "hidden": [_WIDTHS], "activation": [Options(ACTIVATIONS)],
+    "dropout": [_DROPOUT], "in_channels": [_SIZE], "n_classes": [_SIZE], "variant": [Options(("classic", "deep"))],
+    "input_size": [_SIZE], "layers": [_SIZE], "horizon": [_SIZE],
+}
 
 
-def _positive(value, name: str, owner: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SchemaError(f"The '{name}' parameter of {owner} must be a positive int; got {value!r}.")
-    return value
+def _widths(hidden):
+    """``hidden`` as a list to check (an iterator is read once), or as given if it is no sequence."""
+    return list(hidden) if isinstance(hidden, Iterable) and not isinstance(hidden, (str, bytes)) else hidden
 
 
 class MLP(nn.Module):
@@ -47,6 +51,11 @@ class MLP(nn.Module):
     dropout : float, default 0.0
         Dropout after each hidden activation.
 
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, an unknown activation, or a dropout outside [0, 1).
+
     Examples
     --------
     >>> MLP(2, [3], 1)
@@ -56,12 +65,12 @@ class MLP(nn.Module):
     def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), out_features: int = 1,
                  activation: str = "relu", dropout: float = 0.0):
         super().__init__()
-        self.in_features = _positive(in_features, "in_features", "MLP")
-        self.out_features = _positive(out_features, "out_features", "MLP")
-        self.hidden = [_positive(width, "hidden", "MLP") for width in hidden]
-        if not 0.0 <= dropout < 1.0:
-            raise SchemaError(f"The 'dropout' parameter of MLP must be in [0, 1); got {dropout!r}.")
-        act = _activation(activation, "MLP")
+        hidden = _widths(hidden)
+        check_params("MLP", {"in_features": in_features, "hidden": hidden, "out_features": out_features,
+                             "activation": activation, "dropout": dropout}, PARAMETERS)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.hidden = [int(width) for width in hidden]
+        act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
         width = in_features
         for size in self.hidden:
@@ -73,6 +82,16 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs (logits or values) of a batch; inputs are flattened after the batch axis.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, in_features) or (batch, ...)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, out_features)
+        """
         return self.layers(x.flatten(1))
 
     def __repr__(self) -> str:
@@ -94,18 +113,22 @@ class CNN(nn.Module):
     image_size : (int, int)
         Height and width of the stored images.
     variant : {"classic", "deep"}, default "classic"
+
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, an unknown variant, or an image_size too small for the variant.
     """
 
     def __init__(self, in_channels: int, n_classes: int, image_size: tuple[int, int] = (28, 28),
                  variant: str = "classic"):
         super().__init__()
-        _positive(in_channels, "in_channels", "CNN")
-        _positive(n_classes, "n_classes", "CNN")
+        check_params("CNN", {"in_channels": in_channels, "n_classes": n_classes, "variant": variant}, PARAMETERS)
         height, width = image_size
-        smallest = {"classic": 6, "deep": 4}.get(variant)
-        if smallest is not None and (height < smallest or width < smallest):
-            raise SchemaError(f"CNN: image_size {image_size} is too small for variant {variant!r} "
-                              f"(at least {smallest} x {smallest}).")
+        smallest = {"classic": 6, "deep": 4}[variant]
+        if height < smallest or width < smallest:
+            raise ParameterError(f"The 'image_size' parameter of CNN is too small for variant {variant!r}: it must "
+                                 f"be at least ({smallest}, {smallest}). Got {image_size!r} instead.")
         if variant == "classic":
             self.features = nn.Sequential(
                 nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
@@ -115,7 +138,7 @@ class CNN(nn.Module):
             flat = 64 * ((height - 4) // 2) * ((width - 4) // 2)
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5),
                                       nn.Linear(128, n_classes))
-        elif variant == "deep":
+        else:  # "deep"
             self.features = nn.Sequential(
                 nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -123,11 +146,19 @@ class CNN(nn.Module):
             )
             flat = 64 * (height // 4) * (width // 4)
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(), nn.Linear(64, n_classes))
-        else:
-            raise SchemaError(f"The 'variant' parameter of CNN must be 'classic' or 'deep'; got {variant!r}.")
         self.in_channels, self.n_classes, self.image_size, self.variant = in_channels, n_classes, image_size, variant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, in_channels, height, width)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_classes)
+        """
         return self.head(self.features(x))
 
 
@@ -157,17 +188,20 @@ class StackedLSTM(nn.Module):
         The input channels the outputs forecast, with ``residual=True``
         (default ``0 .. out_features - 1``; a sequence store's targets are
         ``[ds.feature_names.index(name) for name in ds.window["targets"]]``).
+
+    Raises
+    ------
+    ParameterError
+        A size that is not an int >= 1, a dropout outside [0, 1), or target_channels that do not fit.
     """
 
     def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
                  horizon: int = 1, dropout: float = 0.0, residual: bool = False,
                  target_channels: list[int] | None = None):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden", hidden), ("layers", layers),
-                            ("out_features", out_features), ("horizon", horizon)):
-            _positive(value, name, "StackedLSTM")
-        if not 0.0 <= dropout < 1.0:
-            raise SchemaError(f"The 'dropout' parameter of StackedLSTM must be in [0, 1); got {dropout!r}.")
+        check_params("StackedLSTM", {"input_size": input_size, "hidden": hidden, "layers": layers,
+                                     "out_features": out_features, "horizon": horizon, "dropout": dropout},
+                     {**PARAMETERS, "hidden": [_SIZE]})  # one width: every layer's units
         self.lstm = nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, horizon * out_features)
@@ -175,11 +209,21 @@ class StackedLSTM(nn.Module):
         channels = list(range(out_features)) if target_channels is None else [int(c) for c in target_channels]
         if (residual or target_channels is not None) and (
                 len(channels) != out_features or not all(0 <= c < input_size for c in channels)):
-            raise SchemaError(f"The 'target_channels' parameter of StackedLSTM must list {out_features} input "
-                              f"channels in [0, {input_size}); got {target_channels!r}.")
+            raise ParameterError(f"The 'target_channels' parameter of StackedLSTM must list {out_features} input "
+                                 f"channels in [0, {input_size}). Got {target_channels!r} instead.")
         self.residual, self.target_channels = bool(residual), channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast of a batch of windows.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, window, input_size)
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, horizon) for one output, else (batch, horizon, out_features)
+        """
         last = x[:, -1:, :]
         output, _ = self.lstm(x - last if self.residual else x)
         forecast = self.head(output[:, -1]).view(x.shape[0], self.horizon, self.out_features)

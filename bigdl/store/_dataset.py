@@ -41,7 +41,17 @@ class Dataset:
     """A store on disk: metadata, lazy dask arrays per split, and summaries.
 
     Nothing is read into memory until asked: ``X``, ``y`` and :meth:`arrays`
-    return dask arrays whose chunks are the store's chunks.
+    return dask arrays whose chunks are the store's chunks.  Made by
+    :func:`open_store` (``bigdl.open``), not directly.
+
+    Parameters
+    ----------
+    path : path
+        The store directory.
+    group : zarr.Group
+        Its Zarr group, opened read-only.
+    attrs : dict
+        Its group attributes.
     """
 
     def __init__(self, path: Path, group, attrs: dict):
@@ -85,18 +95,22 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
+        """Stored rows (a sequence store's steps; its windows are ``len(ds.arrays(split)[0])``)."""
         return int(self._group["X"].shape[0])
 
     @property
     def n_features(self) -> int:
+        """Values per stored row: the feature names' count, else the product of ``X``'s row shape."""
         return len(self.attrs.get("feature_names", [])) or int(np.prod(self._group["X"].shape[1:]))
 
     @property
     def feature_names(self) -> list[str]:
+        """The columns of ``X`` (tabular features, sequence channels); empty for images."""
         return list(self.attrs.get("feature_names", []))
 
     @property
     def target_name(self) -> str | None:
+        """The target column's name (a list for several sequence targets); None if unlabelled."""
         return self.attrs.get("target_name")
 
     @property
@@ -112,6 +126,7 @@ class Dataset:
 
     @property
     def n_classes(self) -> int | None:
+        """How many classes (``len(classes)``); None for regression or unlabelled data."""
         return len(self.classes) if self.classes is not None else None
 
     @property
@@ -127,16 +142,34 @@ class Dataset:
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo a sequence store's scaling: ``values * std + mean`` per channel, on the last axis.
 
-        See :meth:`bigdl.store.kinds.SequenceView.unscale`; other kinds raise SchemaError.
+        See :meth:`bigdl.store.kinds.SequenceView.unscale`.
+
+        Parameters
+        ----------
+        values : array-like
+            Scaled values (predictions, targets), channels on the last axis.
+        channels : list of str, optional
+            The channels of the last axis (default: the store's targets).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+
+        Raises
+        ------
+        SchemaError
+            The store is not a sequence store.
         """
         return self.view.unscale(values, channels)
 
     @property
     def rows_per_chunk(self) -> int:
+        """Rows per Zarr chunk (the last chunk may hold fewer)."""
         return int(self._group["X"].chunks[0])
 
     @property
     def split_counts(self) -> dict[str, int]:
+        """Samples per split: ``{'train': n, 'validation': n, 'test': n}``."""
         return dict(self.attrs.get("split_counts", {}))
 
     @property
@@ -151,6 +184,7 @@ class Dataset:
 
     @property
     def rejects_path(self) -> Path:
+        """The folder of the quarantined rows' Parquet files (``<store>/rejects``)."""
         return self.path / "rejects"
 
     # -- data ---------------------------------------------------------
@@ -191,39 +225,95 @@ class Dataset:
         return self._dask("split")
 
     def indices(self, split: str | None) -> np.ndarray:
-        """Positions of the samples of ``split`` (reads only the 1-byte split array)."""
-        if split is None or split == "all":
+        """Positions of the samples of ``split`` (reads only the 1-byte split array).
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"} or None
+            None and ``"all"`` are every sample.
+
+        Returns
+        -------
+        numpy.ndarray of int
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
+        """
+        from bigdl.store.kinds import check_split
+
+        split = check_split(split, owner="Dataset.indices")
+        if split == "all":
             return np.arange(self.n_samples)
-        if split not in SPLIT_CODES:
-            raise SchemaError(f"The 'split' parameter must be one of {sorted(SPLIT_CODES)} or 'all'; got {split!r}.")
         codes = self._read("split", slice(None))
         return np.flatnonzero(codes == SPLIT_CODES[split])
 
     def arrays(self, split: str | None = "train"):
-        """Lazy ``(X, y)`` dask arrays of one split's samples as a model sees them (``y`` None if unlabelled).
+        """Lazy ``(X, y)`` dask arrays of one split's samples as a model sees them.
 
         One block per store chunk, holding that split's samples of the chunk,
         so computing them reads whole chunks.  Tabular rows are as stored;
         images are float32 pixels normalised with the stored mean/std;
         sequence samples are windows and their targets.  (:attr:`X` and
         :attr:`y` are the arrays as stored.)
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"} or None, default "train"
+            None is ``"all"``.
+
+        Returns
+        -------
+        (dask.array.Array, dask.array.Array or None)
+            ``y`` is None for unlabelled stores.
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
         """
         return self.view.arrays(split)
 
     @property
     def n_chunks(self) -> int:
+        """Chunks along the sample axis."""
         return self.view.n_chunks
 
     def read_chunk(self, index: int, split: str | None = None):
-        """One store chunk's samples of ``split`` as NumPy ``(X, y)`` model inputs (y None if unlabelled).
+        """One store chunk's samples of ``split`` as NumPy model inputs.
 
         Reads one Zarr chunk of each array (plus a sequence store's window
         halo); cheap to call inside a Dask task.
+
+        Parameters
+        ----------
+        index : int
+            The chunk.
+        split : str, optional
+            Default: all the chunk's samples.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None)
+            ``X`` and ``y`` (None if unlabelled).
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
+        SchemaError
+            No such chunk.
         """
         return self.view.samples(index, split)
 
     def to_xarray(self):
-        """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate."""
+        """The store as an ``xarray.Dataset`` (lazy), with feature names as a coordinate.
+
+        Returns
+        -------
+        xarray.Dataset
+        """
         import xarray as xr
 
         dataset = xr.open_zarr(str(self.path), consolidated=None)
@@ -232,7 +322,14 @@ class Dataset:
         return dataset
 
     def rejects(self):
-        """The quarantined rows as a pandas DataFrame (source, row, line, raw, reason)."""
+        """The quarantined rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``source``, ``row``, ``line``, ``raw``, ``reason`` (images: ``source``,
+            ``record``, ``class``, ``reason``); empty when nothing was rejected.
+        """
         import pandas as pd
 
         parts = sorted(self.rejects_path.glob("*.parquet")) if self.rejects_path.exists() else []
@@ -243,11 +340,22 @@ class Dataset:
         return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
 
     def size_on_disk(self) -> int:
-        """Bytes of the store's files (rejects included)."""
+        """Bytes of the store's files (rejects included).
+
+        Returns
+        -------
+        int
+        """
         return sum(path.stat().st_size for path in self.path.rglob("*") if path.is_file())
 
     def info(self) -> "StoreInfo":
-        """A summary: rows, rejects, splits, features, classes, chunks, size, preprocessing."""
+        """A summary: rows, rejects, splits, features, classes, chunks, size, preprocessing.
+
+        Returns
+        -------
+        StoreInfo
+            Prints as a table; :meth:`StoreInfo.to_dict` gives the values.
+        """
         return StoreInfo(self)
 
     def __repr__(self) -> str:
@@ -262,6 +370,15 @@ class StoreInfo:
     dataset: Dataset
 
     def to_dict(self) -> dict:
+        """The summary's values.
+
+        Returns
+        -------
+        dict
+            ``path``, ``kind``, ``task``, ``n_samples``, ``n_features``, ``target``,
+            ``classes``, ``rows``, ``splits``, ``chunks``, sizes, compression,
+            source, creation time and bigdl version.
+        """
         ds = self.dataset
         X = ds._group["X"]
         return {

@@ -11,57 +11,114 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigdl.errors import SchemaError, StoreFormatError
+from bigdl._validation import Interval, Options, Predicate, check_params
+from bigdl.errors import ParameterError, StoreFormatError
 
 __all__ = [
-    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "compressor", "rows_per_chunk_for", "check_split_parameters",
-    "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
+    "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for",
+    "check_split_parameters", "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
 ]
 
 FORMAT_VERSION = 1
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
+TASKS = ("classification", "regression")
 # Chunks of about 16 MB uncompressed: big enough to stream efficiently and
 # compress well, small enough that several fit in a worker's memory.
 TARGET_CHUNK_BYTES = 16 << 20
 COMPRESSIONS = ("lz4", "zstd", "none")
+# What every store writer accepts for its split, chunking and compression (messages name the writer).
+FRACTION = Interval(float, 0, 1, closed="left")
+WRITER_PARAMETERS = {
+    "validation": [FRACTION],
+    "test": [FRACTION],
+    "seed": [Interval(int, 0, 2**64 - 1)],  # split keys are mixed with the seed as uint64
+    "rows_per_chunk": [Interval(int, 1, None), None],
+    "compression": [Options(COMPRESSIONS), None, Predicate(lambda value: not isinstance(value, str), "a zarr codec")],
+}
 
 
-def compressor(compression="lz4"):
-    """The Zarr codec for a compression name (``"lz4"``, ``"zstd"``, ``"none"``) or a codec."""
+def compressor(compression="lz4", *, owner: str = "compressor"):
+    """The Zarr codec for a compression name or a codec.
+
+    Parameters
+    ----------
+    compression : {"lz4", "zstd", "none"}, None or zarr codec, default "lz4"
+        Blosc with that compressor, no compression (``"none"`` or None), or
+        the codec itself.
+    owner : str, default "compressor"
+        The function whose ``compression=`` this is, named in errors.
+
+    Returns
+    -------
+    zarr codec or None
+
+    Raises
+    ------
+    ParameterError
+        An unknown compression name.
+    """
     from zarr.codecs import BloscCodec
 
+    check_params(owner, {"compression": compression}, WRITER_PARAMETERS)
     if compression is None or compression == "none":
         return None
     if isinstance(compression, str):
-        if compression not in COMPRESSIONS:
-            raise SchemaError(
-                f"The 'compression' parameter must be one of {COMPRESSIONS} or a zarr codec; got {compression!r}."
-            )
         level = 5 if compression == "lz4" else 3
         return BloscCodec(cname=compression, clevel=level, shuffle="shuffle")
     return compression
 
 
 def rows_per_chunk_for(n_features: int, itemsize: int = 4, target_bytes: int = TARGET_CHUNK_BYTES) -> int:
-    """Rows per chunk so one chunk of ``X`` is about ``target_bytes`` uncompressed."""
+    """Rows per chunk so one chunk of ``X`` is about ``target_bytes`` uncompressed.
+
+    Parameters
+    ----------
+    n_features : int
+        Values per row of ``X``.
+    itemsize : int, default 4
+        Bytes per value.
+    target_bytes : int, default TARGET_CHUNK_BYTES
+
+    Returns
+    -------
+    int
+        A multiple of 1024, at least 1024.
+    """
     rows = max(1, target_bytes // max(1, n_features * itemsize))
     # A multiple of 1024 keeps batch slicing tidy for common batch sizes.
     return max(1024, rows // 1024 * 1024)
 
 
-def check_split_parameters(owner: str, *, validation, test, seed, rows_per_chunk, unit: str = "rows") -> None:
-    """Validate the parameters every store writer shares; messages name ``owner`` and the parameter."""
-    for name, value in (("validation", validation), ("test", test)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            raise SchemaError(f"The '{name}' parameter of {owner} must be a fraction in [0, 1); got {value!r}.")
+def check_split_parameters(owner: str, *, validation, test, seed, rows_per_chunk, compression="lz4",
+                           unit: str = "rows") -> None:
+    """Validate the parameters every store writer shares (:data:`WRITER_PARAMETERS`).
+
+    Parameters
+    ----------
+    owner : str
+        The writer (``"tabular"``, ``"from_arrays"``...), named in the message.
+    validation, test : float
+        Fractions in [0, 1) that together leave samples for training.
+    seed : int
+        The split's seed.
+    rows_per_chunk : int or None
+        Rows per store chunk, or None for the default.
+    compression : str, None or zarr codec, default "lz4"
+        As :func:`compressor` takes it.
+    unit : str, default "rows"
+        What a sample is called in the message (``"images"``, ``"steps"``).
+
+    Raises
+    ------
+    ParameterError
+        A value out of range, or ``validation + test >= 1``.
+    """
+    check_params(owner, {"validation": validation, "test": test, "seed": seed, "rows_per_chunk": rows_per_chunk,
+                         "compression": compression}, WRITER_PARAMETERS)
     if validation + test >= 1:
-        raise SchemaError(f"validation + test must leave {unit} for training (< 1); got {validation} + {test}.")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise SchemaError(f"The 'seed' parameter of {owner} must be an int; got {seed!r}.")
-    if rows_per_chunk is not None and (not isinstance(rows_per_chunk, (int, np.integer))
-                                       or isinstance(rows_per_chunk, bool) or rows_per_chunk < 1):
-        raise SchemaError(f"The 'rows_per_chunk' parameter of {owner} must be an int >= 1; got {rows_per_chunk!r}.")
+        raise ParameterError(f"The 'validation' and 'test' parameters of {owner} must leave {unit} for training: "
+                             f"validation + test must be < 1. Got {validation} + {test} instead.")
 
 
 def check_whole_chunk(array, start: int, stop: int) -> None:
@@ -69,6 +126,17 @@ def check_whole_chunk(array, start: int, stop: int) -> None:
 
     Two tasks writing parts of one Zarr chunk overwrite each other's data
     silently (dask #12583); every parallel write in bigdl is one whole chunk.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    start, stop : int
+        The rows written.
+
+    Raises
+    ------
+    RuntimeError
+        The rows are not one whole chunk (a bug in bigdl, not in the data).
     """
     rows = array.chunks[0]
     if start % rows or (stop - start != rows and stop != array.shape[0]):
@@ -80,6 +148,19 @@ def assign_split(keys: np.ndarray, seed: int, validation: float, test: float) ->
 
     A key's split depends only on the key and the seed, so re-ingesting the
     same data, or more data, puts every existing sample in the same split.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray of int
+        One stable key per sample.
+    seed : int
+        In [0, 2**64).
+    validation, test : float
+        Expected fractions of the validation and test splits.
+
+    Returns
+    -------
+    numpy.ndarray of uint8
     """
     with np.errstate(over="ignore"):
         mixed = _splitmix64(keys.astype(np.uint64) ^ _splitmix64(np.array([seed], dtype=np.uint64))[0])

@@ -19,8 +19,9 @@ import numpy as np
 from bigdl.errors import SchemaError
 from bigdl.store._commit import atomic_store
 from bigdl.store._dataset import Dataset, open_store
-from bigdl.store._format import FORMAT_VERSION, SPLIT_NAMES, assign_split, check_split_parameters, compressor, \
-    rows_per_chunk_for
+from bigdl._validation import Options, check_params
+from bigdl.store._format import FORMAT_VERSION, SPLIT_NAMES, TASKS, assign_split, check_split_parameters, \
+    compressor, rows_per_chunk_for
 
 __all__ = ["from_arrays", "create_arrays", "finish_store"]
 
@@ -30,8 +31,28 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
                   x_dimensions=("sample", "feature"), extra_arrays: dict | None = None):
     """Create the empty arrays of a store at ``path`` (a fresh directory).
 
-    ``extra_arrays`` maps further per-sample array names to dtypes (sequence
-    stores keep ``time``, ``series``, ``position`` and ``run`` beside ``X``).
+    Parameters
+    ----------
+    path : str or path
+    n_samples : int
+        Rows of every array.
+    rows_per_chunk : int
+        Rows per chunk (at most ``n_samples``).
+    x_shape : tuple of int
+        Shape of one row of ``X``.
+    x_dtype : str, default "float32"
+    y_dtype : str, optional
+        None: no ``y`` (unlabelled data).
+    compression : str, None or zarr codec, default "lz4"
+    x_dimensions : tuple of str, default ("sample", "feature")
+        ``X``'s dimension names (what xarray shows).
+    extra_arrays : dict, optional
+        Further per-sample array names and their dtypes (sequence stores keep
+        ``time``, ``series``, ``position`` and ``run`` beside ``X``).
+
+    Returns
+    -------
+    zarr.Group
     """
     import zarr
 
@@ -44,18 +65,18 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
     # decompressing to wrong numbers, which Blosc-lz4 alone lets through.
     # About 12 GB/s, nothing next to the decompression.
     codecs = {"compressors": ([codec] if codec is not None else []) + [Crc32cCodec()]}
-    chunk_rows = max(1, min(rows_per_chunk, max(n_samples, 1)))
-    group.create_array("X", shape=(n_samples, *x_shape), chunks=(chunk_rows, *x_shape), dtype=x_dtype,
+    rows_per_chunk = max(1, min(rows_per_chunk, max(n_samples, 1)))
+    group.create_array("X", shape=(n_samples, *x_shape), chunks=(rows_per_chunk, *x_shape), dtype=x_dtype,
                        dimension_names=list(x_dimensions), fill_value=0, **codecs)
     if y_dtype is not None:
-        group.create_array("y", shape=(n_samples,), chunks=(chunk_rows,), dtype=y_dtype,
+        group.create_array("y", shape=(n_samples,), chunks=(rows_per_chunk,), dtype=y_dtype,
                            dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("split", shape=(n_samples,), chunks=(chunk_rows,), dtype="uint8",
+    group.create_array("split", shape=(n_samples,), chunks=(rows_per_chunk,), dtype="uint8",
                        dimension_names=["sample"], fill_value=0, **codecs)
-    group.create_array("record", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
+    group.create_array("record", shape=(n_samples,), chunks=(rows_per_chunk,), dtype="int64",
                        dimension_names=["sample"], fill_value=-1, **codecs)
     for name, dtype in (extra_arrays or {}).items():
-        group.create_array(name, shape=(n_samples,), chunks=(chunk_rows,), dtype=dtype,
+        group.create_array(name, shape=(n_samples,), chunks=(rows_per_chunk,), dtype=dtype,
                            dimension_names=["sample"], fill_value=0, **codecs)
     return group
 
@@ -80,6 +101,8 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
         order: consumers plan their work from them without reading ``split``.
     split : dict
         The split spec (seed, fractions, key).
+    **attributes
+        The writer's own attributes (``feature_names``, ``preprocessing``, ``source``...).
     """
     import warnings
     from datetime import datetime, timezone
@@ -150,6 +173,16 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     -------
     Dataset
 
+    Raises
+    ------
+    ParameterError
+        A parameter out of its range (a fraction, the seed, ``rows_per_chunk``,
+        ``task``, ``compression``).
+    SchemaError
+        ``X``, ``y``, ``feature_names`` or ``split_codes`` of shapes that do not fit.
+    StoreExistsError
+        ``store`` exists and ``overwrite`` is False.
+
     Examples
     --------
     >>> X = da.random.random((1_000_000, 32), chunks=(100_000, 32)).astype("float32")   # doctest: +SKIP
@@ -158,8 +191,9 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
     import dask
     import dask.array as da
 
+    check_params("from_arrays", {"task": task}, {"task": [Options(TASKS), None]})
     check_split_parameters("from_arrays", validation=validation, test=test, seed=seed,
-                           rows_per_chunk=rows_per_chunk)
+                           rows_per_chunk=rows_per_chunk, compression=compression)
     X = da.asarray(X)
     if X.ndim != 2:
         raise SchemaError(f"from_arrays needs X of shape (n_samples, n_features); got shape {X.shape}.")
@@ -172,26 +206,26 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
             task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
         if task == "classification" and classes is None:
             classes = list(range(int(y.max().compute()) + 1))
-    chunk_rows = min(rows_per_chunk or rows_per_chunk_for(n_features), max(n, 1))
+    rows_per_chunk = min(rows_per_chunk or rows_per_chunk_for(n_features), max(n, 1))
     names = list(feature_names) if feature_names is not None else [f"x{index}" for index in range(n_features)]
     if len(names) != n_features:
         raise SchemaError(f"feature_names has {len(names)} names for {n_features} features.")
     with atomic_store(store, overwrite=overwrite, inputs=inputs) as temporary:
         y_dtype = None if y is None else ("int64" if task == "classification" else "float32")
-        group = create_arrays(temporary, n, chunk_rows, x_shape=(n_features,), y_dtype=y_dtype,
+        group = create_arrays(temporary, n, rows_per_chunk, x_shape=(n_features,), y_dtype=y_dtype,
                               compression=compression)
-        records = da.arange(n, chunks=chunk_rows, dtype=np.int64)
+        records = da.arange(n, chunks=rows_per_chunk, dtype=np.int64)
         if split_codes is not None:
-            split = da.asarray(split_codes).astype(np.uint8).rechunk(chunk_rows)
+            split = da.asarray(split_codes).astype(np.uint8).rechunk(rows_per_chunk)
             if split.shape != (n,):
                 raise SchemaError(f"split_codes must have shape ({n},); got {split.shape}.")
         else:
             split = records.map_blocks(_split_block, seed=seed, validation=validation, test=test,
                                        dtype=np.uint8)
-        sources = [X.astype(np.float32).rechunk((chunk_rows, n_features)), split, records]
+        sources = [X.astype(np.float32).rechunk((rows_per_chunk, n_features)), split, records]
         targets = [group["X"], group["split"], group["record"]]
         if y is not None:
-            sources.append(y.astype(y_dtype).rechunk(chunk_rows))
+            sources.append(y.astype(y_dtype).rechunk(rows_per_chunk))
             targets.append(group["y"])
         # Every block now equals one Zarr chunk: aligned, independent writes.
         stored = da.store(sources, targets, lock=False, compute=False)
@@ -203,7 +237,8 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         else:
             dask.compute(stored)
         codes = group["split"][:]  # one byte per row
-        counts = [np.bincount(codes[start:start + chunk_rows], minlength=3) for start in range(0, max(n, 1), chunk_rows)]
+        counts = [np.bincount(codes[start:start + rows_per_chunk], minlength=3)
+                  for start in range(0, max(n, 1), rows_per_chunk)]
         finish_store(
             temporary, kind="tabular", accounting={"read": n, "stored": n, "rejected": 0}, chunk_split_counts=counts,
             split={"seed": seed, "validation": validation, "test": test, "key": "record position"},

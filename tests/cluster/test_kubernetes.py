@@ -24,6 +24,7 @@ from pathlib import Path
 import dask_kubernetes
 import helm_python
 import jsonschema
+import numpy as np
 import kubernetes_validate
 import pytest
 import yaml
@@ -492,7 +493,7 @@ def test_cli_constraints_prints_client_constraints(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--workers", "-1"], "--workers must be an int >= 0; got -1"),
+    (["--workers", "-1"], "--workers must be an int in the range [0, inf). Got -1 instead."),
     (["--memory-limit", "lots"], "--memory-limit must be a memory size of at least 256MiB such as '4GiB'"),
     (["--gpu-memory-limit", "100MiB"], "--gpu-memory-limit must be a memory size of at least 256MiB"),
     (["--name", "Bigdl_Cluster"], "--name must be a Kubernetes name: lowercase letters, digits and '-'"),
@@ -527,9 +528,13 @@ def test_cluster_names_follow_the_operators_rule(name):
 
 
 def test_render_manifest_errors_name_the_parameter():
-    with pytest.raises(SchemaError, match="The 'gpu_workers' parameter of render_manifest must be an int >= 0; "
-                                          "got True"):
+    with pytest.raises(SchemaError, match=re.escape("The 'gpu_workers' parameter of render_manifest must be an int "
+                                                    "in the range [0, inf). Got True instead.")):
         k8s.render_manifest(gpu_workers=True)
+    with pytest.raises(SchemaError, match="The 'store_size' parameter of render_manifest must be a Kubernetes "
+                                          "quantity such as '100Gi' or '500G'. Got '100 GB' instead."):
+        k8s.render_manifest(store_size="100 GB")
+    assert "replicas: 3" in k8s.manifest_yaml(k8s.render_manifest(workers=np.int64(3)))
     with pytest.raises(SchemaError, match="The 'scheduler_memory' parameter of render_manifest must be a memory"):
         k8s.render_manifest(scheduler_memory="2 apples")
 

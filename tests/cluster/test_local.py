@@ -49,7 +49,7 @@ def test_start_local_makes_a_default_client_and_prints_the_dashboard(capsys, tmp
 
 @pytest.mark.parametrize("kwargs", [{"n_workers": 0}, {"n_workers": 1.5}, {"threads_per_worker": 0}])
 def test_start_local_rejects_bad_sizes(kwargs):
-    with pytest.raises(SchemaError, match="must be a positive int"):
+    with pytest.raises(SchemaError, match=r"parameter of start_local must be an int in the range \[1, inf\)\. Got "):
         bigdl.cluster.start_local(quiet=True, **kwargs)
 
 

@@ -8,8 +8,9 @@ import dask.array as da
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bigdl.errors import SchemaError
+from bigdl.errors import ParameterError, SchemaError
 from bigdl.estimators import ChunkForest, ChunkForestClassifier, ChunkForestRegressor
 
 from conftest import split_numpy
@@ -93,8 +94,10 @@ def test_errors(classification_store, regression_store):
     with pytest.raises(SchemaError, match="'n_estimators' parameter of ChunkForestClassifier"):
         ChunkForestClassifier(n_estimators=0).fit(classification_store)
     forest = ChunkForest(n_estimators=2).fit(classification_store)
-    with pytest.raises(SchemaError, match="fitted with 6"):
+    with pytest.raises(SchemaError, match="X has 4 features, but ChunkForest.* is expecting 6 features"):
         forest.predict(np.zeros((3, 4)))
+    with pytest.raises(SchemaError, match="X has 4 features, but ChunkForest.* is expecting 6 features"):
+        forest.predict(da.zeros((3, 4)))
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
@@ -125,3 +128,37 @@ def test_store_chunks_and_dask_blocks_give_the_same_forest(classification_store,
     lazy = from_store.predict_proba(ds, split="test")
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), from_store.predict_proba(X_test))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n_estimators": 0}, "The 'n_estimators' parameter of ChunkForestClassifier must be an int in the range "
+                          "[1, inf). Got 0 instead."),
+    ({"chunks_per_task": True}, "The 'chunks_per_task' parameter of ChunkForestClassifier must be an int in the "
+                                "range [1, inf). Got True instead."),
+    ({"split": "training"}, "The 'split' parameter of ChunkForestClassifier must be a str among {'train', "
+                            "'validation', 'test', 'all'}. Got 'training' instead."),
+    # scikit-learn's own table checks the tree parameters, on the client, under this class's name
+    ({"max_depth": 0}, "The 'max_depth' parameter of ChunkForestClassifier must be an int in the range [1, inf) "
+                       "or None. Got 0 instead."),
+])
+def test_parameter_errors_are_scikit_learns_messages(classification_store, options, message):
+    with pytest.raises(ParameterError) as caught:
+        ChunkForestClassifier(**options).fit(classification_store)
+    assert str(caught.value) == message
+
+
+def test_in_memory_input_follows_scikit_learn():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    forest = ChunkForestClassifier(n_estimators=5).fit(X.tolist(), y.tolist())
+    assert isinstance(forest.predict(X), np.ndarray) and forest.score(X, y) > 0.9
+    X[::7, 1] = np.nan  # the trees handle missing values, as scikit-learn's forest does
+    assert ChunkForestRegressor(n_estimators=5).fit(X, X[:, 0]).predict(X).shape == (200,)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        ChunkForestClassifier(n_estimators=5).fit(X, X[:, 0])
+
+
+@parametrize_with_checks([ChunkForestClassifier(n_estimators=5), ChunkForestRegressor(n_estimators=5)])
+def test_scikit_learn_estimator_contract(estimator, check):
+    check(estimator)

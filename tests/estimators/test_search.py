@@ -236,12 +236,15 @@ def test_refit_false_keeps_no_model():
     ({"parameters": {}}, "'parameters' parameter .* non-empty dict"),
     ({"parameters": {"alpha": []}}, "map 'alpha' to a non-empty list"),
     ({"parameters": {"learning_speed": [1, 2]}}, "names 'learning_speed'.*valid names"),
-    ({"max_iter": 0}, "'max_iter' parameter .* int >= 1; got 0"),
-    ({"max_iter": 2.5}, "'max_iter' parameter .* int >= 1"),
-    ({"aggressiveness": 1}, "'aggressiveness' parameter .* int >= 2"),
+    ({"max_iter": 0}, r"^The 'max_iter' parameter of HyperbandSearch must be an int in the range \[1, inf\)\. "
+                      r"Got 0 instead\.$"),
+    ({"max_iter": 2.5}, r"'max_iter' parameter .* an int in the range \[1, inf\)\. Got 2.5 instead"),
+    ({"max_iter": True}, r"'max_iter' parameter .* Got True instead"),
+    ({"aggressiveness": 1}, r"'aggressiveness' parameter .* an int in the range \[2, inf\)"),
     ({"max_iter": 2}, "smaller than 'aggressiveness'"),
-    ({"patience": 0}, "'patience' parameter .* None or an int >= 1"),
-    ({"refit": "yes"}, "'refit' parameter"),
+    ({"patience": 0}, r"'patience' parameter .* an int in the range \[1, inf\) or None\. Got 0"),
+    ({"refit": "yes"}, "'refit' parameter .* an instance of 'bool'"),
+    ({"validation_split": "holdout"}, "'validation_split' parameter .* a str among .* or None"),
 ])
 def test_clear_errors_for_bad_parameters(options, match):
     arguments = {"estimator": SGDClassifier(), "parameters": GRID, **options}

@@ -12,6 +12,7 @@ import bigdl
 from bigdl.errors import SchemaError
 from bigdl.explain import attributions, integrated_gradients, permutation_importance, plot_importance, \
     plot_saliency, saliency
+from support import pyplot_untouched_by
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,19 @@ def test_integrated_gradients_complete_and_rank_the_signal(planted):
     assert np.abs(delta).max() < 0.05  # completeness: attributions sum to f(x) - f(0)
     table = attributions(trainer, planted, n_samples=300)
     assert table["feature"].iloc[0] == "signal"
+
+
+def test_plots_leave_matplotlib_as_it_was(tmp_path):
+    pyplot_untouched_by(f"""
+        import numpy as np
+        import pandas as pd
+        from bigdl.explain import plot_importance, plot_saliency
+        table = pd.DataFrame({{"feature": ["a", "b"], "importance_mean": [0.3, 0.1], "importance_std": [0.1, 0.0]}})
+        plot_importance(table, {str(tmp_path / "importance.png")!r})
+        images = np.random.default_rng(0).random((2, 1, 4, 4))
+        plot_saliency(images, images, {str(tmp_path / "saliency.png")!r})
+    """)
+    assert (tmp_path / "importance.png").exists() and (tmp_path / "saliency.png").exists()
 
 
 def test_saliency_heat_map(tmp_path):

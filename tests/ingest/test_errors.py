@@ -154,14 +154,18 @@ def test_existing_store_needs_overwrite(tmp_path, small_csv):
 
 # ---------------------------------------------------------------- parameters
 @pytest.mark.parametrize("kwargs, words", [
-    ({"test": 1.5}, ["'test' parameter", "[0, 1)", "1.5"]),
+    ({"test": 1.5}, ["The 'test' parameter of tabular must be a float in the range [0.0, 1.0). Got 1.5 instead."]),
     ({"validation": -0.1}, ["'validation' parameter", "-0.1"]),
-    ({"validation": 0.5, "test": 0.5}, ["validation + test", "< 1"]),
+    ({"validation": 0.5, "test": 0.5}, ["'validation' and 'test' parameters", "validation + test must be < 1"]),
     ({"impute": "mode"}, ["'impute' parameter", "'mean'", "'median'", "'mode'"]),
     ({"task": "ranking"}, ["'task' parameter", "'classification'", "'ranking'"]),
-    ({"rows_per_chunk": 0}, ["'rows_per_chunk' parameter", "got 0"]),
-    ({"max_categories": 0}, ["'max_categories' parameter", "got 0"]),
-    ({"seed": "7"}, ["'seed' parameter", "'7'"]),
+    ({"rows_per_chunk": 0}, ["'rows_per_chunk' parameter", "[1, inf) or None. Got 0 instead."]),
+    ({"rows_per_chunk": True}, ["'rows_per_chunk' parameter", "Got True instead."]),
+    ({"max_categories": 0}, ["'max_categories' parameter", "Got 0 instead."]),
+    ({"seed": "7"}, ["'seed' parameter", "Got '7' instead."]),
+    ({"seed": -1}, ["'seed' parameter", "Got -1 instead."]),
+    ({"blocksize": 0}, ["'blocksize' parameter of tabular", "'64MiB'", "Got 0 instead."]),
+    ({"blocksize": "lots"}, ["'blocksize' parameter of tabular", "Got 'lots' instead."]),
     ({"compression": "snappy"}, ["'compression' parameter", "'lz4'", "'snappy'"]),
     ({"drop": ["id", "nosuch"]}, ["['nosuch']", "drop=", "columns found"]),
     ({"drop": ["id", "prise"]}, ["['prise']", "did you mean 'price'"]),

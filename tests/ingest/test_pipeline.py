@@ -28,23 +28,23 @@ def test_account_refuses_an_inconsistent_count():
         account([_result(5, 4)], expected=6, what="images")
 
 
-@pytest.mark.parametrize("counts,chunk_rows", [([3, 0, 4], 5), ([10], 3), ([1] * 7, 2), ([0, 0, 5], 5), ([4, 4], 8)])
-def test_chunk_jobs_cover_every_row_once_in_whole_chunks(counts, chunk_rows):
+@pytest.mark.parametrize("counts,rows_per_chunk", [([3, 0, 4], 5), ([10], 3), ([1] * 7, 2), ([0, 0, 5], 5), ([4, 4], 8)])
+def test_chunk_jobs_cover_every_row_once_in_whole_chunks(counts, rows_per_chunk):
     ids = [f"piece{number}" for number in range(len(counts))]
-    jobs = chunk_jobs(counts, chunk_rows, ids)
+    jobs = chunk_jobs(counts, rows_per_chunk, ids)
     n_rows = sum(counts)
-    assert [start for start, _ in jobs] == list(range(0, n_rows, chunk_rows))
+    assert [start for start, _ in jobs] == list(range(0, n_rows, rows_per_chunk))
     covered = []
     for start, pieces in jobs:
         rows = sum(high - low for _, low, high in pieces)
-        assert rows == min(chunk_rows, n_rows - start)  # whole chunks, the last one possibly short
+        assert rows == min(rows_per_chunk, n_rows - start)  # whole chunks, the last one possibly short
         covered += [(piece, row) for piece, low, high in pieces for row in range(low, high)]
     expected = [(ids[number], row) for number, count in enumerate(counts) for row in range(count)]
     assert covered == expected  # every staged row once, in store order
 
 
 def test_chunk_jobs_example():
-    assert chunk_jobs([3, 0, 4], chunk_rows=5) == [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
+    assert chunk_jobs([3, 0, 4], rows_per_chunk=5) == [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
 
 
 def test_reason_families_are_registered_by_each_kind():

@@ -181,6 +181,15 @@ def test_duplicate_policies(tmp_path, panel, panel_files):
     assert not (tmp_path / "error.zarr").exists()
 
 
+def test_loader_window_errors_name_the_loader(ffill_store):
+    from bigdl.errors import ParameterError
+    from bigdl.loaders.torch import ChunkLoader
+
+    with pytest.raises(ParameterError, match=r"^The 'window' parameter of ChunkLoader must be an int in the range "
+                                             r"\[1, inf\) or None\. Got 0 instead\.$"):
+        ChunkLoader(ffill_store, window=0)
+
+
 # ---------------------------------------------------------------- windows
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_windows_equal_numpy_sliding_windows(ffill_store, panel, split):
@@ -293,8 +302,11 @@ def test_trainer_fits_a_stacked_lstm_on_windows(ffill_store):
 def test_clear_errors(tmp_path, panel_files):
     with pytest.raises(SchemaError, match="needs time="):
         bigdl.ingest.sequences(panel_files, store=tmp_path / "a.zarr", progress=False)
-    with pytest.raises(SchemaError, match="'gaps' parameter of sequences must be one of"):
+    with pytest.raises(SchemaError, match=r"^The 'gaps' parameter of sequences must be a str among \{'ffill', "
+                                          r"'interpolate', 'reject'\}\. Got 'zero' instead\.$"):
         ingest(panel_files, tmp_path / "b.zarr", gaps="zero")
+    with pytest.raises(SchemaError, match=r"'window' parameter of sequences must be an int in the range \[1, inf\)"):
+        ingest(panel_files, tmp_path / "b.zarr", window=True)
     with pytest.raises(SchemaError, match="target= names \\['price'\\]"):
         ingest(panel_files, tmp_path / "c.zarr", target="price")
     with pytest.raises(SchemaError, match="fixed time delta"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bigdl.errors import SchemaError
+from bigdl.errors import ParameterError, SchemaError
 from bigdl.loaders.torch import ChunkLoader
 
 SPLITS = ("train", "validation", "test", "all")
@@ -270,3 +270,21 @@ def test_parameter_errors_name_the_parameter(loader_store, options, named):
     with pytest.raises(SchemaError, match=rf"\b{named}\b") as caught:
         ChunkLoader(loader_store, **options)
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 0}, "The 'batch_size' parameter of ChunkLoader must be an int in the range [1, inf). "
+                        "Got 0 instead."),
+    ({"prefetch": True}, "The 'prefetch' parameter of ChunkLoader must be an int in the range [0, inf). "
+                         "Got True instead."),
+    ({"split": None}, "The 'split' parameter of ChunkLoader must be a str among {'train', 'validation', 'test', "
+                      "'all'}. Got None instead."),
+    ({"transform": "normalise"}, "The 'transform' parameter of ChunkLoader must be a callable or None. "
+                                 "Got 'normalise' instead."),
+    ({"rank": 2, "world_size": 2}, "The 'rank' parameter of ChunkLoader must be smaller than world_size (2). "
+                                   "Got 2 instead."),
+])
+def test_parameter_errors_are_scikit_learns_messages(loader_store, options, message):
+    with pytest.raises(ParameterError) as caught:
+        ChunkLoader(loader_store, **options)
+    assert str(caught.value) == message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,8 +138,12 @@ def test_all_arrays_and_bad_split_name(reference_store):
     X, y = reference_store.arrays("all")
     assert X.shape == (N_ROWS, N_FEATURES) and y.shape == (N_ROWS,)
     assert X.chunks[0] == (ROWS_PER_CHUNK,) * (N_ROWS // ROWS_PER_CHUNK)
-    with pytest.raises(SchemaError, match="'split' parameter.*'train'"):
+    with pytest.raises(SchemaError, match=re.escape("The 'split' parameter of Dataset must be a str among {'train', "
+                                                    "'validation', 'test', 'all'} or None. Got 'training' "
+                                                    "instead.")):
         reference_store.arrays("training")
+    with pytest.raises(SchemaError, match="'split' parameter of Dataset.indices"):
+        reference_store.indices("training")
 
 
 def test_split_counts_match_the_split_array(reference_store):

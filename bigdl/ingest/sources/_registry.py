@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from bigdl._validation import Options, check_params
 from bigdl.errors import SchemaError, SourceError
 from bigdl.ingest.sources import _csv, _folder, _idx, _jsonl, _manifest, _npy, _parquet, _sql
 from bigdl.ingest.sources._blocks import Block, RawBlock, SourcePlan
@@ -68,7 +69,18 @@ REMOTE_ROWS = ("Remote input {url!r} is not supported by tabular ingest yet; cop
 
 
 def sniff_row_format(path: str, default: str | None = "csv") -> str | None:
-    """The row format of a file by its name (``.gz`` aside), or ``default``."""
+    """The row format of a file by its name (``.gz`` aside), or ``default``.
+
+    Parameters
+    ----------
+    path : str
+    default : str or None, default "csv"
+
+    Returns
+    -------
+    str or None
+        A key of :data:`ROW_FORMATS`, or ``default``.
+    """
     name = path.lower()
     for suffix in (".gz", ".gzip"):
         name = name.removesuffix(suffix)
@@ -84,7 +96,8 @@ def _in_folders(name: str) -> bool:
 
 
 def plan_sources(source, *, format: str | None = None, table: str | None = None,
-                 blocksize: int = 64 << 20, encoding: str = "utf-8", delimiter: str = ",") -> SourcePlan:
+                 blocksize: int = 64 << 20, encoding: str = "utf-8", delimiter: str = ",",
+                 owner: str = "plan_sources") -> SourcePlan:
     """Resolve ``source`` to files (or a SQL table), check them and cut them into blocks (on the client).
 
     Parameters
@@ -99,11 +112,23 @@ def plan_sources(source, *, format: str | None = None, table: str | None = None,
         Bytes of input per block (gzip files are one block).
     encoding, delimiter : str
         Of text files.
+    owner : str, default "plan_sources"
+        The ingest function asking (``"tabular"``), named in errors.
 
     Returns
     -------
     SourcePlan
+
+    Raises
+    ------
+    ParameterError
+        An unknown ``format``.
+    SchemaError
+        A format that does not fit the source (``"sql"`` without a URL, a URL with another format).
+    SourceNotFoundError
+        No input matches ``source``.
     """
+    check_params(owner, {"format": format}, {"format": [Options(FORMATS), None]})
     options = {"encoding": encoding, "delimiter": delimiter, "table": table}
     if isinstance(source, (str, os.PathLike)) and _sql.is_sql_url(str(source)):
         if format not in (None, "sql"):
@@ -112,8 +137,6 @@ def plan_sources(source, *, format: str | None = None, table: str | None = None,
     refuse_remote(source, REMOTE_ROWS)
     paths = expand_paths(source, folder_files=_in_folders)
     fmt = format or sniff_row_format(paths[0])
-    if fmt not in ROW_FORMATS:
-        raise SchemaError(f"The 'format' parameter must be one of {FORMATS}; got {fmt!r}.")
     formats = {sniff_row_format(path, default=fmt) for path in paths}
     if format is None and len(formats) > 1:
         raise SourceError(f"The inputs mix formats {sorted(formats)}; ingest one format at a time or pass format=.")
@@ -123,7 +146,24 @@ def plan_sources(source, *, format: str | None = None, table: str | None = None,
 
 
 def read_block(block: Block, columns: list[str], types: dict[str, pa.DataType], options: dict) -> RawBlock:
-    """Read one block (in a read task): the needed ``columns``, with ``types`` where they convert."""
+    """Read one block (in a read task): the needed ``columns``, with ``types`` where they convert.
+
+    Parameters
+    ----------
+    block : Block
+        One planned block of one file (or SQL query).
+    columns : list of str
+        The columns to keep.
+    types : dict of str to pyarrow.DataType
+        How to parse them.
+    options : dict
+        The plan's reading options (encoding, delimiter, table...).
+
+    Returns
+    -------
+    RawBlock
+        The parsed rows and the rows that could not be parsed.
+    """
     return ROW_FORMATS[block.format].read(block, columns, types, options)
 
 
@@ -148,7 +188,18 @@ SOURCE_FORMATS = tuple(IMAGE_FORMATS)
 
 
 def sniff_image_format(location: str) -> str | None:
-    """The image source format of one file by its name, then by its first bytes; None if unknown."""
+    """The image source format of one file by its name, then by its first bytes.
+
+    Parameters
+    ----------
+    location : str
+        A path or URL.
+
+    Returns
+    -------
+    str or None
+        ``"manifest"``, ``"idx"`` or ``"npy"``; None if unknown.
+    """
     name = file_name(location).lower()
     if name.endswith(_manifest.MANIFEST_SUFFIXES):
         return "manifest"
@@ -176,9 +227,31 @@ def sniff_image_format(location: str) -> str | None:
 
 def resolve_image_source(source, *, format: str | None = None, labels=None, path_column: str = "path",
                          label_column: str = "label") -> ImageListing:
-    """Find the items of an image ``source`` and their labels (on the client)."""
-    if format is not None and format not in SOURCE_FORMATS:
-        raise SchemaError(f"The 'format' parameter of images must be one of {SOURCE_FORMATS}; got {format!r}.")
+    """Find the items of an image ``source`` and their labels (on the client).
+
+    Parameters
+    ----------
+    source : str or path
+        A folder, a manifest, an IDX or .npy/.npz file, or a glob of manifests or arrays.
+    format : {"folder", "manifest", "idx", "npy"}, optional
+        Skip sniffing.
+    labels : array-like or str or path, optional
+        The labels of an IDX file or a .npy array.
+    path_column, label_column : str, default "path" and "label"
+        The columns of a manifest.
+
+    Returns
+    -------
+    ImageListing
+
+    Raises
+    ------
+    ParameterError
+        An unknown ``format``.
+    SchemaError
+        A source that does not fit the format, or missing labels.
+    """
+    check_params("images", {"format": format}, {"format": [Options(SOURCE_FORMATS), None]})
     if isinstance(source, (list, tuple)):
         raise SchemaError("images() takes one source: a folder, a manifest, an IDX or .npy/.npz file, or a glob "
                           "of manifests/arrays such as 'data/part-*.csv'.")

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from bigdl._validation import Options, check_params
 from bigdl.errors import SchemaError
 from bigdl.store._format import SPLIT_CODES
 from bigdl.store._verify import read_checked
@@ -26,13 +27,28 @@ __all__ = ["SampleView", "check_split"]
 SPLITS = (*SPLIT_CODES, "all")
 
 
-def check_split(split, owner: str = "split") -> str:
-    """``split`` itself if it names a split (``None`` means ``"all"``), else a SchemaError in scikit-learn's form."""
-    split = "all" if split is None else split
-    if split not in SPLITS:
-        raise SchemaError(f"The 'split' parameter of {owner} must be a str among {sorted(SPLITS)}. "
-                          f"Got {split!r} instead.")
-    return split
+def check_split(split, owner: str = "Dataset") -> str:
+    """The split a ``split=`` parameter names.
+
+    Parameters
+    ----------
+    split : {"train", "validation", "test", "all"} or None
+        None means ``"all"``.
+    owner : str, default "Dataset"
+        The function or class the parameter belongs to, named in the message.
+
+    Returns
+    -------
+    str
+        ``split``, or ``"all"`` for None.
+
+    Raises
+    ------
+    ParameterError
+        ``split`` names no split.
+    """
+    check_params(owner, {"split": split}, {"split": [Options(SPLITS), None]})
+    return "all" if split is None else split
 
 
 class SampleView:
@@ -83,26 +99,61 @@ class SampleView:
 
     @property
     def target_dtype(self):
+        """The dtype of targets: int64 class codes, else float32 values."""
         return np.int64 if self.attrs.get("task") == "classification" else np.float32
 
     def to_model(self, X: np.ndarray) -> np.ndarray:
-        """Stored values of a batch -> the float32 inputs a model takes (the identity for float rows)."""
+        """Stored values of a batch -> the float32 inputs a model takes (the identity for float rows).
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            Stored samples.
+
+        Returns
+        -------
+        numpy.ndarray of float32
+        """
         return np.asarray(X, dtype=np.float32)
 
     # -- chunks -----------------------------------------------------------
     @property
     def n_chunks(self) -> int:
+        """Chunks along the stored rows."""
         return -(-self.n_rows // self.rows_per_chunk) if self.n_rows else 0
 
     def chunk_bounds(self, chunk: int) -> tuple[int, int]:
-        """Stored rows ``[low, high)`` of one chunk."""
+        """Stored rows ``[low, high)`` of one chunk.
+
+        Parameters
+        ----------
+        chunk : int
+
+        Returns
+        -------
+        (int, int)
+
+        Raises
+        ------
+        SchemaError
+            No such chunk.
+        """
         if not 0 <= chunk < self.n_chunks:
             raise SchemaError(f"Chunk {chunk} does not exist; the store {self.path!r} has {self.n_chunks} chunks.")
         low = chunk * self.rows_per_chunk
         return low, min(low + self.rows_per_chunk, self.n_rows)
 
     def array(self, name: str):
-        """The zarr array ``name`` of the store, opened once per process."""
+        """The zarr array ``name`` of the store, opened once per process.
+
+        Parameters
+        ----------
+        name : str
+
+        Returns
+        -------
+        zarr.Array
+        """
         if self._arrays is None or self._arrays[0] != os.getpid():
             import zarr
 
@@ -113,11 +164,40 @@ class SampleView:
         return opened[name]
 
     def read(self, name: str, rows: slice) -> np.ndarray:
-        """Rows of one stored array; a damaged chunk raises StoreCorruptedError naming it."""
+        """Rows of one stored array.
+
+        Parameters
+        ----------
+        name : str
+        rows : slice
+
+        Returns
+        -------
+        numpy.ndarray
+
+        Raises
+        ------
+        StoreCorruptedError
+            A damaged chunk, named.
+        """
         return read_checked(self.array(name), rows, store=self.path, name=name)
 
     def chunk_counts(self, split: str = "all") -> np.ndarray:
-        """Samples of ``split`` in each chunk, from the store's attributes (no array is read)."""
+        """Samples of ``split`` in each chunk, from the store's attributes (no array is read).
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"}, default "all"
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n_chunks,)
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
+        """
         split = check_split(split)
         sizes = np.array([high - low for low, high in map(self.chunk_bounds, range(self.n_chunks))], dtype=np.int64)
         if split == "all":
@@ -131,10 +211,27 @@ class SampleView:
         return np.add.reduceat(codes, bounds).astype(np.int64) if self.n_chunks else sizes
 
     def read_chunk(self, chunk: int, split: str = "all"):
-        """One whole chunk as stored: ``(X, y, rows)``, ``rows`` the positions of ``split``'s samples in it.
+        """One whole chunk as stored, with the positions of ``split``'s samples in it.
 
-        ``y`` is None for unlabelled stores.  The loader gathers batches from
-        several of these; :meth:`gather` turns positions into samples.
+        The loader gathers batches from several of these; :meth:`gather` turns
+        positions into samples.
+
+        Parameters
+        ----------
+        chunk : int
+        split : {"train", "validation", "test", "all"}, default "all"
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None, numpy.ndarray)
+            ``X``, ``y`` (None for unlabelled stores) and ``rows``.
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
+        SchemaError
+            No such chunk.
         """
         split = check_split(split)
         low, high = self.chunk_bounds(chunk)
@@ -147,17 +244,49 @@ class SampleView:
         return X, y, np.flatnonzero(mask)
 
     def gather(self, X: np.ndarray, y, index: np.ndarray):
-        """The samples at positions ``index`` of a read chunk (or of chunks joined by :meth:`join`), as stored."""
+        """The samples at positions ``index`` of a read chunk (or of chunks joined by :meth:`join`), as stored.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+        y : numpy.ndarray or None
+        index : numpy.ndarray of int
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None)
+        """
         # np.take gathers rows several times faster than fancy indexing.
         return np.take(X, index, axis=0), (np.take(y, index) if y is not None else None)
 
     def carry(self, X: np.ndarray, y, index: np.ndarray):
-        """The samples at ``index`` as a small piece ``(X, y, rows)`` that goes first into the next buffer."""
+        """The samples at ``index`` as a small piece that goes first into the next buffer.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+        y : numpy.ndarray or None
+        index : numpy.ndarray of int
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None, numpy.ndarray)
+            A piece ``(X, y, rows)`` as :meth:`read_chunk` returns.
+        """
         X, y = self.gather(X, y, index)
         return X, y, np.arange(len(index))
 
     def join(self, pieces: list):
-        """Several ``(X, y, rows)`` pieces as one (a copy), rows renumbered."""
+        """Several ``(X, y, rows)`` pieces as one (a copy), rows renumbered.
+
+        Parameters
+        ----------
+        pieces : list of tuple
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None, numpy.ndarray)
+        """
         if len(pieces) == 1:
             return pieces[0]
         X = np.concatenate([piece[0] for piece in pieces])
@@ -170,7 +299,18 @@ class SampleView:
 
     # -- samples as NumPy and dask ------------------------------------------
     def samples(self, chunk: int, split: str = "all"):
-        """One chunk's samples of ``split`` as model inputs: NumPy ``(X, y)`` (``y`` None if unlabelled)."""
+        """One chunk's samples of ``split`` as model inputs.
+
+        Parameters
+        ----------
+        chunk : int
+        split : {"train", "validation", "test", "all"}, default "all"
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None)
+            ``X`` as float32 model inputs and ``y`` (None if unlabelled).
+        """
         X, y, rows = self.read_chunk(chunk, split)
         X, y = self.gather(X, y, rows)
         return self.to_model(X), y
@@ -179,7 +319,21 @@ class SampleView:
         """Lazy dask ``(X, y)`` of ``split``'s samples as model inputs, one block per store chunk.
 
         Computing a block reads that whole chunk once (``X`` and ``y`` of a
-        block share the read).  ``y`` is None for unlabelled stores.
+        block share the read).
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"}, default "all"
+
+        Returns
+        -------
+        (dask.array.Array, dask.array.Array or None)
+            ``y`` is None for unlabelled stores.
+
+        Raises
+        ------
+        ParameterError
+            ``split`` names no split.
         """
         import dask
         import dask.array as da
@@ -209,24 +363,74 @@ class SampleView:
 
     # -- kind-specific extras --------------------------------------------
     def why_empty(self, split: str) -> str:
-        """Why ``split`` has no samples, for the error of a consumer that needs some."""
+        """Why ``split`` has no samples, for the error of a consumer that needs some.
+
+        Parameters
+        ----------
+        split : str
+
+        Returns
+        -------
+        str
+        """
         counts = self.attrs.get("split_counts", {})
         return f"it has no {split!r} samples (samples per split: {counts}); ingest with a larger {split} fraction" \
             if split != "all" else "it holds no samples"
 
     def info_lines(self) -> list[str]:
-        """Lines this kind adds to ``Dataset.info()``."""
+        """Lines this kind adds to ``Dataset.info()``.
+
+        Returns
+        -------
+        list of str
+        """
         return []
 
     def unscale(self, values, channels=None):
+        """Undo the store's scaling of values (sequence stores; see :meth:`SequenceView.unscale`).
+
+        Parameters
+        ----------
+        values : array-like
+        channels : list of str, optional
+
+        Returns
+        -------
+        numpy.ndarray
+
+        Raises
+        ------
+        SchemaError
+            The store is not a sequence store.
+        """
         raise SchemaError(f"unscale() applies to sequence stores; {self.path!r} is a {self.kind} store.")
 
     @property
     def preprocessor(self):
+        """The fitted tabular preprocessor (tabular stores; others raise SchemaError)."""
         raise SchemaError(f"The store {self.path!r} records no tabular preprocessing state.")
 
-    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SampleView":
-        """This view with another window spec (sequence stores); elsewhere only all-None is accepted."""
+    def with_windows(self, *, window=None, horizon=None, stride=None, owner: str = "with_windows") -> "SampleView":
+        """This view with another window spec (sequence stores); elsewhere only all-None is accepted.
+
+        Parameters
+        ----------
+        window, horizon, stride : int, optional
+            Override the store's window spec; None keeps it.
+        owner : str, default "with_windows"
+            Who asks (``"ChunkLoader"``), named in errors.
+
+        Returns
+        -------
+        SampleView
+
+        Raises
+        ------
+        ParameterError
+            A value that is not an int >= 1 (sequence stores).
+        SchemaError
+            A window spec for a store that is not a sequence store.
+        """
         named = [name for name, value in (("window", window), ("horizon", horizon), ("stride", stride))
                  if value is not None]
         if named:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigdl.errors import SchemaError
+from bigdl._validation import Interval, check_params
 from bigdl.store._format import SPLIT_CODES
 from bigdl.store.kinds._base import SampleView, check_split
 
@@ -19,7 +19,15 @@ __all__ = ["SequenceView"]
 
 
 class SequenceView(SampleView):
-    """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``."""
+    """Windows ``(window, channels)`` of the scaled series and their targets ``(horizon,)`` or ``(horizon, targets)``.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`~bigdl.store.kinds.SampleView`.
+    window : dict, optional
+        Overrides of the store's window spec (``window``, ``horizon``, ``stride``).
+    """
 
     kind = "sequence"
     samples_are_rows = False
@@ -34,14 +42,10 @@ class SequenceView(SampleView):
         self.has_target = True
         self._counts: dict = {}
 
-    def with_windows(self, *, window=None, horizon=None, stride=None) -> "SequenceView":
+    def with_windows(self, *, window=None, horizon=None, stride=None, owner: str = "with_windows") -> "SequenceView":
         given = {"window": window, "horizon": horizon, "stride": stride}
-        changes = {}
-        for name, value in given.items():
-            if value is not None:
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise SchemaError(f"The '{name}' parameter must be an int >= 1. Got {value!r} instead.")
-                changes[name] = value
+        check_params(owner, given, dict.fromkeys(given, [Interval(int, 1, None), None]))
+        changes = {name: value for name, value in given.items() if value is not None}
         if not changes:
             return self
         spec = {key: self.windows[key] for key in ("window", "horizon", "stride", "targets") if key in self.windows}
@@ -60,6 +64,7 @@ class SequenceView(SampleView):
 
     @property
     def target_dtype(self):
+        """Targets are float32 values of the scaled series."""
         return np.float32
 
     def _token(self):
@@ -120,9 +125,18 @@ class SequenceView(SampleView):
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
 
-        ``channels`` names the channels of the last axis (default: the store's
-        targets when their number matches, else every channel); a loader's
-        ``y`` of one target (shape ``(batch, horizon)``) is taken as that target.
+        Parameters
+        ----------
+        values : array-like
+            Scaled values (predictions, targets), channels on the last axis.
+        channels : list of str, optional
+            The channels of the last axis (default: the store's targets when
+            their number matches, else every channel); a loader's ``y`` of one
+            target (shape ``(batch, horizon)``) is taken as that target.
+
+        Returns
+        -------
+        numpy.ndarray of float64
         """
         state = self.attrs.get("preprocessing", {})
         if "mean" not in state:
