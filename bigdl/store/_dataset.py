@@ -10,6 +10,7 @@ import numpy as np
 
 from bigdl.errors import SchemaError
 from bigdl.store._format import SPLIT_CODES, open_group
+from bigdl.store._integrity import Manifest
 from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
@@ -26,6 +27,14 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     Returns
     -------
     Dataset
+
+    Raises
+    ------
+    StoreFormatError
+        Not a bigdl store, or a format this bigdl does not read.
+    StoreCorruptedError
+        The store's attributes or an array's metadata changed after it was
+        written (compared with its integrity manifest; no chunk is read here).
 
     Examples
     --------
@@ -48,6 +57,8 @@ class Dataset:
         self.path = Path(path)
         self._group = group
         self.attrs = attrs
+        # Every chunk read is checked against it (see bigdl.store._integrity).
+        self._manifest = Manifest.from_attrs(self.path, attrs)
 
     # -- metadata -----------------------------------------------------
     @property
@@ -165,13 +176,13 @@ class Dataset:
         stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
         token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
         # As da.from_zarr, but a damaged chunk raises an error naming the store, array and chunk.
-        return da.from_array(CheckedArray(array, str(self.path), name), chunks=array.chunks,
+        return da.from_array(CheckedArray(array, str(self.path), name, self._manifest), chunks=array.chunks,
                              name=f"bigdl-{name}-{token}", asarray=False, fancy=False, lock=False,
                              meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
     def _read(self, name: str, selection):
         """Rows of one array; a damaged chunk raises StoreCorruptedError naming it."""
-        return read_checked(self._group[name], selection, store=str(self.path), name=name)
+        return read_checked(self._group[name], selection, store=str(self.path), name=name, manifest=self._manifest)
 
     @property
     def X(self):
