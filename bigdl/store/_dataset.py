@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bigdl.errors import SchemaError
+from bigdl.errors import SchemaError, StoreCorruptedError
 from bigdl.store._format import SPLIT_CODES, open_group
-from bigdl.store._integrity import Manifest
+from bigdl.store._integrity import REPAIR, Manifest
 from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
@@ -243,9 +243,20 @@ class Dataset:
         return dataset
 
     def rejects(self):
-        """The quarantined rows as a pandas DataFrame (source, row, line, raw, reason)."""
+        """The quarantined rows as a pandas DataFrame (source, row, line, raw, reason).
+
+        Raises StoreCorruptedError when a reject file changed, went missing or
+        was added since the store was written (each is checked against its
+        CRC-32C in the integrity manifest; the files are read whole anyway).
+        """
         import pandas as pd
 
+        problems = [] if self._manifest is None else self._manifest.rejects_problems(self.path)
+        if problems:
+            raise StoreCorruptedError(
+                f"The store {str(self.path)!r} was changed after it was written: "
+                f"{'; '.join(item['problem'] for item in problems)}. {REPAIR}; `bigdl verify {self.path}` lists "
+                "every change.", store=str(self.path), file=problems[0]["file"])
         parts = sorted(self.rejects_path.glob("*.parquet")) if self.rejects_path.exists() else []
         if not parts:
             return pd.DataFrame({"source": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),

@@ -154,12 +154,12 @@ def check_format_version(path, attrs: dict) -> int:
 
     version = attrs["format_version"]
     readable = " and ".join(str(item) for item in READABLE_FORMATS)
-    this = f"this bigdl ({bigdl.__version__}) reads formats {readable}"
+    this = f"this bigdl ({bigdl.__version__}) reads formats {readable} and writes format {FORMAT_VERSION}"
     if not isinstance(version, int) or isinstance(version, bool):
         raise StoreFormatError(
             f"{str(path)!r} has a malformed 'format_version' attribute {version!r} (a {type(version).__name__}, "
-            f"not a whole number): the attribute was edited or the store was not written by bigdl; {this} and "
-            f"writes format {FORMAT_VERSION}. Re-create the store (run the ingest again) or restore it from a copy."
+            f"not a whole number): the attribute was edited or the store was not written by bigdl; {this}. "
+            "Re-create the store (run the ingest again) or restore it from a copy."
         )
     if version in READABLE_FORMATS:
         return version
@@ -172,6 +172,6 @@ def check_format_version(path, attrs: dict) -> int:
             f"reads ({readable}); read it with {release}: upgrade bigdl."
         )
     raise StoreFormatError(
-        f"{str(path)!r} has store format {version}, which no bigdl release writes; {this}. The attribute was "
-        "edited or the store was not written by bigdl: re-create it (run the ingest again) or restore it from a copy."
+        f"{str(path)!r} has store format {version}, which no bigdl release writes: the attribute was edited or the "
+        f"store was not written by bigdl; {this}. Re-create the store (run the ingest again) or restore it from a copy."
     )

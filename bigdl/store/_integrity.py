@@ -85,15 +85,17 @@ def has_checksum(array) -> bool:
     return any(isinstance(codec, Crc32cCodec) for codec in array.metadata.codecs)
 
 
-def _trailer(path: Path) -> bytes | None:
+def _trailer(path) -> bytes | None:
     """The last 4 bytes of a chunk file (its CRC-32C), or None when the file does not exist."""
     try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TRAILER_BYTES))
-            return handle.read(TRAILER_BYTES)
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        size = os.fstat(descriptor).st_size
+        return os.pread(descriptor, TRAILER_BYTES, max(0, size - TRAILER_BYTES))
+    finally:
+        os.close(descriptor)
 
 
 # ------------------------------------------------------------------ digests
@@ -290,7 +292,7 @@ class Manifest:
             return []
         import google_crc32c
 
-        folder = root / "rejects"
+        folder = Path(root) / "rejects"
         present = {part.name: part for part in folder.glob("*.parquet")} if folder.is_dir() else {}
         problems = []
         for part in sorted(set(present) | set(self.rejects)):
@@ -317,7 +319,7 @@ class Manifest:
         if record is None:
             return None
         file = chunk_file(array, coords)
-        trailer = _trailer(root / file)
+        trailer = _trailer(os.path.join(root, file))
         if trailer is None:
             if file in record.absent:
                 return None
