@@ -31,10 +31,9 @@ from pathlib import Path
 
 from bigdl.errors import StoreCorruptedError
 from bigdl.store._integrity import REPAIR, Manifest, array_names, chunk_coordinates, chunk_file, chunk_label, \
-    has_checksum, integrity_manifest, unreadable_manifest
+    has_checksum, unreadable_manifest
 
-__all__ = ["verify_store", "VerifyReport", "integrity_manifest", "chunk_checksums", "read_checked",
-           "CheckedArray"]
+__all__ = ["verify_store", "VerifyReport", "chunk_checksums", "read_checked", "CheckedArray"]
 
 CHUNKS_PER_TASK = 16
 
