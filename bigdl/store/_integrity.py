@@ -215,13 +215,14 @@ class Manifest:
         Raises
         ------
         StoreCorruptedError
-            A format-2 store whose manifest is missing or malformed.
+            A format-2 store whose manifest is missing, or any malformed manifest.
         """
         manifest = attrs.get("integrity")
-        if attrs.get("format_version") == 1:
-            return None if not isinstance(manifest, dict) else cls(manifest, bound=False)
+        bound = attrs.get("format_version") != 1
+        if manifest is None and not bound:
+            return None  # format 1 before bigdl recorded any manifest
         try:
-            return cls(manifest, bound=True)
+            return cls(manifest, bound=bound)
         except (TypeError, KeyError, ValueError, AttributeError):
             raise _manifest_error(path, manifest) from None
 
