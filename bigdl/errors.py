@@ -99,7 +99,12 @@ class StoreFormatError(BigdlError, ValueError):
 class StoreCorruptedError(StoreFormatError):
     """A chunk file of a store changed on disk after it was written (checksum mismatch, undecodable, missing).
 
-    ``bigdl verify STORE`` lists every damaged chunk.
+    Also raised when the store's attributes or an array's metadata differ
+    from its integrity manifest, a chunk file is missing, or a chunk file
+    sits at another chunk's position (swapped, copied from another store).
+    ``store``, ``array``, ``chunk`` (the chunk's grid coordinates), ``file``
+    (its path in the store) and ``attribute`` (a changed group attribute) say
+    where; ``bigdl verify STORE`` lists every problem.
 
     Parameters
     ----------
@@ -112,19 +117,21 @@ class StoreCorruptedError(StoreFormatError):
         The chunk's grid coordinates.
     file : str, optional
         The chunk file's path.
+    attribute : str, optional
+        A changed group attribute.
     """
 
-    def __init__(self, message: str, *, store=None, array=None, chunk=None, file=None):
+    def __init__(self, message: str, *, store=None, array=None, chunk=None, file=None, attribute=None):
         super().__init__(message)
-        self.store, self.array, self.chunk, self.file = store, array, chunk, file
+        self.store, self.array, self.chunk, self.file, self.attribute = store, array, chunk, file, attribute
 
     def __reduce__(self):
         # Raised inside Dask tasks: the attributes must survive pickling to the client.
-        return (_rebuild_corrupted, (str(self), self.store, self.array, self.chunk, self.file))
+        return (_rebuild_corrupted, (str(self), self.store, self.array, self.chunk, self.file, self.attribute))
 
 
-def _rebuild_corrupted(message, store, array, chunk, file):
-    return StoreCorruptedError(message, store=store, array=array, chunk=chunk, file=file)
+def _rebuild_corrupted(message, store, array, chunk, file, attribute=None):
+    return StoreCorruptedError(message, store=store, array=array, chunk=chunk, file=file, attribute=attribute)
 
 
 class ClusterConnectionError(BigdlError, ConnectionError):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bigdl.errors import SchemaError
+from bigdl.errors import SchemaError, StoreCorruptedError
 from bigdl.store._format import SPLIT_CODES, open_group
+from bigdl.store._integrity import REPAIR, Manifest
 from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
@@ -26,6 +27,14 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     Returns
     -------
     Dataset
+
+    Raises
+    ------
+    StoreFormatError
+        Not a bigdl store, or a format this bigdl does not read.
+    StoreCorruptedError
+        The store's attributes or an array's metadata changed after it was
+        written (compared with its integrity manifest; no chunk is read here).
 
     Examples
     --------
@@ -58,6 +67,8 @@ class Dataset:
         self.path = Path(path)
         self._group = group
         self.attrs = attrs
+        # Every chunk read is checked against it (see bigdl.store._integrity).
+        self._manifest = Manifest.from_attrs(self.path, attrs)
 
     # -- metadata -----------------------------------------------------
     @property
@@ -199,13 +210,13 @@ class Dataset:
         stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
         token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
         # As da.from_zarr, but a damaged chunk raises an error naming the store, array and chunk.
-        return da.from_array(CheckedArray(array, str(self.path), name), chunks=array.chunks,
+        return da.from_array(CheckedArray(array, str(self.path), name, self._manifest), chunks=array.chunks,
                              name=f"bigdl-{name}-{token}", asarray=False, fancy=False, lock=False,
                              meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
     def _read(self, name: str, selection):
         """Rows of one array; a damaged chunk raises StoreCorruptedError naming it."""
-        return read_checked(self._group[name], selection, store=str(self.path), name=name)
+        return read_checked(self._group[name], selection, store=str(self.path), name=name, manifest=self._manifest)
 
     @property
     def X(self):
@@ -329,9 +340,21 @@ class Dataset:
         pandas.DataFrame
             ``source``, ``row``, ``line``, ``raw``, ``reason`` (images: ``source``,
             ``record``, ``class``, ``reason``); empty when nothing was rejected.
+
+        Raises
+        ------
+        StoreCorruptedError
+            A reject file changed, went missing or was added since the store was
+            written (each is checked against its CRC-32C in the integrity manifest).
         """
         import pandas as pd
 
+        problems = [] if self._manifest is None else self._manifest.rejects_problems(self.path)
+        if problems:
+            raise StoreCorruptedError(
+                f"The store {str(self.path)!r} was changed after it was written: "
+                f"{'; '.join(item['problem'] for item in problems)}. {REPAIR}; `bigdl verify {self.path}` lists "
+                "every change.", store=str(self.path), file=problems[0]["file"])
         parts = sorted(self.rejects_path.glob("*.parquet")) if self.rejects_path.exists() else []
         if not parts:
             return pd.DataFrame({"source": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),

@@ -16,10 +16,16 @@ from bigdl.errors import ParameterError, StoreFormatError
 
 __all__ = [
     "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for",
-    "check_split_parameters", "check_whole_chunk", "assign_split", "open_group", "TARGET_CHUNK_BYTES",
+    "check_split_parameters", "check_whole_chunk", "assign_split", "open_group", "check_format_version",
+    "TARGET_CHUNK_BYTES", "READABLE_FORMATS",
 ]
 
-FORMAT_VERSION = 1
+#: The store format this bigdl writes.  2: the integrity manifest binds every chunk's checksum to its
+#: array and chunk index and records digests of the attributes and array metadata.
+FORMAT_VERSION = 2
+#: The formats this bigdl reads.  Format 1 (bigdl 0.1.0 before format 2) is read with the checks its
+#: manifest allows: missing chunk files are found, swapped chunks and edited attributes are not.
+READABLE_FORMATS = (1, 2)
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 TASKS = ("classification", "regression")
@@ -179,15 +185,16 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-
-
-def open_group(path) -> tuple:
+def open_group(path, *, check_integrity: bool = True) -> tuple:
     """The Zarr group of a bigdl store and its attributes; refuses what is not a store this bigdl reads.
 
     Parameters
     ----------
     path : str or path
         The store directory.
+    check_integrity : bool, default True
+        Compare the attributes and the arrays' metadata with the store's
+        integrity manifest (``bigdl verify`` lists the differences instead).
 
     Returns
     -------
@@ -196,7 +203,9 @@ def open_group(path) -> tuple:
     Raises
     ------
     StoreFormatError
-        No such path, not a Zarr group, not a bigdl store, or a newer format.
+        No such path, not a Zarr group, not a bigdl store, or a format this bigdl does not read.
+    StoreCorruptedError
+        The attributes or the arrays' metadata changed after the store was written.
     """
     from pathlib import Path
 
@@ -210,12 +219,40 @@ def open_group(path) -> tuple:
     except Exception as error:  # zarr raises several types for "not a group"
         raise StoreFormatError(f"{str(path)!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
     attrs = dict(group.attrs)
-    version = attrs.get("format_version")
-    if version is None or "kind" not in attrs:
+    if "format_version" not in attrs or "kind" not in attrs:
         raise StoreFormatError(f"{str(path)!r} is a Zarr group but not a bigdl store (no 'format_version').")
-    if version > FORMAT_VERSION:
-        raise StoreFormatError(
-            f"{str(path)!r} has store format {version}, newer than this bigdl understands ({FORMAT_VERSION}); "
-            "upgrade bigdl."
-        )
+    check_format_version(path, attrs)
+    if check_integrity:
+        from bigdl.store._integrity import check_attributes
+
+        check_attributes(path, group, attrs)
     return group, attrs
+
+
+def check_format_version(path, attrs: dict) -> int:
+    """The store's format version if this bigdl reads it, else a StoreFormatError naming it and who reads it."""
+    import bigdl
+
+    version = attrs["format_version"]
+    readable = " and ".join(str(item) for item in READABLE_FORMATS)
+    this = f"this bigdl ({bigdl.__version__}) reads formats {readable} and writes format {FORMAT_VERSION}"
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StoreFormatError(
+            f"{str(path)!r} has a malformed 'format_version' attribute {version!r} (a {type(version).__name__}, "
+            f"not a whole number): the attribute was edited or the store was not written by bigdl; {this}. "
+            "Re-create the store (run the ingest again) or restore it from a copy."
+        )
+    if version in READABLE_FORMATS:
+        return version
+    if version > FORMAT_VERSION:
+        writer = attrs.get("bigdl_version")
+        release = f"bigdl {writer} (which the store says wrote it) or later" if isinstance(writer, str) else \
+            "the newer bigdl that wrote it"
+        raise StoreFormatError(
+            f"{str(path)!r} has store format {version}, newer than the formats this bigdl ({bigdl.__version__}) "
+            f"reads ({readable}); read it with {release}: upgrade bigdl."
+        )
+    raise StoreFormatError(
+        f"{str(path)!r} has store format {version}, which no bigdl release writes: the attribute was edited or the "
+        f"store was not written by bigdl; {this}. Re-create the store (run the ingest again) or restore it from a copy."
+    )

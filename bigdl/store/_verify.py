@@ -1,96 +1,41 @@
-"""Store integrity: chunk checksums, naming a damaged chunk when it is read, and ``bigdl verify``.
+"""Store integrity on reads and in ``bigdl verify``: errors naming the damaged chunk, and the full check.
 
-Two layers protect a store against changes on disk after it was written:
+Three layers protect a store against changes on disk after it was written:
 
 * every chunk carries a CRC-32C of its stored bytes (zarr v3's ``crc32c``
   codec after the compressor, set by ``create_arrays``), so any read of a
   damaged chunk fails inside zarr's decoder instead of decompressing to wrong
   numbers (a flipped byte in a Blosc-lz4 block decodes silently otherwise);
-* ``finish_store`` records an integrity manifest in the store's attributes:
-  the chunks that were left unwritten on purpose (zarr writes no file for a
-  chunk equal to the fill value).  A chunk file deleted later, which zarr
-  would read as fill values without a word, is then told apart.
+* the integrity manifest (:mod:`bigdl.store._integrity`) binds each chunk's
+  CRC-32C to its array and chunk index and records digests of the attributes
+  and the arrays' metadata: opening a store checks the digests; every read of
+  a chunk checks that its file exists (unless it was left unwritten on
+  purpose) and is the chunk written at that position;
+* :func:`verify_store` checks everything, every chunk, on the cluster when a
+  client is given, and lists every problem.
 
 The read paths (``Dataset.read_chunk``, the dask arrays of a ``Dataset``,
-``ChunkLoader``) go through :func:`read_checked`, which turns a decode error
-into :class:`~bigdl.errors.StoreCorruptedError` naming the store, the array,
-the chunk and its file.  :func:`verify_store` reads every chunk (on the
-cluster when a client is given) and lists every problem.  Stores written
-before checksums were added are verified too, but only damage that breaks
-decompression can be found in them; the report says so.
+``ChunkLoader``, the ``Trainer``) go through :func:`read_checked`, which raises
+:class:`~bigdl.errors.StoreCorruptedError` naming the store, the array, the
+chunk and its file.  Stores of format 1 are read and verified with what their
+manifest allows (missing chunk files; no positions, no attribute digests), and
+stores written before checksums are checked for undecodable chunks only; the
+report says so.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bigdl.errors import StoreCorruptedError
+from bigdl.store._integrity import REPAIR, Manifest, array_names, chunk_coordinates, chunk_file, chunk_label, \
+    has_checksum, unreadable_manifest
 
-__all__ = ["verify_store", "VerifyReport", "integrity_manifest", "chunk_checksums", "read_checked",
-           "CheckedArray"]
+__all__ = ["verify_store", "VerifyReport", "chunk_checksums", "read_checked", "CheckedArray"]
 
 CHUNKS_PER_TASK = 16
-
-
-# ------------------------------------------------------------------ chunks and files
-def _coordinates(array):
-    """Every chunk's grid coordinates, in order."""
-    return itertools.product(*(range(count) for count in array.cdata_shape))
-
-
-def _chunk_file(array, coords) -> str:
-    """The chunk's file relative to the store root, e.g. ``X/c/3/0``."""
-    return f"{array.basename}/{array.metadata.encode_chunk_key(tuple(coords))}"
-
-
-def _label(coords) -> str:
-    coords = tuple(int(value) for value in coords)
-    return str(coords[0]) if not any(coords[1:]) else str(coords)
-
-
-def _array_names(group) -> list[str]:
-    import warnings
-
-    with warnings.catch_warnings():
-        # The store's rejects/ folder holds Parquet files, not a zarr node;
-        # zarr warns about it while listing the group's members.
-        warnings.simplefilter("ignore")
-        return sorted(group.array_keys())
-
-
-def _has_checksum(array) -> bool:
-    from zarr.codecs import Crc32cCodec
-
-    return any(isinstance(codec, Crc32cCodec) for codec in array.metadata.codecs)
-
-
-def integrity_manifest(path: str | os.PathLike) -> dict:
-    """What ``finish_store`` records: checksum codec and the chunks absent on purpose.
-
-    Parameters
-    ----------
-    path : str or path
-        A complete store (its arrays written).
-
-    Returns
-    -------
-    dict
-        ``{"checksum": "crc32c" or None, "absent_chunks": {array: [chunk files]}}``.
-    """
-    import zarr
-
-    root = Path(path)
-    group = zarr.open_group(str(root), mode="r")
-    absent, checksummed = {}, True
-    for name in _array_names(group):
-        array = group[name]
-        checksummed &= _has_checksum(array)
-        absent[name] = [file for file in (_chunk_file(array, coords) for coords in _coordinates(array))
-                        if not (root / file).exists()]
-    return {"checksum": "crc32c" if checksummed else None, "absent_chunks": absent}
 
 
 def chunk_checksums(path: str | os.PathLike, arrays=None) -> dict[str, dict[str, int]]:
@@ -114,13 +59,13 @@ def chunk_checksums(path: str | os.PathLike, arrays=None) -> dict[str, dict[str,
     root = Path(path)
     group = zarr.open_group(str(root), mode="r")
     result = {}
-    for name in arrays or _array_names(group):
+    for name in arrays or array_names(group):
         array = group[name]
         sums = {}
-        for coords in _coordinates(array):
-            file = root / _chunk_file(array, coords)
+        for coords in chunk_coordinates(array):
+            file = root / chunk_file(array, coords)
             if file.exists():
-                sums[_chunk_file(array, coords)] = google_crc32c.value(file.read_bytes())
+                sums[chunk_file(array, coords)] = google_crc32c.value(file.read_bytes())
         result[name] = sums
     return result
 
@@ -128,6 +73,8 @@ def chunk_checksums(path: str | os.PathLike, arrays=None) -> dict[str, dict[str,
 # ------------------------------------------------------------------ reads that name the chunk
 def _chunks_touched(array, selection):
     """Grid coordinates of the chunks a basic selection reads (all of a dimension when unsure)."""
+    import itertools
+
     if not isinstance(selection, tuple):
         selection = (selection,)
     ranges = []
@@ -151,17 +98,16 @@ def _problem(error: Exception) -> str:
     return f"cannot be decoded ({type(error).__name__}: {text})"
 
 
-def _corrupted(store, name: str, array, coords, error: Exception) -> StoreCorruptedError:
-    file = _chunk_file(array, coords)
+def _corrupted(store, name: str, array, coords, problem: str) -> StoreCorruptedError:
+    file = chunk_file(array, coords)
     return StoreCorruptedError(
-        f"The store {str(store)!r} is damaged: chunk {_label(coords)} of array {name!r} (file {file}) "
-        f"{_problem(error)}. Re-create the store (run the ingest again) or restore it from a copy; "
-        f"`bigdl verify {store}` lists every damaged chunk.",
+        f"The store {str(store)!r} is damaged: chunk {chunk_label(coords)} of array {name!r} (file {file}) "
+        f"{problem}. {REPAIR}; `bigdl verify {store}` lists every damaged chunk.",
         store=str(store), array=name, chunk=tuple(int(value) for value in coords), file=file,
     )
 
 
-def read_checked(array, selection, *, store, name: str):
+def read_checked(array, selection, *, store, name: str, manifest: Manifest | None = None):
     """``array[selection]``, raising StoreCorruptedError that names the damaged chunk.
 
     Parameters
@@ -172,13 +118,23 @@ def read_checked(array, selection, *, store, name: str):
         The store's path, for the message.
     name : str
         The array's name in the store (``"X"``, ``"y"``, ...).
+    manifest : Manifest, optional
+        The store's integrity manifest: each chunk read is first checked
+        against it (its file exists unless absent on purpose, and ends with
+        the CRC-32C recorded for this array and chunk; 4 bytes read per chunk).
 
     Raises
     ------
     StoreCorruptedError
-        When a chunk in the selection fails its checksum or cannot be decoded.
-        Other errors are raised unchanged.
+        When a chunk in the selection is missing, misplaced, fails its
+        checksum or cannot be decoded.  Other errors are raised unchanged.
     """
+    if manifest is not None:
+        root = Path(store)
+        for coords in _chunks_touched(array, selection):
+            problem = manifest.chunk_problem(root, name, array, coords)
+            if problem is not None:
+                raise _corrupted(store, name, array, coords, problem)
     try:
         return array[selection]
     except Exception as error:  # zarr's codecs raise ValueError, RuntimeError, ... for a bad chunk
@@ -187,7 +143,7 @@ def read_checked(array, selection, *, store, name: str):
             try:
                 array.get_block_selection(tuple(coords))
             except Exception as chunk_error:  # noqa: BLE001 - the damaged chunk, reported below
-                raise _corrupted(store, name, array, coords, chunk_error) from error
+                raise _corrupted(store, name, array, coords, _problem(chunk_error)) from error
         raise
 
 
@@ -201,10 +157,12 @@ class CheckedArray:
         The store's path, for messages.
     name : str
         The array's name in the store.
+    manifest : Manifest, optional
+        The store's integrity manifest.
     """
 
-    def __init__(self, array, store: str, name: str):
-        self.array, self.store, self.name = array, str(store), name
+    def __init__(self, array, store: str, name: str, manifest: Manifest | None = None):
+        self.array, self.store, self.name, self.manifest = array, str(store), name, manifest
 
     @property
     def shape(self):
@@ -219,7 +177,7 @@ class CheckedArray:
         return self.array.ndim
 
     def __getitem__(self, selection):
-        return read_checked(self.array, selection, store=self.store, name=self.name)
+        return read_checked(self.array, selection, store=self.store, name=self.name, manifest=self.manifest)
 
 
 # ------------------------------------------------------------------ verify
@@ -233,11 +191,17 @@ class VerifyReport:
     n_chunks : int
         Chunks checked over all arrays.
     problems : list of dict
-        ``array``, ``chunk`` (grid coordinates), ``file`` and ``problem`` of each damaged chunk.
+        ``array``, ``chunk`` (grid coordinates), ``file``, ``attribute`` and
+        ``problem`` of each finding: a damaged, missing or misplaced chunk, a
+        changed attribute or array metadata, a changed reject file.
     checksums : dict
         Array name -> whether its chunks carry a CRC-32C.
     manifest : bool
-        Whether the store records which chunks are absent on purpose.
+        Whether the store has an integrity manifest.
+    format_version : int
+        The store's format (1: the manifest lists absent chunks only).
+    recorded_checksum : str or None
+        The checksum the manifest records (``"crc32c"``).
     """
 
     path: str
@@ -245,43 +209,66 @@ class VerifyReport:
     problems: list[dict] = field(default_factory=list)
     checksums: dict[str, bool] = field(default_factory=dict)
     manifest: bool = True
+    format_version: int = 2
+    recorded_checksum: str | None = None
 
     @property
     def ok(self) -> bool:
-        """True when no chunk is damaged or missing."""
+        """True when nothing is damaged, missing, misplaced or changed."""
         return not self.problems
 
     def to_dict(self) -> dict:
         return {"path": self.path, "ok": self.ok, "n_chunks": self.n_chunks, "problems": self.problems,
-                "checksums": self.checksums, "manifest": self.manifest}
+                "checksums": self.checksums, "manifest": self.manifest, "format_version": self.format_version,
+                "recorded_checksum": self.recorded_checksum}
 
     def __str__(self) -> str:
         unchecked = [name for name, present in self.checksums.items() if not present]
-        lines = [f"store      {self.path}: {len(self.checksums)} arrays, {self.n_chunks} chunks read"]
-        if unchecked:
+        lines = [f"store      {self.path}: format {self.format_version}, {len(self.checksums)} arrays, "
+                 f"{self.n_chunks} chunks read"]
+        if unchecked and self.recorded_checksum:
+            lines.append(f"checksums  missing from the metadata of {', '.join(unchecked)} although the manifest "
+                         f"records {self.recorded_checksum}: the metadata was edited (checked against the "
+                         "manifest below)")
+        elif unchecked:
             lines.append(f"checksums  none on {', '.join(unchecked)} (written before bigdl stored chunk checksums): "
                          "only damage that breaks decompression can be found there")
         else:
             lines.append("checksums  crc32c on every chunk")
         if not self.manifest:
             lines.append("manifest   none: a deleted chunk file cannot be told from a chunk left empty")
+        elif self.format_version == 1:
+            lines.append("manifest   format 1: deleted chunk files are found, but chunk positions and attributes are "
+                         "not recorded (swapped chunks, edited attributes go unseen); re-create the store to have "
+                         "them checked")
+        else:
+            lines.append("manifest   every chunk bound to its array and position; attributes, array metadata "
+                         "and reject files checked")
         if self.ok:
             lines.append("result     OK: every chunk reads back intact")
         else:
-            lines.append(f"result     DAMAGED: {len(self.problems)} chunk(s); re-create the store (run the ingest "
-                         "again) or restore it from a copy")
-            lines.extend(f"  array {item['array']!r} chunk {_label(item['chunk'])} ({item['file']}): {item['problem']}"
-                         for item in self.problems)
+            lines.append(f"result     DAMAGED: {len(self.problems)} problem(s); {REPAIR.lower()}")
+            lines.extend(f"  {_where(item)}: {item['problem']}" for item in self.problems)
         return "\n".join(lines)
 
 
-def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True) -> VerifyReport:
-    """Read and check every chunk of every array of a store.
+def _where(item: dict) -> str:
+    if item.get("chunk") is not None:
+        return f"array {item['array']!r} chunk {chunk_label(item['chunk'])} ({item['file']})"
+    return item["file"]
 
-    Each chunk is decoded (which checks its CRC-32C) and, where the store has
-    an integrity manifest, a missing chunk file is reported unless it was
-    absent on purpose.  The chunks are checked in Dask tasks: on the cluster
-    of ``client`` (or the current one), else in local threads.
+
+def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True) -> VerifyReport:
+    """Check a whole store against its integrity manifest: every chunk, attribute and array.
+
+    Each chunk file is read and checked: it exists unless it was absent on
+    purpose, its bytes match the CRC-32C it ends with, that CRC-32C is the one
+    recorded for this array and chunk index (so swapped chunks and chunks
+    copied from another store are found), and it decodes.  The attributes,
+    every array's metadata (its own ``zarr.json`` and the consolidated copy)
+    and the reject files are compared with their recorded digests.  The
+    chunks are checked in Dask tasks: on the cluster of ``client`` (or the
+    current one), else in local threads.
 
     Parameters
     ----------
@@ -293,7 +280,12 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
     Returns
     -------
     VerifyReport
-        ``report.ok`` is False when a chunk is damaged; ``print(report)`` lists them.
+        ``report.ok`` is False when anything is damaged; ``print(report)`` lists every problem.
+
+    Raises
+    ------
+    StoreFormatError
+        Not a bigdl store, or a format this bigdl does not read.
 
     Examples
     --------
@@ -301,45 +293,71 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
     >>> report.ok                                               # doctest: +SKIP
     True
     """
+    import zarr
+
     from bigdl.runtime import run_tasks
     from bigdl.store._format import open_group
 
     root = Path(path)
-    group, attrs = open_group(root)
-    manifest = attrs.get("integrity")
+    group, attrs = open_group(root, check_integrity=False)
+    problems = []
+    try:
+        manifest = Manifest.from_attrs(root, attrs)
+    except StoreCorruptedError:
+        manifest = None
+        problems.append({"array": None, "chunk": None, "file": "zarr.json", "attribute": "integrity",
+                         "problem": unreadable_manifest(attrs.get("integrity"))})
+    if manifest is not None:
+        # The consolidated copy is what readers use; each array's own zarr.json is what plain zarr falls back to.
+        seen = set()
+        for view in (group, zarr.open_group(str(root), mode="r", use_consolidated=False)):
+            for item in manifest.attribute_problems(view, attrs, root):
+                key = (item["file"], item["problem"])
+                if key not in seen:
+                    seen.add(key)
+                    problems.append(item)
+        problems.extend(manifest.rejects_problems(root))
     jobs, checksums, total = [], {}, 0
-    for name in _array_names(group):
+    for name in array_names(group):
         array = group[name]
-        checksums[name] = _has_checksum(array)
-        coords = [tuple(item) for item in _coordinates(array)]
+        checksums[name] = has_checksum(array)
+        coords = [tuple(item) for item in chunk_coordinates(array)]
         total += len(coords)
-        absent = None if manifest is None else list(manifest.get("absent_chunks", {}).get(name, []))
-        jobs.extend((str(root), name, coords[start:start + CHUNKS_PER_TASK], absent)
+        # Each task reads the manifest from the store itself: it can be megabytes for a big store.
+        jobs.extend((str(root), name, coords[start:start + CHUNKS_PER_TASK], manifest is not None)
                     for start in range(0, len(coords), CHUNKS_PER_TASK))
     found = run_tasks("bigdl-verify", _verify_chunks, jobs, desc=f"verify {root.name}", progress=progress,
                       client=client)
-    problems = [item for items in found for item in items]
-    return VerifyReport(str(root), total, problems, checksums, manifest is not None)
+    problems.extend(item for items in found for item in items)
+    return VerifyReport(str(root), total, problems, checksums, manifest is not None,
+                        attrs.get("format_version"), None if manifest is None else manifest.checksum)
 
 
-def _verify_chunks(path: str, name: str, coords: list[tuple], absent: list[str] | None) -> list[dict]:
+def _verify_chunks(path: str, name: str, coords: list[tuple], with_manifest: bool) -> list[dict]:
     """Problems among some chunks of one array (runs in a Dask task)."""
+    import google_crc32c
     import zarr
 
     root = Path(path)
-    array = zarr.open_group(path, mode="r")[name]
-    expected_absent = set(absent or [])
+    group = zarr.open_group(path, mode="r")
+    array = group[name]
+    manifest = Manifest.from_attrs(path, dict(group.attrs)) if with_manifest else None
+    bound = manifest is not None and manifest.checksum == "crc32c" and manifest.bound
     problems = []
     for chunk in coords:
-        file = _chunk_file(array, chunk)
-        if not (root / file).exists():
-            if absent is not None and file not in expected_absent:
-                problems.append({"array": name, "chunk": list(chunk), "file": file,
-                                 "problem": "is missing: its file was deleted after the store was written "
-                                            "(zarr would read it as fill values)"})
-            continue
-        try:
-            array.get_block_selection(chunk)
-        except Exception as error:  # noqa: BLE001 - every decode failure is a finding
-            problems.append({"array": name, "chunk": list(chunk), "file": file, "problem": _problem(error)})
+        file = chunk_file(array, chunk)
+        problem = None if manifest is None else manifest.chunk_problem(root, name, array, chunk)
+        if problem is None and (root / file).exists():
+            data = (root / file).read_bytes()
+            # The chunk's own CRC-32C, computed here: it does not rely on the array's metadata listing the codec.
+            if bound and (len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little")):
+                problem = "fails its checksum: its bytes changed after it was written"
+            else:
+                try:
+                    array.get_block_selection(chunk)
+                except Exception as error:  # noqa: BLE001 - every decode failure is a finding
+                    problem = _problem(error)
+        if problem is not None:
+            problems.append({"array": name, "chunk": list(chunk), "file": file, "attribute": None,
+                             "problem": problem})
     return problems

@@ -87,7 +87,11 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
     The fields every store has (format version, kind, row accounting, split
     counts per chunk and in all, split spec, creation time, bigdl version)
     are filled here; each writer passes its own (``feature_names``,
-    ``preprocessing``, ``source``...).
+    ``preprocessing``, ``source``...).  The integrity manifest (see
+    :mod:`bigdl.store._integrity`) is recorded last: the checksum of every
+    chunk at its position, digests of every other attribute and of every
+    array's metadata, and the reject files' checksums.  Nothing may change
+    the store after this.
 
     Parameters
     ----------
@@ -110,7 +114,7 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
     import zarr
 
     import bigdl
-    from bigdl.store._verify import integrity_manifest
+    from bigdl.store._integrity import integrity_manifest
 
     per_chunk = np.asarray(chunk_split_counts, dtype=np.int64).reshape(-1, len(SPLIT_NAMES))
     split_counts = per_chunk.sum(axis=0)
@@ -126,8 +130,9 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
         "split": split,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bigdl_version": bigdl.__version__,
-        "integrity": integrity_manifest(path),
     })
+    # Recorded last, from what was written (attributes as read back), so it covers every other attribute.
+    group.attrs["integrity"] = integrity_manifest(path)
     with warnings.catch_warnings():
         # Zarr warns that consolidated metadata is not in the v3 spec yet;
         # xarray reads it and falls back cleanly where it is absent.

@@ -56,7 +56,10 @@ def test_new_stores_checksum_every_chunk_and_record_a_manifest(intact_store, ref
             assert any(isinstance(codec, Crc32cCodec) for codec in group[name].metadata.codecs), name
         manifest = store.attrs["integrity"]
         assert manifest["checksum"] == "crc32c"
-        assert set(manifest["absent_chunks"]) == {"X", "y", "split", "record"}
+        assert set(manifest["arrays"]) == {"X", "y", "split", "record"}
+        assert set(manifest["attributes"]) == set(store.attrs) - {"integrity"}
+        for name, record in manifest["arrays"].items():
+            assert len(record["crc32c"]) == 8 * group[name].nchunks  # one CRC-32C per chunk, in chunk order
     # Plain zarr and xarray read the checksummed store unchanged.
     np.testing.assert_array_equal(intact_store.to_xarray()["X"].values, intact_store.X.compute())
 
@@ -110,7 +113,7 @@ def test_verify_lists_the_damaged_chunk(damaged_store, capsys):
     assert "checksum" in report.problems[0]["problem"]
     assert main(["verify", str(damaged_store.path), "--no-progress"]) == 1
     printed = capsys.readouterr().out
-    assert "DAMAGED: 1 chunk(s)" in printed and "array 'X' chunk 2 (X/c/2/0)" in printed
+    assert "DAMAGED: 1 problem(s)" in printed and "array 'X' chunk 2 (X/c/2/0)" in printed
     assert main(["verify", str(damaged_store.path), "--json", "--no-progress"]) == 1
     assert json.loads(capsys.readouterr().out)["problems"][0]["file"] == "X/c/2/0"
 
@@ -125,9 +128,9 @@ def test_a_deleted_chunk_file_is_found_and_chunks_left_empty_on_purpose_are_not(
     X = np.ones((ROWS, 2), dtype=np.float32)
     X[ROWS_PER_CHUNK:2 * ROWS_PER_CHUNK] = 0  # chunk 1 of X equals the fill value: zarr writes no file
     store = bigdl.store.from_arrays(X, store=tmp_path / "s.zarr", rows_per_chunk=ROWS_PER_CHUNK, test=0.0)
-    absent = store.attrs["integrity"]["absent_chunks"]
-    assert absent["X"] == ["X/c/1/0"]
-    assert absent["split"] == [f"split/c/{index}" for index in range(4)]  # all train: all fill values
+    arrays = store.attrs["integrity"]["arrays"]
+    assert arrays["X"]["absent"] == ["X/c/1/0"]
+    assert arrays["split"]["absent"] == [f"split/c/{index}" for index in range(4)]  # all train: all fill values
     assert bigdl.store.verify_store(store.path, progress=False).ok
     (store.path / "X" / "c" / "3" / "0").unlink()
     report = bigdl.store.verify_store(store.path, progress=False)
