@@ -44,6 +44,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 from torch import nn
 
+from bigdl._validation import Hidden, Interval, Options, Predicate, check_estimator_params
 from bigdl.errors import BigdlError, SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
 from bigdl.loaders._predict import predict_blocks
@@ -85,27 +86,23 @@ def _is_device(value) -> bool:
     return True
 
 
-_PARAMETERS = {
-    "module": (lambda value: value is None or _is_factory(value),
-               "None or a factory called as module(in_features=..., out_features=..., **module_params) that "
-               "returns a torch.nn.Module (e.g. bigdl.models.MLP); pass the class or a function, not a built "
-               "module, so that fit can build fresh weights"),
-    "module_params": (lambda value: value is None or isinstance(value, Mapping),
-                      "None or a dict of keyword arguments for module"),
-    "hidden": (lambda value: isinstance(value, Sequence) and not isinstance(value, str)
-               and all(_is_int(width, 1) for width in value),
-               "a sequence of int >= 1 (the hidden layer widths of the default MLP)"),
-    "optimizer": (lambda value: (isinstance(value, str) and value in OPTIMIZERS) or _is_factory(value),
-                  f"a str among {sorted(OPTIMIZERS)} or a callable f(parameters) -> torch.optim.Optimizer"),
-    "lr": (lambda value: value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                                           and value > 0),
-           "None (the optimizer's default) or a float > 0"),
-    "batch_size": (lambda value: _is_int(value, 1), "an int >= 1"),
-    "max_epochs": (lambda value: _is_int(value, 1), "an int >= 1"),
-    "random_state": (lambda value: value is None or _is_int(value, 0) or isinstance(value, np.random.RandomState),
-                     "None, an int >= 0 or a numpy RandomState"),
-    "device": (_is_device, "'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device"),
-    "warm_start": (lambda value: isinstance(value, (bool, np.bool_)), "a bool"),
+#: What the parameters shared by both estimators accept (``loss`` depends on the task: see ``_check_params``).
+_CONSTRAINTS = {
+    "module": [Predicate(_is_factory, "None or a factory called as module(in_features=..., out_features=..., "
+                                      "**module_params) that returns a torch.nn.Module (e.g. bigdl.models.MLP); "
+                                      "pass the class or a function, not a built module, so that fit can build "
+                                      "fresh weights"), Hidden(None)],
+    "module_params": [Mapping, None],
+    "hidden": [Predicate(lambda value: isinstance(value, Sequence) and not isinstance(value, str)
+                         and all(_is_int(width, 1) for width in value),
+                         "a sequence of int >= 1 (the hidden layer widths of the default MLP)")],
+    "optimizer": [Options(OPTIMIZERS), Predicate(_is_factory, "a callable f(parameters) -> torch.optim.Optimizer")],
+    "lr": [Interval(float, 0, None, closed="neither"), None],
+    "batch_size": [Interval(int, 1, None)],
+    "max_epochs": [Interval(int, 1, None)],
+    "random_state": [Interval(int, 0, None), np.random.RandomState, None],
+    "device": [Predicate(_is_device, "'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device")],
+    "warm_start": ["boolean"],
 }
 
 _PARAMETERS_DOC = """
@@ -299,15 +296,9 @@ class _TorchEstimator(BaseEstimator):
 
     # -- parameters ---------------------------------------------------
     def _check_params(self) -> None:
-        loss = (lambda value: value is None or (isinstance(value, str) and value in self._losses)
-                or _is_factory(value) or isinstance(value, nn.Module),
-                f"None (default {self._default_loss!r}), a str among {sorted(self._losses)} or a callable "
-                "loss(output, target)")
-        for name, (valid, allowed) in {**_PARAMETERS, "loss": loss}.items():
-            value = getattr(self, name)
-            if not valid(value):
-                raise SchemaError(f"The {name!r} parameter of {type(self).__name__} must be {allowed}; "
-                                  f"got {value!r} instead.")
+        loss = [Options(self._losses), Predicate(lambda value: _is_factory(value) or isinstance(value, nn.Module),
+                                                 "a callable loss(output, target)"), None]
+        check_estimator_params(self, {**_CONSTRAINTS, "loss": loss})
         if self.module is None and self.module_params and "hidden" in self.module_params:
             raise SchemaError(f"{type(self).__name__}: give the default MLP's widths either as hidden= or in "
                               "module_params, not both.")

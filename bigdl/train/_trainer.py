@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import time
 import uuid
@@ -26,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
+from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.errors import EmptyResultError, SchemaError, TrainingError, public_message
+from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
 from bigdl.train._loop import Callback, TrainingLoop, target_for as _target_for
@@ -40,6 +42,36 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adadelta": torc
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "adadelta": 1.0, "rmsprop": 1e-3}
 CLASSIFICATION_LOSSES = {"cross_entropy": nn.CrossEntropyLoss}
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
+
+
+def _is_callback_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(item, Callback) for item in value)
+
+
+def _is_loop_class(value) -> bool:
+    return isinstance(value, type) and issubclass(value, TrainingLoop)
+
+
+#: What each Trainer parameter accepts (checked when ``fit`` or ``evaluate`` starts; ``__init__`` only stores).
+TRAINER_CONSTRAINTS = {
+    "model": [nn.Module],
+    "optimizer": [Options(OPTIMIZERS), callable],
+    "lr": [Interval(float, 0, None), None],  # 0 freezes the weights (a test stalls training that way)
+    "loss": [Options([*CLASSIFICATION_LOSSES, *REGRESSION_LOSSES]), callable, None],
+    "epochs": [Interval(int, 1, None)],
+    "batch_size": [Interval(int, 1, None)],
+    "device": [str, torch.device],
+    "checkpoint_dir": [str, os.PathLike, None],
+    "early_stopping": [Interval(int, 1, None), None],
+    "seed": [Interval(int, 0, None)],
+    "on_cluster": ["boolean"],
+    "n_workers": [Interval(int, 1, None)],
+    "torch_threads": [Interval(int, 1, None), None],
+    "progress": ["boolean"],
+    "loader_options": [dict, None],
+    "callbacks": [Predicate(_is_callback_list, "a list of bigdl.train.Callback instances"), None],
+    "loop_class": [Predicate(_is_loop_class, "a subclass of bigdl.train.TrainingLoop"), None],
+}
 
 
 class Trainer:
@@ -234,15 +266,7 @@ class Trainer:
 
     def _spec(self, ds: Dataset) -> dict:
         """Validate parameters against the store; everything the loop needs, picklable."""
-        if not isinstance(self.model, nn.Module):
-            raise SchemaError(f"The 'model' parameter of Trainer must be a torch.nn.Module; got {type(self.model).__name__}.")
-        if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS:
-            raise SchemaError(f"The 'optimizer' parameter of Trainer must be a str among {sorted(OPTIMIZERS)} "
-                              f"or a callable; got {self.optimizer!r}.")
-        for name in ("epochs", "batch_size", "n_workers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SchemaError(f"The '{name}' parameter of Trainer must be a positive int; got {value!r}.")
+        check_params("Trainer", {name: getattr(self, name) for name in TRAINER_CONSTRAINTS}, TRAINER_CONSTRAINTS)
         if ds.task is None:
             raise SchemaError(f"The store {str(ds.path)!r} has no target, so there is nothing to train on.")
         loss = self.loss or ("cross_entropy" if ds.task == "classification" else "mse")
@@ -253,29 +277,17 @@ class Trainer:
             if loss in REGRESSION_LOSSES and ds.task != "regression":
                 raise SchemaError(f"loss={loss!r} is a regression loss but the store {str(ds.path)!r} holds "
                                   f"classification targets ({ds.n_classes} classes); use loss='cross_entropy'.")
-            if loss not in CLASSIFICATION_LOSSES and loss not in REGRESSION_LOSSES:
-                raise SchemaError(f"The 'loss' parameter of Trainer must be a str among "
-                                  f"{sorted(CLASSIFICATION_LOSSES) + sorted(REGRESSION_LOSSES)} or a callable; "
-                                  f"got {loss!r}.")
         if not ds.view.chunk_counts("train").sum():
             message = f"Trainer has nothing to train on in the store {str(ds.path)!r}: {ds.view.why_empty('train')}."
             raise EmptyResultError(message, public=message)
         _check_model_shapes(self.model, ds)
-        callbacks = self.callbacks
-        if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")
-                                      or not all(isinstance(item, Callback) for item in callbacks)):
-            raise SchemaError(f"The 'callbacks' parameter of Trainer must be a list of bigdl.train.Callback "
-                              f"instances or None; got {callbacks!r}.")
-        if self.loop_class is not None and not (isinstance(self.loop_class, type)
-                                                and issubclass(self.loop_class, TrainingLoop)):
-            raise SchemaError(f"The 'loop_class' parameter of Trainer must be a subclass of bigdl.train.TrainingLoop "
-                              f"or None; got {self.loop_class!r}.")
         if self.early_stopping is not None and not ds.split_counts.get("validation"):
             raise SchemaError("early_stopping needs a validation split: ingest with validation=0.1 (for example).")
         return {
             "model": self.model, "optimizer": self.optimizer, "lr": self.lr, "loss": loss,
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
-            "checkpoint_dir": self.checkpoint_dir, "early_stopping": self.early_stopping, "seed": self.seed,
+            "checkpoint_dir": os.fspath(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
+            "early_stopping": self.early_stopping, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
             "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
             "loop_class": self.loop_class or TrainingLoop,
@@ -645,10 +657,8 @@ def _free_port() -> int:
 def _torch_threads(requested: int | None) -> int:
     import os
 
-    if requested is not None:
-        if not isinstance(requested, int) or requested < 1:
-            raise SchemaError(f"The 'torch_threads' parameter of Trainer must be a positive int; got {requested!r}.")
-        return requested
+    if requested is not None:  # checked by the Trainer (TRAINER_CONSTRAINTS)
+        return int(requested)
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
 
 

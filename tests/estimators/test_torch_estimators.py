@@ -346,11 +346,13 @@ def test_labels_unseen_by_the_first_partial_fit(classification):
 
 
 @pytest.mark.parametrize("parameters, match", [
-    ({"optimizer": "adamm"}, r"'optimizer' parameter of TorchClassifier must be a str among \['adadelta', 'adam'"),
-    ({"batch_size": 0}, "'batch_size' parameter of TorchClassifier must be an int >= 1; got 0"),
-    ({"max_epochs": 1.5}, "'max_epochs' parameter of TorchClassifier must be an int >= 1"),
-    ({"lr": -0.1}, "'lr' parameter .* must be None .* or a float > 0; got -0.1"),
-    ({"loss": "mse"}, r"'loss' parameter of TorchClassifier must be None \(default 'cross_entropy'\)"),
+    ({"optimizer": "adamm"}, r"'optimizer' parameter of TorchClassifier must be a str among \{'adam', 'sgd'"),
+    ({"batch_size": 0}, r"^The 'batch_size' parameter of TorchClassifier must be an int in the range \[1, inf\)\. "
+                        "Got 0 instead.$"),
+    ({"batch_size": True}, r"'batch_size' parameter of TorchClassifier .* Got True instead"),
+    ({"max_epochs": 1.5}, r"'max_epochs' parameter of TorchClassifier must be an int in the range \[1, inf\)"),
+    ({"lr": -0.1}, r"'lr' parameter .* must be a float in the range \(0.0, inf\) or None. Got -0.1 instead."),
+    ({"loss": "mse"}, r"'loss' parameter of TorchClassifier must be a str among \{'cross_entropy'\}"),
     ({"hidden": (8, 0)}, "'hidden' parameter .* sequence of int >= 1"),
     ({"module": nn.Linear(6, 3)}, "not a built module"),
     ({"device": "gpu0"}, "'device' parameter"),

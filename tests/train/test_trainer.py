@@ -416,3 +416,20 @@ def test_parameter_errors_name_the_parameter(classification_store, options, name
 def test_model_must_be_a_module(classification_store):
     with pytest.raises(SchemaError, match="'model' parameter"):
         trainer(lambda x: x).fit(classification_store)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"epochs": True}, "The 'epochs' parameter of Trainer must be an int in the range [1, inf). Got True instead."),
+    ({"lr": -0.1}, "The 'lr' parameter of Trainer must be a float in the range [0.0, inf) or None. Got -0.1 instead."),
+    ({"torch_threads": 0}, "The 'torch_threads' parameter of Trainer must be an int in the range [1, inf) or None. "
+                           "Got 0 instead."),
+    ({"on_cluster": "yes"}, "The 'on_cluster' parameter of Trainer must be an instance of 'bool' or an instance of "
+                            "'numpy.bool'. Got 'yes' instead."),
+])
+def test_parameter_errors_in_scikit_learns_words(classification_store, options, message):
+    from bigdl.errors import ParameterError
+
+    with pytest.raises(ParameterError) as caught:
+        trainer(new_mlp(classification_store), **options).fit(classification_store)
+    assert str(caught.value) == message
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
