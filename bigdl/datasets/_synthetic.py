@@ -100,8 +100,35 @@ def write_tabular_csv(
     field, a word in a numeric column, an empty target, in turn) are planted at
     deterministic places to show the quarantine at work.
 
-    Returns the paths written, in order.  Existing files are reused when they
-    have the expected size of a previous identical call unless ``overwrite``.
+    Existing files are reused when they have the expected size of a previous
+    identical call unless ``overwrite``.
+
+    Parameters
+    ----------
+    directory : str or path
+        Created if missing.
+    n_rows : int
+        Rows over all files.
+    n_files : int, default 4
+    n_numeric : int, default 20
+        Float features.
+    n_classes : int, default 3
+    missing : float, default 0.0
+        Fraction of missing numeric cells.
+    bad_rows : int, default 0
+        Malformed lines planted (quarantined by ingest).
+    seed : int, default 0
+    piece_rows : int, default 200_000
+        Rows generated and written at a time (bounds memory).
+    overwrite : bool, default False
+        Rewrite files a previous identical call left.
+    with_category : bool, default True
+        Add a categorical column.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files, in order.
     """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -177,6 +204,19 @@ def make_regression(n_rows: int, *, noise: float = 0.1, seed: int = 0, start: in
 
     ``y = 2 tanh(x1) - x2 + 0.5 x1 x2 + noise``; rows ``start..start+n_rows``
     of one seed are always the same.
+
+    Parameters
+    ----------
+    n_rows : int
+    noise : float, default 0.1
+        Standard deviation of the Gaussian noise on ``y``.
+    seed : int, default 0
+    start : int, default 0
+        Index of the first row (pieces of one large table line up).
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     rng = np.random.default_rng([seed, 3, start])
     x = rng.uniform(-2, 2, size=(n_rows, 2))
@@ -193,6 +233,21 @@ def make_series_panel(n_series: int, length: int, *, period: int = 24, missing: 
     series has its own level, trend, cycle amplitude and phase; a fraction
     ``missing`` of the steps (never the first or last) is left out, so ingest
     has gaps to fill.  Rows come sorted by series and time.
+
+    Parameters
+    ----------
+    n_series : int
+    length : int
+        Hourly steps per series (before the missing ones are dropped).
+    period : int, default 24
+        Steps per cycle.
+    missing : float, default 0.02
+        Fraction of steps left out.
+    seed : int, default 0
+
+    Returns
+    -------
+    pandas.DataFrame
     """
     rng = np.random.default_rng(seed)
     frames = []

@@ -88,10 +88,18 @@ def _dask_r2(y, predicted, compute: bool = True):
 class Incremental(_StoreAware, _dask_ml.Incremental):
     """dask-ml's ``Incremental`` (``partial_fit`` block by block) that also reads stores.
 
-    Parameters are dask-ml's: ``estimator`` (any scikit-learn estimator with
-    ``partial_fit``: SGDClassifier/Regressor, MultinomialNB, MiniBatchKMeans,
-    :class:`~bigdl.estimators.TorchClassifier`...), ``scoring``,
-    ``shuffle_blocks``, ``random_state``, ...
+    Parameters
+    ----------
+    estimator : scikit-learn estimator with ``partial_fit``
+        SGDClassifier/Regressor, MultinomialNB, MiniBatchKMeans,
+        :class:`~bigdl.estimators.TorchClassifier`...
+    scoring : str or callable, optional
+    shuffle_blocks : bool, default True
+        Visit the blocks in a random order each pass.
+    random_state : int or RandomState, optional
+    assume_equal_chunks : bool, default True
+    predict_meta, predict_proba_meta, transform_meta : optional
+        As dask-ml's: the output meta of each method.
 
     Examples
     --------
@@ -102,12 +110,46 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
     """
 
     def fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
-        """One pass of ``partial_fit`` over the blocks of ``X`` (a store's ``split``, or arrays)."""
+        """One pass of ``partial_fit`` over the blocks of ``X`` (a store's ``split``, or arrays).
+
+        Parameters
+        ----------
+        X : Dataset, str, dask array or array-like
+            A store (read through its sample view, classes passed to
+            ``partial_fit``) or arrays, as in dask-ml.
+        y : dask array or array-like, optional
+            Omit with a store.
+        split : str, default "train"
+            A store's rows to fit on.
+        **fit_kwargs
+            Passed to the wrapped estimator.
+
+        Returns
+        -------
+        self
+        """
         X, y, dataset = self._arrays(X, y, split)
         return super().fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
 
     def partial_fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
-        """Another pass over the blocks, continuing from the current state (for epochs)."""
+        """Another pass over the blocks, continuing from the current state (for epochs).
+
+        Parameters
+        ----------
+        X : Dataset, str, dask array or array-like
+            A store (read through its sample view, classes passed to
+            ``partial_fit``) or arrays, as in dask-ml.
+        y : dask array or array-like, optional
+            Omit with a store.
+        split : str, default "train"
+            A store's rows to fit on.
+        **fit_kwargs
+            Passed to the wrapped estimator.
+
+        Returns
+        -------
+        self
+        """
         X, y, dataset = self._arrays(X, y, split)
         return super().partial_fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
 
@@ -120,10 +162,35 @@ class ParallelPostFit(_StoreAware, _dask_ml.ParallelPostFit):
        the wrapped estimator needs). Use ``max_rows`` to fit on the first rows
        only, or :class:`Incremental` / :class:`~bigdl.estimators.ChunkForest`
        for data larger than memory.
+
+    Parameters
+    ----------
+    estimator : scikit-learn estimator
+        Fitted in memory; predicts and scores block by block.
+    scoring : str or callable, optional
+        As dask-ml's.
+    predict_meta, predict_proba_meta, transform_meta : optional
+        As dask-ml's: the output meta of each method.
     """
 
     def fit(self, X, y=None, *, split: str = "train", max_rows: int | None = None, **fit_kwargs):
-        """Fit the wrapped estimator on a store's ``split`` (in memory) or on arrays."""
+        """Fit the wrapped estimator on a store's ``split`` (in memory) or on arrays.
+
+        Parameters
+        ----------
+        X : Dataset, str, dask array or array-like
+        y : dask array or array-like, optional
+            Omit with a store.
+        split : str, default "train"
+        max_rows : int, optional
+            Fit on the first rows only (bounds memory).
+        **fit_kwargs
+            Passed to the wrapped estimator.
+
+        Returns
+        -------
+        self
+        """
         import dask
 
         X, y, _ = self._arrays(X, y, split)

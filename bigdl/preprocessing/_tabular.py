@@ -180,6 +180,11 @@ class TabularPreprocessor:
 
     Use :meth:`transform` to prepare new data for a model trained on the store.
 
+    Parameters
+    ----------
+    state : dict
+        The store's ``preprocessing`` attribute (what ingest fitted).
+
     Examples
     --------
     >>> ds = bigdl.open("work/flights.zarr")            # doctest: +SKIP
@@ -336,7 +341,17 @@ class TabularPreprocessor:
         return _codes_of(column, entry["categories"], unknown=unknown, missing=MISSING)
 
     def transform_target(self, values) -> np.ndarray:
-        """Class codes (int64) for classification, float32 values for regression."""
+        """Class codes (int64) for classification, float32 values for regression.
+
+        Parameters
+        ----------
+        values : array-like
+            Raw target values (labels, or numbers).
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         if self.target_ is None:
             raise SchemaError("This store has no target column, so there is nothing to encode.")
         raw = values
@@ -360,7 +375,16 @@ class TabularPreprocessor:
         return codes
 
     def inverse_transform_target(self, codes) -> np.ndarray:
-        """Class labels for class codes (the identity for regression)."""
+        """Class labels for class codes (the identity for regression).
+
+        Parameters
+        ----------
+        codes : array-like of int
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         if self.target_ is None or self.target_["task"] == "regression":
             return np.asarray(codes)
         return np.asarray(self.target_["classes"], dtype=object)[np.asarray(codes, dtype=np.int64)]

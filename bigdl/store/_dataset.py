@@ -388,7 +388,13 @@ class Dataset:
 
 @dataclass
 class StoreInfo:
-    """What :meth:`Dataset.info` returns: printable, and a dict with :meth:`to_dict`."""
+    """What :meth:`Dataset.info` returns: printable, and a dict with :meth:`to_dict`.
+
+    Attributes
+    ----------
+    dataset : Dataset
+        The store summarised.
+    """
 
     dataset: Dataset
 

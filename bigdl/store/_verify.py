@@ -218,6 +218,14 @@ class VerifyReport:
         return not self.problems
 
     def to_dict(self) -> dict:
+        """The report's fields as a JSON-ready dict (``bigdl verify --json``).
+
+        Returns
+        -------
+        dict
+            ``path``, ``ok``, ``n_chunks``, ``problems``, ``checksums``,
+            ``manifest``, ``format_version``, ``recorded_checksum``.
+        """
         return {"path": self.path, "ok": self.ok, "n_chunks": self.n_chunks, "problems": self.problems,
                 "checksums": self.checksums, "manifest": self.manifest, "format_version": self.format_version,
                 "recorded_checksum": self.recorded_checksum}
