@@ -39,4 +39,7 @@ class ImageView(SampleView):
         mean = ", ".join(f"{value:.3f}" for value in state.get("mean", []))
         std = ", ".join(f"{value:.3f}" for value in state.get("std", []))
         return [f"images       mode {state.get('mode')}, size {state.get('size')} ({state.get('resize')}), "
-                f"channel mean [{mean}], std [{std}] (applied at load time)"]
+                f"channel mean [{mean}], std [{std}] (applied at load time)"] + [
+            f"               {count:,} image(s) with {bits} bits per channel scaled to 8: "
+            f"round(value * 255 / {(1 << int(bits)) - 1})"
+            for bits, count in state.get("scaled_to_8_bits", {}).items()]
