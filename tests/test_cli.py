@@ -103,14 +103,14 @@ def _unwritable(folder, monkeypatch):
     monkeypatch.setattr(os, "mkdir", refuse)
 
 
-def test_a_read_only_store_folder_is_one_line_with_status_2(csv_file, tmp_path, cluster_client, capsys,
-                                                            monkeypatch):
+def test_a_read_only_store_folder_is_one_line_with_status_2(csv_file, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "read-only"
     _unwritable(folder, monkeypatch)
     store = folder / "s.zarr"
     try:
+        # The scheduler address is unreachable: the store's folder is checked before any cluster.
         status = main(["ingest", str(csv_file), "--target", "target", "--store", str(store),
-                       "--scheduler", cluster_client.scheduler.address, "--no-progress"])
+                       "--scheduler", "tcp://127.0.0.1:1", "--no-progress"])
         assert status == 2
         assert capsys.readouterr().err == (
             f"bigdl ingest: error: Cannot write the store '{store}': Permission denied (creating a folder in "
