@@ -1,7 +1,9 @@
 """The ``bigdl`` command: ingest data into a store and inspect stores.
 
 Every error bigdl raises on purpose is printed as one line saying what is
-wrong and how to fix it (exit status 2); tracebacks are for bugs only.
+wrong and how to fix it (exit status 2), and so is an operating-system error
+(a store that cannot be written, an input that cannot be read: its cause and
+path); tracebacks are for bugs only.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def _ingest(args) -> int:
     import bigdl
     from bigdl.ingest.sources import plan_sources
     from bigdl.ingest._tabular import resolve_schema
-    from bigdl.store._commit import check_store_path
+    from bigdl.store._commit import check_store_path, check_store_writable
 
     source = args.source if len(args.source) > 1 else args.source[0]
     # Fail on a missing file, a bad header or an unknown column before starting a cluster.
@@ -192,6 +194,7 @@ def _ingest(args) -> int:
     resolve_schema(plan, target=args.target, categorical=_names(args.categorical), numeric=_names(args.numeric),
                    drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed)
     check_store_path(args.store, overwrite=args.overwrite, inputs=plan.paths)
+    check_store_writable(args.store)
     client = _client(args)
     try:
         ds = bigdl.ingest.tabular(
@@ -303,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         return _info(args)
     except BigdlError as error:
         print(f"bigdl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno is None:  # not the operating system's answer: a bug, with its traceback
+            raise
+        # An input that cannot be read, a cluster that cannot start: the system's reason and the path.
+        paths = " -> ".join(repr(str(name)) for name in (error.filename, error.filename2) if name)
+        print(f"bigdl {args.command}: error: {error.strerror or error}{': ' + paths if paths else ''} "
+              f"[errno {error.errno}]", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bigdl {args.command}: interrupted; nothing was written under the store's name.", file=sys.stderr)

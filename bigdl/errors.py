@@ -161,6 +161,25 @@ class TrainingError(BigdlError, RuntimeError):
 __all__.append("TrainingError")
 
 
+class StoreWriteError(BigdlError, OSError):
+    """A store cannot be written where asked: a read-only or unwritable folder, a full disk, a file in the way.
+
+    The message names the store, the file or folder the write failed on and
+    the cause; nothing is left under the store's name or beside it.
+    ``store`` (the store's path), ``path`` (where the write failed, or None)
+    and ``errno`` (the operating system's error number) say the same to code.
+    """
+
+    data_free = True
+
+    def __init__(self, message: str, *, store=None, path=None, errno=None):
+        super().__init__(message)
+        self.store, self.path, self.errno = store, path, errno
+
+
+__all__.append("StoreWriteError")
+
+
 def public_message(error: BaseException, limit: int = 500) -> str:
     """What the dashboard may show of ``error``: its type and a message that quotes no data values.
 

@@ -78,3 +78,91 @@ def test_overwrite_of_a_folder_that_is_not_a_store_is_one_line_with_status_2(csv
     error = capsys.readouterr().err
     assert "overwrite=True replaces only a bigdl store" in error and error.count("\n") == 1
     assert (documents / "thesis.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- a store that cannot be written (issue 13.16)
+def _unwritable(folder, monkeypatch):
+    """``folder`` made read-only: by its mode, or, where that does not stop this process (root), by
+    the answer the kernel gives a process that may not write there, injected into ``os.mkdir``."""
+    import os
+
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / ".probe").mkdir()
+    except PermissionError:
+        return
+    (folder / ".probe").rmdir()
+    mkdir = os.mkdir
+
+    def refuse(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+
+
+def test_a_read_only_store_folder_is_one_line_with_status_2(csv_file, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "read-only"
+    _unwritable(folder, monkeypatch)
+    store = folder / "s.zarr"
+    try:
+        # The scheduler address is unreachable: the store's folder is checked before any cluster.
+        status = main(["ingest", str(csv_file), "--target", "target", "--store", str(store),
+                       "--scheduler", "tcp://127.0.0.1:1", "--no-progress"])
+        assert status == 2
+        assert capsys.readouterr().err == (
+            f"bigdl ingest: error: Cannot write the store '{store}': Permission denied (creating a folder in "
+            f"'{folder}'); choose a folder you can write to, or change its permissions. Nothing was left under "
+            "the store's name or beside it.\n")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_full_disk_is_one_line_with_status_2_and_leaves_nothing(csv_file, tmp_path, cluster_client, capsys,
+                                                                  monkeypatch):
+    import errno
+    import os
+
+    from bigdl.ingest import _pipeline
+
+    def disk_full(*args, **kwargs):  # the last write of an ingest: the store's metadata (on this machine)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_pipeline, "finish_store", disk_full)
+    store = tmp_path / "s.zarr"
+    status = main(["ingest", str(csv_file), "--target", "target", "--store", str(store),
+                   "--scheduler", cluster_client.scheduler.address, "--no-progress"])
+    assert status == 2
+    error = capsys.readouterr().err  # after the line of the cluster connected to
+    assert error.endswith("\nbigdl ingest: error: Cannot write the store "
+                          f"'{store}': No space left on device; free some space, or choose a store path on another "
+                          "disk. Nothing was left under the store's name or beside it.\n")
+    assert error.count("bigdl ingest: error") == 1 and "Traceback" not in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_in_the_way_of_the_store_folder_is_one_line_with_status_2(csv_file, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    store = tmp_path / "notes.txt" / "s.zarr"
+    assert main(["ingest", str(csv_file), "--target", "target", "--store", str(store), "--no-progress",
+                 "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"bigdl ingest: error: Cannot write the store '{store}': ")
+    assert "a file is in the way" in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_any_other_operating_system_error_is_one_line_with_status_2(tmp_path, capsys, monkeypatch):
+    import bigdl.cli
+
+    def unreadable(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "s.zarr" / "zarr.json"))
+
+    monkeypatch.setattr(bigdl.cli, "_info", unreadable)
+    assert main(["info", str(tmp_path / "s.zarr")]) == 2
+    assert capsys.readouterr().err == \
+        f"bigdl info: error: Permission denied: '{tmp_path / 's.zarr' / 'zarr.json'}' [errno 13]\n"

@@ -26,7 +26,11 @@ attribute; :class:`bigdl.loaders.ChunkLoader` normalises with them at load time.
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +45,9 @@ from bigdl.store._dataset import Dataset
 from bigdl.store._format import assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
 
-__all__ = ["images", "IMAGE_SUFFIXES", "list_image_folder"]
+__all__ = ["images", "IMAGE_SUFFIXES", "list_image_folder", "scale_to_uint8"]
+
+logger = logging.getLogger(__name__)
 
 MODES = {"L": 1, "RGB": 3}
 RESIZES = ("stretch", "pad")
@@ -158,6 +164,17 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     items read, stored and rejected, and read = stored + rejected always
     holds.
 
+    Image files with 16 bits per channel (grey, grey + alpha, RGB, RGBA: PNG
+    and TIFF) are read at full depth and scaled to the stored uint8 as
+    ``round(value * 255 / 65535)`` (12-bit grey TIFFs: ``/ 4095``), then
+    converted and resized like 8-bit files; the store's
+    ``preprocessing["scaled_to_8_bits"]`` counts them by bit depth, ``info()``
+    and a log line say so.  Files whose pixels have no known full scale
+    (floating point, mode "F"; 32-bit integers, mode "I", outside 0..255) are
+    rejected with that reason, never clipped.  Array rows are stored as they
+    are: their values must be integers 0..255 (scale 16-bit arrays with
+    :func:`scale_to_uint8` first).
+
     Examples
     --------
     >>> ds = bigdl.ingest.images("data/digits", store="work/digits.zarr", size=(28, 28))          # doctest: +SKIP
@@ -221,10 +238,22 @@ class ImageSteps(IngestSteps):
 
     def empty_message(self, accounting: dict, read_results: list[dict], staging: Path) -> str:
         examples = [f"{item['source']}: {item['reason']}" for result in read_results for item in result["rejects"]]
-        return empty_message(os.fspath(self.source), accounting, examples, what="images")
+        hint = ""
+        if "pixel values outside 0..255" in accounting["reasons"] and self.listing.native is not None:
+            # Array rows are stored as they are: their dtype says nothing of their full scale.
+            hint = ("Array pixels must be integers 0..255; scale 16-bit arrays first with "
+                    "bigdl.ingest.scale_to_uint8(x, bits=16), i.e. round(x * 255 / 65535).")
+        return empty_message(os.fspath(self.source), accounting, examples, hint, what="images")
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
         self.mean, self.std = _statistics(read_results, self.channels)
+        scaled: Counter = Counter()
+        for result in read_results:
+            scaled.update(result["scaled"])
+        self.scaled = {bits: scaled[bits] for bits in sorted(scaled, key=int)}
+        for bits, count in self.scaled.items():
+            logger.info("%s: %d image(s) with %s bits per channel were scaled to 8 bits, as round(value * 255 / %d).",
+                        self.name, count, bits, (1 << int(bits)) - 1)
 
     def create_arrays(self, root: Path, n_rows: int) -> None:
         # Not ("y", "x"): xarray would take the label array "y" for a coordinate of X's row axis.
@@ -247,7 +276,8 @@ class ImageSteps(IngestSteps):
             split={**self.split_spec, "key": self.listing.split_key},
             task="classification", feature_names=[], target_name="label", class_names=list(self.listing.class_names),
             preprocessing={"mode": options["mode"], "size": list(options["size"]), "resize": options["resize"],
-                           "resample": RESAMPLE, "mean": self.mean, "std": self.std},
+                           "resample": RESAMPLE, "mean": self.mean, "std": self.std,
+                           "scaled_to_8_bits": self.scaled},
             source=self.listing.description,
         )
 
@@ -304,13 +334,18 @@ def _open_image(location: str):
     return Image.open(location)
 
 
-def _load(location: str, mode: str, size: tuple[int, int], resize: str) -> np.ndarray:
-    """One file as uint8 ``(C, H, W)``; raises ValueError with the reason when it cannot be used."""
+def _load(location: str, mode: str, size: tuple[int, int], resize: str) -> tuple[np.ndarray, int]:
+    """One file as uint8 ``(C, H, W)`` and the bits per channel it was scaled from (8: not scaled).
+
+    Raises ValueError with the reason when the file cannot be used.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with _open_image(location) as image:
+            deep = _deep_samples(image)
             image.load()  # decode now: truncated and corrupt data fail here
+            image = _to_eight_bits(image, location, deep)
             image = _convert(image, mode)
     except UnidentifiedImageError:
         raise ValueError("not a readable image (unknown or corrupt format)") from None
@@ -319,19 +354,111 @@ def _load(location: str, mode: str, size: tuple[int, int], resize: str) -> np.nd
     except FileNotFoundError:
         raise ValueError("file not found") from None
     except (SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        if str(error).startswith("empty file"):
+        if str(error).startswith(_OWN_REASONS):
             raise
         raise ValueError(f"cannot decode: {type(error).__name__}: {error}") from None
     except OSError as error:
         if error.errno is not None:  # an operating-system error (permissions...): the file cannot be read
             raise
         raise ValueError(f"cannot decode: {type(error).__name__}: {error}") from None
-    return _to_chw(resize_image(image, size, resize))
+    return _to_chw(resize_image(image, size, resize)), (deep[1] if deep else 8)
 
 
 def _to_chw(image) -> np.ndarray:
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+# ---------------------------------------------------------------- high bit depths
+# Pillow converts 16-bit grey ("I;16") to "L" by clipping at 255, and decodes 16-bit colour by
+# keeping each sample's high byte.  Images with more than 8 bits per channel are scaled to the
+# stored uint8 instead, from their samples at full depth: round(value * 255 / (2**bits - 1)).
+SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")
+# Raw modes of 16-bit colour samples -> the raw mode that unpacks the other byte of each sample,
+# so that decoding the file a second time gives the low bytes; "LA;16B" (grey + alpha, which
+# Pillow opens as RGBA) is unpacked as plain 8-bit "RGBA": grey high, grey low, alpha high, alpha low.
+_FOREIGN = "B" if sys.byteorder == "little" else "L"  # the byte order opposite to "N" (native)
+OTHER_BYTE = {f"{channels};16{order}": f"{channels};16{other}"
+              for channels in ("RGB", "RGBA", "RGBX", "RGBa", "CMYK")
+              for order, other in (("B", "L"), ("L", "B"), ("N", _FOREIGN))}
+OTHER_BYTE["LA;16B"] = "RGBA"
+_WIDE_RAWMODE = re.compile(r"^[A-Za-z]+;16[BLN]$")  # any other 16-bit raw mode with a byte order
+# Reasons raised as they are (the others are wrapped as "cannot decode: ...").
+_OWN_REASONS = ("empty file", "floating-point pixels", "pixel values outside 0..255", "16-bit image")
+
+
+def _rawmodes(image) -> set:
+    """The raw modes of an image's tiles: how its samples are laid out in the file (before ``load``)."""
+    found = set()
+    for tile in image.tile:
+        args = tile[3]
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str):
+            found.add(rawmode)
+    return found
+
+
+def _deep_samples(image) -> tuple[str, int] | None:
+    """``(raw mode, bits)`` of an image with more than 8 bits per channel, else None.
+
+    Called before ``load()``, while the tiles still say how the file stores its samples.
+    """
+    rawmodes = _rawmodes(image)
+    if image.mode in SIXTEEN_BIT_GREY or (image.mode == "I" and rawmodes & set(SIXTEEN_BIT_GREY)):
+        # 12-bit grey TIFFs open as "I;16" holding 0..4095 (some Pillow versions open 16-bit grey as "I")
+        return ("I;16", 12) if "I;12" in rawmodes else ("I;16", 16)
+    wide = sorted(rawmodes & set(OTHER_BYTE))
+    if wide:
+        return wide[0], 16
+    unknown = sorted(rawmode for rawmode in rawmodes if _WIDE_RAWMODE.match(rawmode))
+    if unknown:
+        raise ValueError(f"16-bit image whose samples cannot be read at full depth (mode {image.mode!r}, raw "
+                         f"mode {unknown[0]!r}); save it with 8 bits per channel or as 16-bit grey or RGB")
+    return None
+
+
+def scale_to_uint8(values: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Samples of ``bits`` bits as uint8: ``round(value * 255 / (2**bits - 1))``, in exact integer arithmetic.
+
+    ``2**bits - 1`` is odd, so no value falls halfway and the rounding needs no tie rule.
+
+    Examples
+    --------
+    >>> scale_to_uint8(np.array([0, 128, 129, 386, 65535], dtype=np.uint16))
+    array([  0,   0,   1,   2, 255], dtype=uint8)
+    """
+    full = (1 << bits) - 1
+    return ((np.minimum(values.astype(np.uint32), full) * 255 + full // 2) // full).astype(np.uint8)
+
+
+def _to_eight_bits(image, location: str, deep: tuple[str, int] | None):
+    """An 8-bit Pillow image of ``image``: deep samples scaled, pixels without a known range checked."""
+    from PIL import Image
+
+    if deep is None:
+        if image.mode == "F":
+            raise ValueError("floating-point pixels (mode 'F'): they have no fixed range to scale to 0..255; "
+                             "save the image with 8 or 16 bits per channel")
+        if image.mode == "I":  # 32-bit (or signed) integers: no known full scale, so only 0..255 is stored as it is
+            low, high = image.getextrema()
+            if low < 0 or high > 255:
+                raise ValueError(f"pixel values outside 0..255 (min {low}, max {high}; integer pixels of mode "
+                                 "'I' have no known full scale)")
+        return image
+    rawmode, bits = deep
+    if rawmode == "I;16":
+        return Image.fromarray(scale_to_uint8(np.asarray(image), bits), "L")
+    with _open_image(location) as again:
+        again.tile = [tile._replace(args=(OTHER_BYTE[rawmode], *tile.args[1:]) if isinstance(tile.args, tuple)
+                                    else OTHER_BYTE[rawmode]) for tile in again.tile]
+        again.load()
+        other = np.asarray(again)
+    if rawmode == "LA;16B":
+        grey = other[..., 0].astype(np.uint16) << 8 | other[..., 1]
+        alpha = other[..., 2].astype(np.uint16) << 8 | other[..., 3]
+        return Image.fromarray(np.stack([scale_to_uint8(grey), scale_to_uint8(alpha)], axis=-1), "LA")
+    samples = np.asarray(image).astype(np.uint16) << 8 | other  # Pillow kept the high bytes, ``other`` the low
+    return Image.fromarray(scale_to_uint8(samples), image.mode)
 
 
 class _ConversionError(Exception):
@@ -392,13 +519,16 @@ def split_keys(keys) -> np.ndarray:
 
 
 def _read_files(batch: dict, start: int, options: dict):
-    """Decode a batch of image files: (images, codes, records, keys, rejects)."""
+    """Decode a batch of image files: (images, codes, records, keys, rejects, images scaled by source bits)."""
     mode, size, resize = options["mode"], tuple(options["size"]), options["resize"]
-    arrays, codes, records, keys, rejects = [], [], [], [], []
+    arrays, codes, records, keys, rejects, scaled = [], [], [], [], [], Counter()
     for offset, (location, key, code, reason) in enumerate(batch["items"]):
         if reason is None:
             try:
-                arrays.append(_load(location, mode, size, resize))
+                pixels, bits = _load(location, mode, size, resize)
+                arrays.append(pixels)
+                if bits > 8:
+                    scaled[str(bits)] += 1
             except ValueError as error:
                 reason = str(error)
             except OSError as error:  # unreadable: permissions, an I/O error
@@ -409,7 +539,7 @@ def _read_files(batch: dict, start: int, options: dict):
         codes.append(code)
         records.append(start + offset)
         keys.append(key)
-    return arrays, codes, records, keys, rejects
+    return arrays, codes, records, keys, rejects, scaled
 
 
 # ---------------------------------------------------------------- pass 1: array files
@@ -429,7 +559,7 @@ def _read_rows(batch: dict) -> np.ndarray:
 
 
 def _read_array(batch: dict, start: int, options: dict):
-    """Decode a batch of array rows: (images, codes, records, keys, rejects).
+    """Decode a batch of array rows: (images, codes, records, keys, rejects, {}: array rows are never scaled).
 
     Rows already in the target mode and size are copied as they are (what
     Pillow would give back unchanged); others go through Pillow like files.
@@ -470,7 +600,7 @@ def _read_array(batch: dict, start: int, options: dict):
     rejects = [{"source": f"{name}:{batch['low'] + row}", "record": start + int(row), "class": int(codes[row]),
                 "reason": reasons[row]} for row in np.flatnonzero(~valid)]
     keys = [f"{name}:{batch['low'] + row}" for row in kept]
-    return images, codes[kept].tolist(), (start + kept).tolist(), keys, rejects
+    return images, codes[kept].tolist(), (start + kept).tolist(), keys, rejects, Counter()
 
 
 BATCH_READERS = {"files": _read_files, "array": _read_array}
@@ -478,7 +608,7 @@ BATCH_READERS = {"files": _read_files, "array": _read_array}
 
 def _decode_task(staging: str, index: int, start: int, batch: dict, options: dict, split_spec: dict) -> dict:
     channels, size = MODES[options["mode"]], tuple(options["size"])
-    arrays, labels, records, keys, rejects = BATCH_READERS[batch["kind"]](batch, start, options)
+    arrays, labels, records, keys, rejects, scaled = BATCH_READERS[batch["kind"]](batch, start, options)
     if arrays and arrays[0].ndim == 4:  # array batches arrive as stacked blocks
         X = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     else:
@@ -497,6 +627,7 @@ def _decode_task(staging: str, index: int, start: int, batch: dict, options: dic
         "n_rejected": len(rejects),
         "rejects": rejects,
         "reasons": count_reasons("image", rejects),
+        "scaled": scaled,
         "sum": sums,
         "sum_squares": squares,
         "n_pixels": int(X.shape[0] * X.shape[2] * X.shape[3]),

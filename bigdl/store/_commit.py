@@ -12,6 +12,7 @@ lost node's OOM killer) and never one still being written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import logging
@@ -21,9 +22,9 @@ import socket
 import uuid
 from pathlib import Path
 
-from bigdl.errors import NotAStoreError, StoreExistsError, StorePathError
+from bigdl.errors import BigdlError, NotAStoreError, StoreExistsError, StorePathError, StoreWriteError
 
-__all__ = ["atomic_store", "check_store_path", "remove_stale_temporaries"]
+__all__ = ["atomic_store", "check_store_path", "check_store_writable", "remove_stale_temporaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,26 @@ def atomic_store(path: str | os.PathLike, overwrite: bool = False, *, inputs=())
     instead, so the same cleanup runs.  The previous handler is restored on exit.
     SIGKILL cannot be caught: the next write of the same store removes what
     such a writer left (:func:`remove_stale_temporaries`).
+
+    An operating-system error of writing the store (a read-only or
+    unwritable folder, a full disk, a file in the way) is raised as
+    :class:`~bigdl.errors.StoreWriteError` naming the store, where the write
+    failed and the cause, after the same cleanup; other errors (an input
+    that cannot be read) keep their type.  If the new store cannot be renamed
+    into place, an old store it was replacing goes back under its name.
     """
     final = check_store_path(path, overwrite=overwrite, inputs=inputs)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(final)
     token = uuid.uuid4().hex[:12]
     temporary = final.with_name(f".{final.name}.tmp-{token}")
-    temporary.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)
+        temporary.mkdir()
+    except OSError as error:
+        converted = _write_error(error, path, final, temporary)
+        if converted is None:
+            raise
+        raise converted from error
     with _sigterm_as_interrupt():
         try:
             _write_lock(temporary, final)
@@ -65,12 +79,20 @@ def atomic_store(path: str | os.PathLike, overwrite: bool = False, *, inputs=())
                 check_store_path(path, overwrite=overwrite)
                 retired = final.with_name(f".{final.name}.old-{token}")
                 os.replace(final, retired)
-                os.replace(temporary, final)
+                try:
+                    os.replace(temporary, final)
+                except BaseException:
+                    os.replace(retired, final)  # the old store goes back under its name
+                    raise
                 shutil.rmtree(retired, ignore_errors=True)
             else:
                 os.replace(temporary, final)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(temporary, ignore_errors=True)
+            converted = _write_error(error, path, final, temporary) \
+                if isinstance(error, OSError) and not isinstance(error, BigdlError) else None
+            if converted is not None:
+                raise converted from error
             raise
 
 
@@ -171,6 +193,75 @@ def _local_inputs(inputs) -> list[Path]:
         for match in (glob.glob(text) if glob.has_magic(text) else [text]):
             found.append(Path(os.path.realpath(match)))
     return found
+
+
+# ---------------------------------------------------------------- write failures
+# Error numbers that only a write raises, whatever file it names (a full disk's error names none).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+HINTS = {
+    errno.ENOSPC: "free some space, or choose a store path on another disk",
+    errno.EDQUOT: "free some space within the quota, or choose a store path on another disk",
+    errno.EROFS: "the file system is read-only: choose a store path on a writable one",
+    errno.EFBIG: "a file grew past the file system's limit: choose a store path on another file system",
+    errno.EACCES: "choose a folder you can write to, or change its permissions",
+    errno.EPERM: "choose a folder you can write to, or change its permissions",
+    errno.EEXIST: "a file is in the way of the store's folder: choose another store path",
+    errno.ENOTDIR: "a file is in the way of the store's folder: choose another store path",
+}
+
+
+def check_store_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`~bigdl.errors.StoreWriteError` now if a store cannot be created at ``path``.
+
+    What :func:`atomic_store` would find only once the work has started (a
+    read-only or unwritable folder, a file in the way of the store's folder),
+    found by creating and removing an empty folder in the nearest existing
+    folder above the store; nothing else is created.  The CLI calls it
+    before it starts a cluster.  A full disk shows only when the store is written.
+    """
+    final = Path(path).expanduser().absolute()
+    folder = final.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".{final.name}.probe-{uuid.uuid4().hex[:12]}"
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        raise _write_error(error, path, final, probe, folder=folder) or error from None
+
+
+def _write_error(error: OSError, path, final: Path, temporary: Path, folder: Path | None = None
+                 ) -> StoreWriteError | None:
+    """The :class:`StoreWriteError` for an operating-system error of writing the store, or None.
+
+    It is one when its error number only a write raises (a full disk, a read-only file system), or
+    when the file it names is the store, its temporary (or a file in it), a folder above the store or
+    (``folder``) the folder a probe of :func:`check_store_writable` was created in; an error naming
+    anything else (an input that cannot be read) is not the store's.
+    """
+    if error.errno is None:
+        return None
+    named = [Path(os.path.abspath(name)) for name in (error.filename, error.filename2)
+             if isinstance(name, (str, os.PathLike))]
+    ours = any(name in (final, temporary, folder) or temporary in name.parents or name in final.parents
+               for name in named)
+    if error.errno not in WRITE_ERRNOS and not ours:
+        return None
+    where = ""
+    if named and (named[0] == temporary or temporary in named[0].parents):
+        inside = named[0].relative_to(temporary).as_posix()
+        where = (f" (creating a folder in {str(folder or final.parent)!r})" if inside == "." else
+                 f" (writing {inside!r} of the store)")
+    elif named:
+        where = f" ({str(named[0])!r})"
+    hint = HINTS.get(error.errno, "choose another store path")
+    return StoreWriteError(
+        f"Cannot write the store {str(path)!r}: {error.strerror or error}{where}; {hint}. Nothing was left "
+        "under the store's name or beside it.", store=str(final), path=str(named[0]) if named else None,
+        errno=error.errno)
 
 
 # ---------------------------------------------------------------- stale temporaries

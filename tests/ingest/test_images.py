@@ -227,3 +227,98 @@ def test_info_prints_for_an_image_store(tmp_path):
     assert "kind         image (classification)" in text
     assert "mode L, size" in text and "channel mean" in text
     assert "read 6  stored 6  rejected 0" in text
+
+
+# ---------------------------------------------------------------- links in an image folder
+def _linked_folder(tmp_path):
+    """cat/ and dog/ with two images each, and links: the folder itself as a class, a folder outside
+    the tree inside a class, a loop back up, a file outside the tree, and a broken file link."""
+    root, outside = tmp_path / "imgs", tmp_path / "outside"
+    for folder, value in ((root / "cat", 10), (root / "dog", 200), (outside, 90)):
+        folder.mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((4, 4), value + index, np.uint8)).save(folder / f"{folder.name}{index}.png")
+    clean = shutil.copytree(root, tmp_path / "clean")
+    (root / "alias").symlink_to(root, target_is_directory=True)  # the issue's finding: a class copying everything
+    (root / "cat" / "more").symlink_to(outside, target_is_directory=True)  # out of the tree
+    (root / "dog" / "loop").symlink_to("..", target_is_directory=True)  # into a loop
+    return root, outside, clean
+
+
+def test_directory_links_are_skipped_counted_and_named(tmp_path, caplog):
+    root, _, clean = _linked_folder(tmp_path)
+    with caplog.at_level("WARNING", logger="bigdl.ingest.sources._folder"):
+        ds = images(root, store=tmp_path / "s.zarr", size=(4, 4), test=0.0, progress=False)
+    reference = images(clean, store=tmp_path / "clean.zarr", size=(4, 4), test=0.0, progress=False)
+    assert ds.classes == ["cat", "dog"] and ds.row_counts == reference.row_counts
+    stored = zarr.open_group(str(ds.path), mode="r")
+    expected = zarr.open_group(str(reference.path), mode="r")
+    for name in ("X", "y", "record", "split"):
+        np.testing.assert_array_equal(stored[name][:], expected[name][:])
+    assert ds.attrs["source"]["skipped_directory_links"] == ["alias", "cat/more", "dog/loop"]
+    assert ds.attrs["source"]["file_links"] == 0 and ds.attrs["source"]["files"] == 4
+    [record] = [r for r in caplog.records if r.name == "bigdl.ingest.sources._folder"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (f"{root}: skipped 3 directory link(s), not followed (they can lead out of the "
+                                   f"folder or into a loop): alias -> {root}, cat/more -> {tmp_path / 'outside'}, "
+                                   "dog/loop -> ..")
+    assert "links        3 directory link(s) skipped, not followed: alias, cat/more, dog/loop" in str(ds.info())
+
+
+def test_file_links_are_read_as_their_files_and_broken_ones_rejected(tmp_path):
+    root, outside, _ = _linked_folder(tmp_path)
+    (root / "cat" / "from-outside.png").symlink_to(outside / "outside0.png")
+    (root / "dog" / "inside.png").symlink_to(root / "cat" / "cat0.png")
+    (root / "dog" / "broken.png").symlink_to(tmp_path / "missing.png")
+    ds = images(root, store=tmp_path / "s.zarr", size=(4, 4), test=0.0, progress=False)
+    assert ds.attrs["source"]["file_links"] == 3
+    assert ds.row_counts["read"] == 7 and ds.row_counts["stored"] == 6 and ds.row_counts["rejected"] == 1
+    group = zarr.open_group(str(ds.path), mode="r")
+    files = _files(root)
+    pixels = {files[r]: int(x[0, 0, 0]) for r, x in zip(group["record"][:], group["X"][:])}
+    assert pixels["cat/from-outside.png"] == 90 and pixels["dog/inside.png"] == 10
+    assert ds.rejects().set_index("source").loc["dog/broken.png", "reason"] == "file not found"
+    assert "links        3 file link(s) read as the files they point to" in str(ds.info())
+
+
+def test_a_folder_of_only_directory_links_says_they_were_not_followed(tmp_path):
+    root, outside, _ = _linked_folder(tmp_path)
+    links = tmp_path / "links"
+    links.mkdir()
+    for label in ("a", "b"):
+        (links / label).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SourceNotFoundError, match=r"2 directory link\(s\) in it were not followed \('a', 'b'\): "
+                                                  "bigdl never follows directory links; list such images in a "
+                                                  r"manifest \(path,label\) instead\."):
+        images(links, store=tmp_path / "s.zarr", progress=False)
+    (links / "c").mkdir()
+    Image.new("L", (3, 3)).save(links / "c" / "x.png")
+    with pytest.raises(SchemaError, match=r"Only one class \('c'\).*2 directory link\(s\) in it were not followed"):
+        images(links, store=tmp_path / "s.zarr", progress=False)
+
+
+def test_an_unreadable_sub_folder_is_an_error_not_a_silent_gap(folder, tmp_path, monkeypatch):
+    import os
+
+    from bigdl.errors import SourceError
+    from bigdl.ingest.sources import _folder
+
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    hidden = copy / "eel" / "deep"
+    hidden.chmod(0)
+    try:
+        if os.access(hidden, os.R_OK):  # root reads it anyway: the kernel's answer, injected
+            scandir = os.scandir
+
+            def refuse(path):
+                if os.fspath(path) == str(hidden):
+                    raise PermissionError(13, "Permission denied", str(path))
+                return scandir(path)
+
+            monkeypatch.setattr(_folder.os, "scandir", refuse)
+        with pytest.raises(SourceError, match=f"Cannot list the folder '{hidden}' \\(Permission denied\\); every "
+                                              "sub-folder of an image folder must be readable."):
+            images(copy, store=tmp_path / "s.zarr", progress=False)
+    finally:
+        hidden.chmod(0o755)
+    assert not (tmp_path / "s.zarr").exists()

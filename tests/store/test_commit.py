@@ -247,3 +247,115 @@ def test_a_reused_process_id_does_not_keep_a_temporary(tmp_path):
     (stale / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}))
     assert remove_stale_temporaries(store) == [stale]
     assert not stale.exists()
+
+
+# ---------------------------------------------------------------- a store that cannot be written (issue 13.16)
+def _disk_full(monkeypatch):
+    """Every write of a zarr file fails as on a full disk (the error names no file, as write(2)'s does not)."""
+    import errno
+
+    async def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", full)
+
+
+def _write_image_folder(root):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(np.full((4, 4), 7, np.uint8)).save(root / label / "x.png")
+    return root
+
+
+WRITERS = {
+    "tabular": lambda inputs, store: _tabular(inputs / "in.csv", store),
+    "images": lambda inputs, store: bigdl.ingest.images(inputs / "imgs", store=store, size=4, test=0.0,
+                                                        progress=False),
+    "from_arrays": lambda inputs, store: _arrays(store),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_full_disk_is_a_store_write_error_and_leaves_nothing(tmp_path, monkeypatch, writer):
+    import errno
+
+    from bigdl.errors import StoreWriteError
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    _frame().to_csv(inputs / "in.csv", index=False)
+    _write_image_folder(inputs / "imgs")
+    before = _snapshot(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    store = out / "s.zarr"
+    _disk_full(monkeypatch)
+    with pytest.raises(StoreWriteError) as raised:
+        WRITERS[writer](inputs, store)
+    assert str(raised.value) == (f"Cannot write the store '{store}': No space left on device; free some space, or "
+                                 "choose a store path on another disk. Nothing was left under the store's name "
+                                 "or beside it.")
+    assert raised.value.errno == errno.ENOSPC and raised.value.store == str(store) and raised.value.path is None
+    assert isinstance(raised.value, OSError) and isinstance(raised.value.__cause__, OSError)
+    assert list(out.iterdir()) == [] and _snapshot(inputs) == before
+
+
+def test_only_errors_of_writing_the_store_become_store_write_errors(tmp_path):
+    import errno
+
+    from bigdl.errors import StoreWriteError
+
+    store = tmp_path / "s.zarr"
+    with pytest.raises(PermissionError) as raised:  # an input that cannot be read keeps its type
+        with atomic_store(store):
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "in.csv"))
+    assert not isinstance(raised.value, StoreWriteError)
+    with pytest.raises(StoreWriteError, match=r"Permission denied \(writing 'X/c/0/0' of the store\); choose a "
+                                              "folder you can write to"):
+        with atomic_store(store) as temporary:
+            raise PermissionError(errno.EACCES, "Permission denied", str(temporary / "X" / "c" / "0" / "0"))
+    with pytest.raises(StoreWriteError, match="Read-only file system; the file system is read-only"):
+        with atomic_store(store):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    with pytest.raises(OSError) as raised:  # not the operating system's answer: left as it is
+        with atomic_store(store):
+            raise OSError("something else")
+    assert not isinstance(raised.value, StoreWriteError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_store_writable_creates_nothing(tmp_path):
+    from bigdl.errors import StoreWriteError
+    from bigdl.store._commit import check_store_writable
+
+    check_store_writable(tmp_path / "new" / "deeper" / "s.zarr")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(StoreWriteError, match=f"Not a directory \\('{tmp_path / 'file'}'\\); a file is in the way"):
+        check_store_writable(tmp_path / "file" / "s.zarr")
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]
+
+
+def test_an_old_store_goes_back_when_the_new_one_cannot_be_renamed_into_place(tmp_path, monkeypatch):
+    import errno
+
+    from bigdl.errors import StoreWriteError
+
+    store = tmp_path / "s.zarr"
+    _arrays(store)
+    before = _snapshot(store)
+    replace = os.replace
+
+    def refuse_the_new_store(source, target):
+        if ".tmp-" in os.fspath(source):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(source), os.fspath(target))
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refuse_the_new_store)
+    with pytest.raises(StoreWriteError, match="Permission denied"):
+        _arrays(store, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.zarr"]
+    assert _snapshot(store) == before

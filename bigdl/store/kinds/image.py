@@ -39,4 +39,19 @@ class ImageView(SampleView):
         mean = ", ".join(f"{value:.3f}" for value in state.get("mean", []))
         std = ", ".join(f"{value:.3f}" for value in state.get("std", []))
         return [f"images       mode {state.get('mode')}, size {state.get('size')} ({state.get('resize')}), "
-                f"channel mean [{mean}], std [{std}] (applied at load time)"]
+                f"channel mean [{mean}], std [{std}] (applied at load time)"] + [
+            f"               {count:,} image(s) with {bits} bits per channel scaled to 8: "
+            f"round(value * 255 / {(1 << int(bits)) - 1})"
+            for bits, count in state.get("scaled_to_8_bits", {}).items()] + self._link_lines()
+
+    def _link_lines(self) -> list[str]:
+        """What an image folder's links did: directory links are skipped, file links read as their files."""
+        source = self.attrs.get("source") or {}
+        skipped, file_links = source.get("skipped_directory_links") or [], source.get("file_links") or 0
+        lines = []
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            lines.append(f"links        {len(skipped):,} directory link(s) skipped, not followed: {shown}")
+        if file_links:
+            lines.append(f"links        {file_links:,} file link(s) read as the files they point to")
+        return lines
