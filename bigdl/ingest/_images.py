@@ -422,6 +422,17 @@ def scale_to_uint8(values: np.ndarray, bits: int = 16) -> np.ndarray:
 
     ``2**bits - 1`` is odd, so no value falls halfway and the rounding needs no tie rule.
 
+    Parameters
+    ----------
+    values : numpy.ndarray of unsigned int
+        Pixel samples, at most ``2**bits - 1`` (larger ones are taken as the maximum).
+    bits : int, default 16
+        Bits per sample of ``values`` (12 for 12-bit TIFFs).
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+
     Examples
     --------
     >>> scale_to_uint8(np.array([0, 128, 129, 386, 65535], dtype=np.uint16))
