@@ -149,3 +149,186 @@ def test_sqlite_target_of_mixed_types_is_read_as_text(tmp_path):
                               progress=False)
     assert ds.classes == ["1", "one"]
     assert ds.row_counts["stored"] == 20
+
+
+# ---------------------------------------------------------------- item 6: non-finite numbers
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "sqlite"])
+def test_non_finite_numbers_are_quarantined_and_leave_the_clean_store(tmp_path, frame, fmt):
+    source, extra = _write_with_non_finite(frame, tmp_path, fmt)
+    ds = bigdl.ingest.tabular(source, store=tmp_path / "dirty.zarr", **FEATURES, **extra)
+    rows = sorted({row for row, _ in NON_FINITE})
+    assert ds.row_counts == {"read": N_ROWS, "stored": N_ROWS - 6, "rejected": 6, "rejected_by_reason": {
+        "column 'income': not a finite number": 2, "column 'age': not a finite number": 1,
+        "column 'score': not a finite number": 2, "column 'ratio': not a finite number": 1}}
+    rejects = ds.rejects()
+    assert rejects["row"].tolist() == [row + 1 for row in rows]
+    assert rejects["reason"].tolist() == [_reason(row, column) for row, column in sorted(NON_FINITE)]
+    if fmt == "csv":
+        assert rejects["line"].tolist() == [row + 2 for row in rows]
+        lines = (tmp_path / "dirty.csv").read_text().splitlines()
+        assert rejects["raw"].tolist() == [lines[row + 1] for row in rows]
+
+    # Exactly the store of the input without those rows: same fit, same features, same targets.
+    clean_source, clean_extra = write_source(frame.drop(index=rows).reset_index(drop=True), tmp_path, fmt,
+                                             name="clean")
+    clean = bigdl.ingest.tabular(clean_source, store=tmp_path / "clean.zarr", **FEATURES, **clean_extra)
+    assert_same_state(ds.preprocessor.to_state(), clean.preprocessor.to_state())
+    dirty, reference = _by_record(ds.path), _by_record(clean.path)
+    np.testing.assert_allclose(dirty["X"], reference["X"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(dirty["y"], reference["y"])
+    np.testing.assert_array_equal(dirty["record"], np.setdiff1d(np.arange(N_ROWS), rows))
+    assert np.isfinite(dirty["X"]).all()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_non_finite_missing_imputes_them_like_missing_values(tmp_path, frame, fmt):
+    source, extra = _write_with_non_finite(frame, tmp_path, fmt)
+    ds = bigdl.ingest.tabular(source, store=tmp_path / "dirty.zarr", non_finite="missing", impute="median",
+                              **FEATURES, **extra)
+    with_gaps = frame.copy()
+    for row, column in NON_FINITE:
+        with_gaps.loc[row, column] = np.nan
+    clean_source, clean_extra = write_source(with_gaps, tmp_path, fmt, name="clean")
+    clean = bigdl.ingest.tabular(clean_source, store=tmp_path / "clean.zarr", impute="median", **FEATURES,
+                                 **clean_extra)
+    assert ds.row_counts == clean.row_counts == {"read": N_ROWS, "stored": N_ROWS, "rejected": 0,
+                                                 "rejected_by_reason": {}}
+    dirty, reference = read_store(ds.path), read_store(clean.path)
+    for name in ("X", "y", "split", "record"):
+        np.testing.assert_array_equal(dirty[name], reference[name])
+    assert ds.preprocessor.to_state()["non_finite"] == "missing"
+    assert {key: value for key, value in ds.preprocessor.to_state().items() if key != "non_finite"} == \
+        {key: value for key, value in clean.preprocessor.to_state().items() if key != "non_finite"}
+
+
+@pytest.mark.parametrize("non_finite", ["reject", "missing"])
+def test_a_non_finite_regression_target_is_always_quarantined(tmp_path, frame, non_finite):
+    text = frame.astype({"price": object})
+    text.loc[[3, 250], "price"] = ["inf", "-1e309"]
+    path = tmp_path / "prices.csv"
+    text.to_csv(path, index=False)
+    ds = bigdl.ingest.tabular(path, target="price", drop=["id", "label"], non_finite=non_finite,
+                              store=tmp_path / "s.zarr", progress=False)
+    assert ds.row_counts["rejected_by_reason"] == {"target 'price': not a finite number": 2}
+    assert ds.rejects()[["row", "reason"]].to_dict(orient="records") == [
+        {"row": 4, "reason": "target 'price': 'inf' is not a finite number"},
+        {"row": 251, "reason": "target 'price': '-inf' is not a finite number"}]
+    assert np.isfinite(read_store(ds.path)["y"]).all()
+
+
+def test_non_finite_spellings_in_text_cells_and_json_lines(tmp_path):
+    """Text cells (a column with a word in it reads as text) and JSON's Infinity / 1e309 tokens."""
+    lines = ["a,b,t"] + [f"{i},{i % 7},{'pq'[i % 2]}" for i in range(40)]
+    lines[3], lines[10], lines[11] = "2,Infinity,q", "9,1e309,p", "10,oops,q"
+    (tmp_path / "text.csv").write_text("\n".join(lines) + "\n")
+    ds = bigdl.ingest.tabular(tmp_path / "text.csv", target="t", numeric=["b"], store=tmp_path / "t.zarr",
+                              progress=False)
+    assert ds.rejects()["reason"].tolist() == ["column 'b': 'Infinity' is not a finite number",
+                                               "column 'b': '1e309' is not a finite number",
+                                               "column 'b': 'oops' is not a number"]
+    records = [json.dumps({"a": i, "b": i % 7, "t": "pq"[i % 2]}) for i in range(40)]
+    records[4] = '{"a": 4, "b": Infinity, "t": "p"}'
+    records[5] = '{"a": 5, "b": -1e309, "t": "q"}'
+    records[6] = '{"a": 6, "b": NaN, "t": "p"}'  # NaN is a missing value, imputed
+    (tmp_path / "rows.jsonl").write_text("\n".join(records) + "\n")
+    ds = bigdl.ingest.tabular(tmp_path / "rows.jsonl", target="t", store=tmp_path / "j.zarr", progress=False)
+    assert ds.row_counts["read"] == 40 and ds.row_counts["stored"] == 38
+    assert ds.rejects()[["row", "line", "raw", "reason"]].to_dict(orient="records") == [
+        {"row": 5, "line": 5, "raw": records[4], "reason": "column 'b': 'inf' is not a finite number"},
+        {"row": 6, "line": 6, "raw": records[5], "reason": "column 'b': '-inf' is not a finite number"}]
+
+
+def test_non_finite_parameter_is_checked(tmp_path):
+    with pytest.raises(ParameterError, match=r"^The 'non_finite' parameter of tabular must be a str among "
+                                             r"\{'reject', 'missing'\}\. Got 'zero' instead\.$"):
+        bigdl.ingest.tabular(tmp_path / "missing.csv", target="label", non_finite="zero", store=tmp_path / "s.zarr")
+
+
+# ---------------------------------------------------------------- item 10: names
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "sqlite"])
+def test_a_column_named_like_an_internal_one_is_an_ordinary_feature(tmp_path, frame, fmt):
+    renamed = frame.rename(columns={"score": "__record__", "age": "__record___"})
+    source, extra = write_source(renamed, tmp_path, fmt, name="odd")
+    ds = bigdl.ingest.tabular(source, store=tmp_path / "odd.zarr", **FEATURES, **extra)
+    clean_source, clean_extra = write_source(frame, tmp_path, fmt, name="clean")
+    clean = bigdl.ingest.tabular(clean_source, store=tmp_path / "clean.zarr", **FEATURES, **clean_extra)
+    assert ds.feature_names == [{"score": "__record__", "age": "__record___"}.get(name, name)
+                                for name in clean.feature_names]
+    odd, reference = read_store(ds.path), read_store(clean.path)
+    for name in ("X", "y", "split", "record"):
+        np.testing.assert_array_equal(odd[name], reference[name])
+
+
+def _refused_without_a_store(tmp_path, source, message, **options):
+    with pytest.raises(SchemaError) as caught:
+        bigdl.ingest.tabular(source, store=tmp_path / "s.zarr", progress=False, **options)
+    assert str(caught.value) == message
+    assert sorted(path.name for path in tmp_path.iterdir()) == [source.name]  # no store, no temporary
+
+
+def test_a_column_named_like_a_one_hot_feature_is_refused(tmp_path):
+    source = tmp_path / "names.csv"
+    source.write_text("c,c=x,t\n" + "".join(f"{'xy'[i % 2]},{i},{'pq'[i % 3 % 2]}\n" for i in range(30)))
+    _refused_without_a_store(
+        tmp_path, source,
+        "Two features would be named 'c=x': the numeric column 'c=x' and the one-hot column of value 'x' of "
+        "the categorical column 'c'. Rename the column 'c=x' (or drop it: drop=['c=x']) so that every feature "
+        "name is unique.", target="t")
+
+
+def test_one_hot_names_that_collide_are_refused(tmp_path):
+    source = tmp_path / "names.csv"
+    source.write_text("a,a=b,t\n" + "".join(f"{['b=c', 'd'][i % 2]},{['c', 'e'][i % 2]},{'pq'[i % 2]}\n"
+                                           for i in range(30)))
+    _refused_without_a_store(
+        tmp_path, source,
+        "Two features would be named 'a=b=c': the one-hot column of value 'b=c' of the categorical column 'a' "
+        "and the one-hot column of value 'c' of the categorical column 'a=b'. Rename the value or the column so "
+        "that every feature name is unique.", target="t")
+
+
+def test_a_category_named_like_the_other_column_is_refused(tmp_path):
+    source = tmp_path / "names.csv"
+    source.write_text("c,t\n" + "".join(f"{['__other__', 'u', 'v', 'w'][i % 4]},{'pq'[i % 2]}\n"
+                                        for i in range(40)))
+    _refused_without_a_store(
+        tmp_path, source,
+        "Two features would be named 'c=__other__': the one-hot column of value '__other__' of the categorical "
+        "column 'c' and the '__other__' column of the rare values of the categorical column 'c'. Rename the "
+        "value or the column so that every feature name is unique.", target="t", max_categories=2)
+
+
+# ---------------------------------------------------------------- item 12: one class
+@pytest.mark.parametrize(("labels", "shown"), [(["x"], "'x'"), ([1], "1"), ([True], "True")])
+def test_a_single_class_target_is_refused(tmp_path, labels, shown):
+    source = tmp_path / "one.csv"
+    source.write_text("a,t\n" + "".join(f"{i},{labels[0]}\n" for i in range(20)))
+    _refused_without_a_store(tmp_path, source, f"Only one class ({shown}) in the target column 't' of {source}; "
+                                               "classification needs at least two classes.",
+                             target="t", task="classification")
+
+
+def test_a_target_left_with_one_class_after_rejects_is_refused(tmp_path):
+    source = tmp_path / "one.csv"
+    source.write_text("a,t\n" + "".join(f"{i if i % 2 else 'bad'},{'pq'[i % 2]}\n" for i in range(40)))
+    _refused_without_a_store(tmp_path, source, f"Only one class ('q') in the target column 't' of {source}; "
+                                               "classification needs at least two classes.",
+                             target="t", numeric=["a"])
+
+
+def test_two_classes_are_enough(tmp_path):
+    source = tmp_path / "two.csv"
+    source.write_text("a,t\n" + "".join(f"{i},{'p' if i else 'q'}\n" for i in range(20)))
+    ds = bigdl.ingest.tabular(source, target="t", store=tmp_path / "s.zarr", progress=False)
+    assert ds.classes == ["p", "q"]
+
+
+# ---------------------------------------------------------------- tabular date/time columns
+@pytest.mark.parametrize("zone", [None, "Europe/Oslo"])
+def test_tabular_refuses_timestamp_columns_with_or_without_a_time_zone(tmp_path, zone):
+    times = pd.date_range("2021-01-01", periods=10, freq="h", tz=zone)
+    path = tmp_path / "times.parquet"
+    pd.DataFrame({"when": times, "a": np.arange(10.0), "t": list("pq" * 5)}).to_parquet(path)
+    with pytest.raises(SchemaError, match=r"^Column 'when' holds dates or times, which tabular ingest does not "
+                                          r"encode; drop it \(drop=\['when'\]\)"):
+        bigdl.ingest.tabular(path, target="t", store=tmp_path / "s.zarr", progress=False)
