@@ -332,3 +332,201 @@ def test_tabular_refuses_timestamp_columns_with_or_without_a_time_zone(tmp_path,
     with pytest.raises(SchemaError, match=r"^Column 'when' holds dates or times, which tabular ingest does not "
                                           r"encode; drop it \(drop=\['when'\]\)"):
         bigdl.ingest.tabular(path, target="t", store=tmp_path / "s.zarr", progress=False)
+
+
+# ---------------------------------------------------------------- sequences: non-finite values (item 6)
+N_STEPS = 80
+SEQUENCE = dict(time="day", values=["load", "temp"], rows_per_chunk=16, blocksize=600, progress=False)
+
+
+def _series() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    return pd.DataFrame({"day": pd.date_range("2021-01-01", periods=N_STEPS, freq="D").strftime("%Y-%m-%d"),
+                         "load": rng.normal(10, 2, N_STEPS).round(3), "temp": rng.normal(0, 1, N_STEPS).round(3)})
+
+
+def _write_series(frame: pd.DataFrame, path, cells: dict | None = None):
+    text = frame.astype(object)
+    for (row, column), spelling in (cells or {}).items():
+        text.loc[row, column] = spelling
+    text.to_csv(path, index=False)
+    return path
+
+
+def _sequence_arrays(path) -> dict:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return {name: group[name][:] for name in ("X", "time", "split", "record", "run", "position")}
+
+
+SEQUENCE_CELLS = {(6, "load"): "inf", (30, "temp"): "-Infinity", (31, "load"): "1e309"}
+
+
+def test_non_finite_sequence_values_are_quarantined(tmp_path):
+    frame = _series()
+    ds = bigdl.ingest.sequences(_write_series(frame, tmp_path / "dirty.csv", SEQUENCE_CELLS),
+                                store=tmp_path / "dirty.zarr", **SEQUENCE)
+    assert ds.row_counts == {"read": N_STEPS, "stored": N_STEPS - 3, "rejected": 3, "rejected_by_reason": {
+        "column 'load': not a finite number": 2, "column 'temp': not a finite number": 1}}
+    assert ds.rejects()[["row", "line", "reason"]].to_dict(orient="records") == [
+        {"row": 7, "line": 8, "reason": "column 'load': 'inf' is not a finite number"},
+        {"row": 31, "line": 32, "reason": "column 'temp': '-inf' is not a finite number"},
+        {"row": 32, "line": 33, "reason": "column 'load': 'inf' is not a finite number"}]
+    # The series without those rows: their steps are gaps, filled forward; the scaling is finite.
+    clean = bigdl.ingest.sequences(_write_series(frame.drop(index=[6, 30, 31]), tmp_path / "clean.csv"),
+                                   store=tmp_path / "clean.zarr", **SEQUENCE)
+    preprocessing = ds.attrs["preprocessing"]
+    assert np.isfinite(preprocessing["mean"]).all() and np.isfinite(preprocessing["std"]).all()
+    np.testing.assert_allclose(preprocessing["mean"], clean.attrs["preprocessing"]["mean"], rtol=1e-12)
+    np.testing.assert_allclose(preprocessing["std"], clean.attrs["preprocessing"]["std"], rtol=1e-12)
+    dirty, reference = _sequence_arrays(ds.path), _sequence_arrays(clean.path)
+    for name in ("X", "time", "split", "run", "position"):
+        np.testing.assert_allclose(dirty[name], reference[name], rtol=1e-6)
+    assert ds.attrs["steps"] == {"observed": N_STEPS - 3, "inserted": 3, "total": N_STEPS}
+
+
+@pytest.mark.parametrize("gaps", ["ffill", "interpolate", "reject"])
+def test_non_finite_missing_fills_sequence_values_like_gaps(tmp_path, gaps):
+    frame = _series()
+    ds = bigdl.ingest.sequences(_write_series(frame, tmp_path / "dirty.csv", SEQUENCE_CELLS), gaps=gaps,
+                                non_finite="missing", store=tmp_path / "dirty.zarr", **SEQUENCE)
+    empty = {cell: "" for cell in SEQUENCE_CELLS}
+    clean = bigdl.ingest.sequences(_write_series(frame, tmp_path / "clean.csv", empty), gaps=gaps,
+                                   store=tmp_path / "clean.zarr", **SEQUENCE)
+    assert ds.row_counts == clean.row_counts
+    if gaps == "reject":
+        assert ds.row_counts["rejected_by_reason"] == {"missing value 'load' (gaps='reject')": 2,
+                                                       "missing value 'temp' (gaps='reject')": 1}
+    dirty, reference = _sequence_arrays(ds.path), _sequence_arrays(clean.path)
+    for name, array in reference.items():
+        np.testing.assert_array_equal(dirty[name], array)
+    assert ds.attrs["preprocessing"]["non_finite"] == "missing"
+
+
+def test_sequences_non_finite_parameter_is_checked(tmp_path):
+    with pytest.raises(ParameterError, match=r"^The 'non_finite' parameter of sequences must be a str among "
+                                             r"\{'reject', 'missing'\}\. Got 'zero' instead\.$"):
+        bigdl.ingest.sequences(tmp_path / "missing.csv", time="t", non_finite="zero", store=tmp_path / "s.zarr")
+
+
+def test_a_non_finite_numeric_time_is_quarantined(tmp_path):
+    lines = ["t,v"] + [f"{i},{i % 5}" for i in range(40)]
+    lines[11] = "inf,3"
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    ds = bigdl.ingest.sequences(tmp_path / "s.csv", time="t", store=tmp_path / "s.zarr", non_finite="missing",
+                                progress=False)
+    assert ds.rejects()[["row", "reason"]].to_dict(orient="records") == [
+        {"row": 11, "reason": "time 't': 'inf' is not a finite number"}]
+
+
+def test_non_finite_values_of_a_npy_series(tmp_path):
+    series = np.column_stack([np.arange(50.0), np.cos(np.arange(50.0))])
+    series[[4, 20], [0, 1]] = [np.inf, -np.inf]
+    np.save(tmp_path / "s.npy", series)
+    ds = bigdl.ingest.sequences(tmp_path / "s.npy", store=tmp_path / "s.zarr", progress=False)
+    assert ds.rejects()[["row", "raw", "reason"]].to_dict(orient="records") == [
+        {"row": 5, "raw": json.dumps(series[4].tolist()), "reason": "column 'x0': 'inf' is not a finite number"},
+        {"row": 21, "raw": json.dumps(series[20].tolist()), "reason": "column 'x1': '-inf' is not a finite number"}]
+    assert np.isfinite(ds.attrs["preprocessing"]["mean"]).all()
+    filled = bigdl.ingest.sequences(tmp_path / "s.npy", store=tmp_path / "m.zarr", non_finite="missing",
+                                    progress=False)
+    with_gaps = series.copy()
+    with_gaps[~np.isfinite(with_gaps)] = np.nan
+    np.save(tmp_path / "g.npy", with_gaps)
+    clean = bigdl.ingest.sequences(tmp_path / "g.npy", store=tmp_path / "g.zarr", progress=False)
+    np.testing.assert_array_equal(_sequence_arrays(filled.path)["X"], _sequence_arrays(clean.path)["X"])
+    assert filled.row_counts == clean.row_counts == {"read": 50, "stored": 50, "rejected": 0,
+                                                     "rejected_by_reason": {}}
+
+
+# ---------------------------------------------------------------- sequences: names (item 10)
+def test_sequence_columns_named_like_internal_ones(tmp_path):
+    frame = _series()
+    odd = frame.rename(columns={"day": "__time__", "load": "__record__", "temp": "v0"}).assign(__series__="s")
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    ds = bigdl.ingest.sequences(tmp_path / "odd.csv", time="__time__", series="__series__",
+                                values=["__record__", "v0"], store=tmp_path / "odd.zarr",
+                                **{key: value for key, value in SEQUENCE.items() if key not in ("time", "values")})
+    clean = bigdl.ingest.sequences(_write_series(frame, tmp_path / "clean.csv"), store=tmp_path / "clean.zarr",
+                                   **SEQUENCE)
+    assert ds.feature_names == ["__record__", "v0"]
+    for name, array in _sequence_arrays(clean.path).items():
+        np.testing.assert_array_equal(_sequence_arrays(ds.path)[name], array)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(values=["load", "load"]), "values= names column(s) ['load'] more than once; name each channel once."),
+    (dict(values=["load", "day"]), "Column 'day' is the time column and cannot also be a value column; leave it "
+                                   "out of values=."),
+    (dict(values=["load", "temp"], series="temp"), "Column 'temp' is the series column and cannot also be a value "
+                                                   "column; leave it out of values=."),
+    (dict(values=["load"], series="day"), "Column 'day' is given as both time= and series=; the series id needs "
+                                          "a column of its own."),
+])
+def test_a_sequence_column_with_two_roles_is_refused(tmp_path, options, message):
+    path = _write_series(_series(), tmp_path / "s.csv")
+    arguments = {**SEQUENCE, **options}
+    with pytest.raises(SchemaError) as caught:
+        bigdl.ingest.sequences(path, store=tmp_path / "s.zarr", **arguments)
+    assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------- sequences: time zones (item 14)
+def _daily_utc(n: int) -> pd.DatetimeIndex:
+    return pd.date_range("2021-03-20", periods=n, freq="D")
+
+
+def _times(path) -> np.ndarray:
+    return _sequence_arrays(path)["time"]
+
+
+def test_time_zone_aware_and_naive_times_mix_and_become_utc(tmp_path, caplog):
+    days = _daily_utc(40)
+    spelled = [day.strftime("%Y-%m-%d %H:%M:%S") for day in days]
+    spelled[3] = days[3].strftime("%Y-%m-%dT%H:%M:%SZ")
+    spelled[4] = (days[4] + pd.Timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S+02:00")
+    spelled[5] = (days[5] - pd.Timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S-0500")
+    spelled[6] = days[6].strftime("%Y-%m-%d")  # a date alone, in a column of dates and times
+    spelled[7] = "2021-02-30 00:00:00"  # still not a date
+    values = np.arange(40.0)
+    pd.DataFrame({"day": spelled, "v": values}).to_csv(tmp_path / "mixed.csv", index=False)
+    with caplog.at_level(logging.INFO, logger="bigdl.ingest._sequences"):
+        ds = bigdl.ingest.sequences(tmp_path / "mixed.csv", time="day", store=tmp_path / "s.zarr", progress=False)
+    assert ds.row_counts["rejected_by_reason"] == {"time 'day': not a date/time": 1}
+    assert ds.rejects()["reason"].tolist() == ["time 'day': '2021-02-30 00:00:00' is not a date/time"]
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("WARNING", "Time column 'day': 3 time(s) with a time zone were converted to UTC and 36 time(s) without "
+                    "one were taken as UTC. If those are local times, give them an offset (or a time zone) in "
+                    "the source.")]
+    assert ds.attrs["preprocessing"]["time"] == {
+        "column": "day", "kind": "datetime", "step": pd.Timedelta("1D").value, "unit": "ns", "timezone": "UTC",
+        "converted_to_utc": 3, "taken_as_utc": 36}
+    np.testing.assert_array_equal(_times(ds.path), days.as_unit("ns").asi8)
+    np.testing.assert_array_equal(pd.to_datetime(_times(ds.path)), days)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_zone_aware_times_equal_the_same_instants_in_utc(tmp_path, caplog, fmt):
+    instants = _daily_utc(40).tz_localize("UTC") + pd.Timedelta(hours=23)
+    local = instants.tz_convert("Europe/Oslo")  # crosses the change to summer time (2021-03-28)
+    values = np.sin(np.arange(40.0))
+    if fmt == "parquet":
+        pd.DataFrame({"day": local, "v": values}).to_parquet(tmp_path / "local.parquet")
+        pd.DataFrame({"day": instants.tz_localize(None), "v": values}).to_parquet(tmp_path / "utc.parquet")
+    else:
+        write_jsonl(pd.DataFrame({"day": [time.isoformat() for time in local], "v": values}), tmp_path / "local.jsonl")
+        write_jsonl(pd.DataFrame({"day": [time.strftime("%Y-%m-%d %H:%M:%S") for time in instants], "v": values}),
+                    tmp_path / "utc.jsonl")
+    with caplog.at_level(logging.INFO, logger="bigdl.ingest._sequences"):
+        ds = bigdl.ingest.sequences(tmp_path / f"local.{fmt}", time="day", store=tmp_path / "l.zarr", progress=False)
+    assert [record.getMessage() for record in caplog.records] == [
+        "Time column 'day': 40 time(s) with a time zone were converted to UTC."]
+    reference = bigdl.ingest.sequences(tmp_path / f"utc.{fmt}", time="day", store=tmp_path / "u.zarr",
+                                       progress=False)
+    assert ds.row_counts == reference.row_counts == {"read": 40, "stored": 40, "rejected": 0,
+                                                     "rejected_by_reason": {}}
+    for name, array in _sequence_arrays(reference.path).items():
+        np.testing.assert_array_equal(_sequence_arrays(ds.path)[name], array)
+    assert ds.attrs["preprocessing"]["time"]["converted_to_utc"] == 40
+    assert reference.attrs["preprocessing"]["time"]["taken_as_utc"] == 40
