@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--key", help="id column the split is hashed from (default: row position)")
     ingest.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the target")
     ingest.add_argument("--impute", choices=["mean", "median"], default="mean", help="fill for missing numbers")
+    ingest.add_argument("--non-finite", choices=["reject", "missing"], default="reject",
+                        help="inf, -inf, 1e309 in a numeric column: quarantine the row, or impute it as missing")
     ingest.add_argument("--max-categories", type=int, default=32, help="categories kept per column (rest: __other__)")
     ingest.add_argument("--validation", type=float, default=0.0, help="fraction for validation (default 0)")
     ingest.add_argument("--test", type=float, default=0.2, help="fraction for test (default 0.2)")
@@ -192,7 +194,8 @@ def _ingest(args) -> int:
     plan = plan_sources(source, format=args.format, table=args.table, encoding=args.encoding,
                         delimiter=args.delimiter)
     resolve_schema(plan, target=args.target, categorical=_names(args.categorical), numeric=_names(args.numeric),
-                   drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed)
+                   drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed,
+                   non_finite=args.non_finite)
     check_store_path(args.store, overwrite=args.overwrite, inputs=plan.paths)
     check_store_writable(args.store)
     client = _client(args)
@@ -200,7 +203,8 @@ def _ingest(args) -> int:
         ds = bigdl.ingest.tabular(
             source, target=args.target, store=args.store, format=args.format, table=args.table,
             categorical=_names(args.categorical), numeric=_names(args.numeric), drop=_names(args.drop),
-            key=args.key, task=args.task, impute=args.impute, max_categories=args.max_categories,
+            key=args.key, task=args.task, impute=args.impute, non_finite=args.non_finite,
+            max_categories=args.max_categories,
             validation=args.validation, test=args.test, seed=args.seed, rows_per_chunk=args.rows_per_chunk,
             blocksize=args.blocksize, compression=args.compression, encoding=args.encoding,
             delimiter=args.delimiter, overwrite=args.overwrite, progress=not args.no_progress, client=client,

@@ -166,3 +166,13 @@ def test_any_other_operating_system_error_is_one_line_with_status_2(tmp_path, ca
     assert main(["info", str(tmp_path / "s.zarr")]) == 2
     assert capsys.readouterr().err == \
         f"bigdl info: error: Permission denied: '{tmp_path / 's.zarr' / 'zarr.json'}' [errno 13]\n"
+
+
+@pytest.mark.parametrize(("option", "stored"), [([], 599), (["--non-finite", "missing"], 600)])
+def test_ingest_non_finite_option(tmp_path, cluster_client, capsys, option, stored):
+    path = tmp_path / "inf.csv"
+    frame = bigdl.datasets.make_tabular(600, n_numeric=3, seed=4)
+    frame.astype({"x01": object}).assign(x01=lambda f: f["x01"].where(f.index != 10, "inf")).to_csv(path, index=False)
+    assert main(["ingest", str(path), "--target", "target", "--store", str(tmp_path / "s.zarr"), "--drop", "id",
+                 "--scheduler", cluster_client.scheduler.address, "--no-progress", *option]) == 0
+    assert f"read 600  stored {stored}  rejected {600 - stored}" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,16 @@ import pyarrow as pa
 from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
-from bigdl.ingest.sources import RawBlock, SourcePlan
+from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
-__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "rejected_rows",
-           "stage_table", "read_staged", "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects",
-           "staged_examples"]
+__all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
+           "parse_numbers", "checked_numbers", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
+           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+# What a non-finite number (inf, -inf, Infinity, 1e309) in a value column becomes: the row is
+# quarantined ("not a finite number"), or the cell is read as missing and filled like one.
+NON_FINITE = ("reject", "missing")
 
 
 def _parse_bytes(text: str) -> int:
@@ -167,6 +171,71 @@ def text_or_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if not len(column):
         return column
     return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+
+
+def parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, Callable[[int], str]]:
+    """A column read as numbers, the same way by every kind that reads rows.
+
+    Parameters
+    ----------
+    column : pyarrow.ChunkedArray
+        Numbers, booleans, or text (parsed as numbers; an empty cell and the
+        spellings of :data:`~bigdl.ingest.sources.NULL_TOKENS` are missing).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, callable)
+        The float64 values (NaN where missing or not a number, ``inf`` where a
+        number overflows), the mask of the cells that are not numbers, and
+        ``cell(index)``: a cell as read, for reasons (its text, or the number
+        written as text when the column was typed).
+    """
+    import pyarrow.compute as pc
+
+    try:
+        numbers = column if column.type == pa.float64() else pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        text = column.to_pandas()
+        parsed = pd.to_numeric(text, errors="coerce")
+        failed = (text.notna() & parsed.isna() & ~text.isin(NULL_TOKENS)).to_numpy()
+        return parsed.to_numpy(dtype=np.float64), failed, lambda index: str(text.iloc[index])
+    values = numbers.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    return values, np.zeros(len(values), dtype=bool), lambda index: str(values[index])
+
+
+def checked_numbers(column: pa.ChunkedArray, name: str, reject: Callable, *, label: str = "column",
+                    non_finite: str = "reject") -> np.ndarray:
+    """A value column as float64, its cells that are not (finite) numbers refused through ``reject``.
+
+    Parameters
+    ----------
+    column : pyarrow.ChunkedArray
+    name : str
+        The column, named in the reasons.
+    reject : callable
+        ``reject(mask, make_reason)``, the validation's way to quarantine rows.
+    label : str, default "column"
+        How the reasons name the column (``"target"``, ``"time"``).
+    non_finite : {"reject", "missing"}, default "reject"
+        ``"reject"`` quarantines a row holding ``inf`` or ``-inf`` (also
+        ``Infinity`` and numbers too large for a float64, such as ``1e309``)
+        as ``"column 'x': 'inf' is not a finite number"``; ``"missing"``
+        makes the cell missing (NaN), to be filled like any missing value.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        NaN where missing; finite wherever the row is not rejected.
+    """
+    values, not_number, cell = parse_numbers(column)
+    reject(not_number, lambda index: f"{label} {name!r}: {cell(index)!r} is not a number")
+    infinite = np.isinf(values)
+    if infinite.any():
+        if non_finite == "missing":
+            values[infinite] = np.nan
+        else:
+            reject(infinite, lambda index: f"{label} {name!r}: {cell(index)!r} is not a finite number")
+    return values
 
 
 def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:

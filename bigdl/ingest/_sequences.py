@@ -31,6 +31,7 @@ of their targets; a training window's inputs precede its targets).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -55,19 +56,21 @@ __all__ = ["sequences", "GAPS", "DUPLICATES"]
 GAPS = ("ffill", "interpolate", "reject")
 DUPLICATES = ("last", "first", "error")
 PARAMETERS = {"window": [Interval(int, 1, None)], "horizon": [Interval(int, 1, None)],
-              "stride": [Interval(int, 1, None)], "gaps": [Options(GAPS)], "duplicates": [Options(DUPLICATES)]}
+              "stride": [Interval(int, 1, None)], "gaps": [Options(GAPS)], "duplicates": [Options(DUPLICATES)],
+              "non_finite": [Options(_rows.NON_FINITE)]}
 SAMPLE_PER_BLOCK = 4096
 _SERIES, _TIME, _RECORD, _BLOCK = "__series__", "__time__", "__record__", "__block__"
 EXTRA_ARRAYS = {"series": "int32", "position": "int64", "run": "int64"}
+logger = logging.getLogger(__name__)
 
 
 def sequences(source, *, time: str | None = None, values: list[str] | None = None, series: str | None = None,
               target: str | list[str] | None = None, store: str | os.PathLike, window: int = 16, horizon: int = 1,
               stride: int = 1, frequency=None, gaps: str = "ffill", duplicates: str = "last",
-              validation: float = 0.1, test: float = 0.2, scale: bool = True, format: str | None = None,
-              table: str | None = None, time_format: str | None = None, rows_per_chunk: int | None = None,
-              blocksize: int | str = "64MiB", compression: str = "lz4", overwrite: bool = False,
-              progress: bool = True, client=None) -> Dataset:
+              non_finite: str = "reject", validation: float = 0.1, test: float = 0.2, scale: bool = True,
+              format: str | None = None, table: str | None = None, time_format: str | None = None,
+              rows_per_chunk: int | None = None, blocksize: int | str = "64MiB", compression: str = "lz4",
+              overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
     """Ingest time series into a Zarr store; windows are cut at load time.
 
     Parameters
@@ -79,7 +82,11 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         step number).
     time : str
         The time column: dates/times (text or timestamps) or numbers.  Not
-        used for ``.npy`` sources.
+        used for ``.npy`` sources.  Times with a time zone (an offset such as
+        ``+01:00``, ``Z``, a zone-aware timestamp type) are converted to UTC;
+        times without one are taken as UTC, as written, so a column may mix
+        both (a warning says so when it does).  The store's ``time`` array
+        holds nanoseconds since 1970-01-01 UTC.
     values : list of str, optional
         The value columns (channels); default: every column but ``time`` and
         ``series``.
@@ -110,6 +117,13 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     duplicates : {"last", "first", "error"}, default "last"
         Several rows with one timestamp in a series: keep the last (or first)
         in input order and quarantine the others with the reason, or raise.
+    non_finite : {"reject", "missing"}, default "reject"
+        What ``inf``, ``-inf``, ``Infinity`` or a number too large for a
+        float64 (``1e309``) in a value column becomes: ``"reject"``
+        quarantines the row (reason ``"column 'x': 'inf' is not a finite
+        number"``); ``"missing"`` reads it as a missing value, which ``gaps``
+        then fills (or, with ``gaps="reject"``, quarantines).  A non-finite
+        numeric time is always quarantined.
     validation, test : float, default 0.1 and 0.2
         Fractions of each series' steps, taken from its end: the last ``test``
         fraction is the test split, the ``validation`` fraction before it the
@@ -164,13 +178,13 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     ...     ...   # X: (64, 52, 1), y: (64, 4)
     """
     check_params("sequences", {"window": window, "horizon": horizon, "stride": stride, "gaps": gaps,
-                               "duplicates": duplicates}, PARAMETERS)
+                               "duplicates": duplicates, "non_finite": non_finite}, PARAMETERS)
     check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
                            compression=compression, unit="steps")
     blocksize = _rows.parse_blocksize(blocksize, "sequences")
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, owner="sequences")
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
-                            time_format=time_format)
+                            time_format=time_format, non_finite=non_finite)
     steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
                           validation=validation, test=test, window={"window": window, "horizon": horizon,
                                                                     "stride": stride},
@@ -211,6 +225,9 @@ class SequenceSteps(_rows.RowSteps):
         self.late_rejects: list[dict] = []
 
     def fit(self, read_results: list[dict], accounting: dict) -> None:
+        self.time_zones = {kind: sum(result["time_zones"][kind] for result in read_results)
+                           for kind in ("aware", "naive")}
+        _log_time_zones(self.spec, self.time_zones)
         self.step = _frequency(self.frequency, read_results, self.spec)
         self.series_stats = _merge_series(read_results)
         self.segments = _plan_segments(self.series_stats, read_results, self.rows_per_chunk)
@@ -288,10 +305,29 @@ class SequenceSteps(_rows.RowSteps):
                            "scaled": bool(self.scale),
                            "time": {"column": spec["time"], "kind": spec["time_kind"],
                                     "step": _json_number(self.step),
-                                    "unit": "ns" if spec["time_kind"] == "datetime" else None},
-                           "gaps": spec["gaps"], "duplicates": self.duplicates},
+                                    "unit": "ns" if spec["time_kind"] == "datetime" else None,
+                                    **(_time_zone_attributes(self.time_zones)
+                                       if spec["time_kind"] == "datetime" else {})},
+                           "gaps": spec["gaps"], "duplicates": self.duplicates, "non_finite": spec["non_finite"]},
             source=self.plan.fingerprint(),
         )
+
+
+def _time_zone_attributes(time_zones: dict) -> dict:
+    return {"timezone": "UTC", "converted_to_utc": time_zones["aware"], "taken_as_utc": time_zones["naive"]}
+
+
+def _log_time_zones(spec: dict, time_zones: dict) -> None:
+    """Say what became of time zones: converted to UTC; a warning when zone-aware and naive times mix."""
+    aware, naive = time_zones["aware"], time_zones["naive"]
+    if not aware:
+        return
+    message = (f"Time column {spec['time']!r}: {aware} time(s) with a time zone were converted to UTC"
+               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
+    if naive:
+        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
+    else:
+        logger.info(message)
 
 
 @register_reason_family("sequence")
@@ -304,7 +340,8 @@ def _reason_family(reason: str) -> str:
 
 
 # ---------------------------------------------------------------- planning
-def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format) -> dict:
+def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, time_format,
+                     non_finite: str = "reject") -> dict:
     columns = plan.columns
     if plan.format == "npy":
         values = list(values) if values is not None else columns
@@ -321,6 +358,7 @@ def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, ti
             values = [name for name in columns if name not in (time, series)]
         values = list(values)
         _rows.check_columns(values, columns, "values")
+        _check_roles(time, series, values)
         if not values:
             raise SchemaError("sequences() needs at least one value column besides the time and series columns.")
         column = plan.sample.column(time) if time in plan.sample.column_names else None
@@ -332,12 +370,27 @@ def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, ti
         raise SchemaError(f"target= names {unknown}, which are not value columns; the value columns are {values}.")
     return {"format": plan.format, "time": time, "series": series, "values": values, "targets": targets,
             "target_index": [values.index(name) for name in targets], "time_kind": time_kind, "gaps": gaps,
-            "time_format": time_format}
+            "time_format": time_format, "non_finite": non_finite}
+
+
+def _check_roles(time: str, series: str | None, values: list[str]) -> None:
+    """Refuse a column given two roles (or one channel twice): each is read once, under one name."""
+    repeated = sorted({name for name in values if values.count(name) > 1})
+    if repeated:
+        raise SchemaError(f"values= names column(s) {repeated} more than once; name each channel once.")
+    if series is not None and series == time:
+        raise SchemaError(f"Column {time!r} is given as both time= and series=; the series id needs a column "
+                          "of its own.")
+    for role, name in (("time", time), ("series", series)):
+        if name is not None and name in values:
+            raise SchemaError(f"Column {name!r} is the {role} column and cannot also be a value column; "
+                              f"leave it out of values=.")
 
 
 # ---------------------------------------------------------------- pass 1: read
 def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
     rejects: list[dict] = []
+    time_zones = {"aware": 0, "naive": 0}
     if block.format == "npy":
         # A series' time is its step number; its channels are the array's columns.
         raw = read_block(block, options["all_columns"], {}, options)
@@ -346,17 +399,20 @@ def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
         times = block.start + records.astype(np.float64)
         names = np.full(len(records), "", dtype=object)
         bad = np.zeros(len(records), dtype=bool)
+        reasons: list[str | None] = [None] * len(records)
+        reject = _rejector(bad, reasons)
+        original, values = values, np.column_stack(
+            [_rows.checked_numbers(raw.table.column(column), name, reject, non_finite=spec["non_finite"])
+             for column, name in zip(options["all_columns"], spec["values"])]) if len(values) else values
         if spec["gaps"] == "reject":
-            missing = np.isnan(values).any(axis=1)
-            for index in np.flatnonzero(missing):
-                rejects.append({"record": int(index), "line": None, "raw": json.dumps(values[index].tolist()),
-                                "reason": "missing value (gaps='reject')"})
-            bad |= missing
+            reject(np.isnan(values).any(axis=1), lambda index: "missing value (gaps='reject')")
+        rejects = [{"record": int(records[index]), "line": None, "raw": json.dumps(original[index].tolist()),
+                    "reason": reasons[index]} for index in np.flatnonzero(bad)]
         n_records, n_physical = raw.n_records, raw.n_physical
     else:
         columns = [spec["time"]] + ([spec["series"]] if spec["series"] else []) + spec["values"]
         raw = read_block(block, columns, {}, options)
-        times, names, values, bad, reasons = _validate(raw.table, spec)
+        times, names, values, bad, reasons, time_zones = _validate(raw.table, spec)
         rejects = _rows.rejected_rows(raw, bad, reasons)
         records = raw.records
         n_records, n_physical = raw.n_records, raw.n_physical
@@ -369,7 +425,7 @@ def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
         _RECORD: pa.array(records, pa.int64())}))
     _rows.stage_rejects(staging, block.index, rejects)
     return {"n_records": n_records, "n_valid": int(keep.sum()), "n_rejected": len(rejects),
-            "n_physical": n_physical, "reasons": count_reasons("sequence", rejects),
+            "n_physical": n_physical, "reasons": count_reasons("sequence", rejects), "time_zones": time_zones,
             **_summarize(block.index, times, names, values)}
 
 
@@ -378,33 +434,28 @@ def _validate(table: pa.Table, spec: dict):
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
     reasons: list[str | None] = [None] * n
-
-    def reject(mask, make_reason):
-        for index in np.flatnonzero(mask & ~bad):
-            reasons[index] = make_reason(index)
-        bad[mask] = True
-
+    reject = _rejector(bad, reasons)
     column = table.column(spec["time"])
     text = column.to_pandas()
     present = text.notna().to_numpy().copy()
     if not (pd.api.types.is_numeric_dtype(text) or pd.api.types.is_datetime64_any_dtype(text)):
         present &= ~text.astype(object).isin(NULL_TOKENS).to_numpy()
     reject(~present, lambda index: f"missing time {spec['time']!r}")
+    time_zones = {"aware": 0, "naive": 0}
     if spec["time_kind"] == "datetime":
-        if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-            parsed = pd.to_datetime(text)
-        else:
-            parsed = pd.to_datetime(text.where(present, None), errors="coerce", format=spec["time_format"])
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        parsed, aware = parse_times(column, text, present, spec["time_format"])
         failed = parsed.isna().to_numpy() & present
         reject(failed, lambda index: f"time {spec['time']!r}: {text.iloc[index]!r} is not a date/time")
         times = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        parsed_ok = present & ~failed
+        time_zones = {"aware": int((aware & parsed_ok).sum()), "naive": int((~aware & parsed_ok).sum())}
     else:
         numbers = pd.to_numeric(text, errors="coerce")
         failed = numbers.isna().to_numpy() & present
         reject(failed, lambda index: f"time {spec['time']!r}: {text.iloc[index]!r} is not a number")
         times = numbers.to_numpy(dtype=np.float64)
+        reject(np.isinf(times), lambda index: f"time {spec['time']!r}: {str(text.iloc[index])!r} is not a finite "
+                                              "number")
     if spec["series"]:
         ids = _rows.text_or_null(table.column(spec["series"])).to_pandas()
         reject(ids.isna().to_numpy(), lambda index: f"missing series id {spec['series']!r}")
@@ -413,19 +464,76 @@ def _validate(table: pa.Table, spec: dict):
         names = np.full(n, "", dtype=object)
     values = np.empty((n, len(spec["values"])), dtype=np.float64)
     for position, name in enumerate(spec["values"]):
-        column = table.column(name)
-        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-            values[:, position] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-            continue
-        raw = column.to_pandas()
-        numbers = pd.to_numeric(raw, errors="coerce")
-        failed = (raw.notna() & numbers.isna() & ~raw.isin(NULL_TOKENS)).to_numpy()
-        reject(failed, lambda index, name=name, raw=raw: f"column {name!r}: {raw.iloc[index]!r} is not a number")
-        values[:, position] = numbers.to_numpy(dtype=np.float64)
+        values[:, position] = _rows.checked_numbers(table.column(name), name, reject, non_finite=spec["non_finite"])
     if spec["gaps"] == "reject":
         for position, name in enumerate(spec["values"]):
             reject(np.isnan(values[:, position]), lambda index, name=name: f"missing value {name!r} (gaps='reject')")
-    return times, names, values, bad, reasons
+    return times, names, values, bad, reasons, time_zones
+
+
+def _rejector(bad: np.ndarray, reasons: list):
+    """``reject(mask, make_reason)``: mark the rows of ``mask`` bad, each with the first reason found for it."""
+    def reject(mask, make_reason):
+        for index in np.flatnonzero(mask & ~bad):
+            reasons[index] = make_reason(index)
+        bad[mask] = True
+
+    return reject
+
+
+# A time of day followed by a time zone: "Z", "UTC", "GMT" or an offset such as +01:00 or -0500.
+_ZONE_SUFFIX = r"\d:\d\d(:\d\d([.,]\d+)?)?\s*(Z|UTC|GMT|[+-]\d\d(:?\d\d)?)$"
+
+
+def parse_times(column: pa.ChunkedArray, text: pd.Series, present: np.ndarray,
+                time_format: str | None) -> tuple[pd.Series, np.ndarray]:
+    """Dates and times as naive UTC, and which of them carried a time zone.
+
+    Times with a time zone (an offset, ``Z``, a zone-aware Arrow or Parquet
+    timestamp) are converted to UTC; times without one are taken as UTC, as
+    written.  So a column may mix both.  Text is parsed in the format
+    inferred from its first time (or ``time_format``); without
+    ``time_format``, times that do not fit it are parsed again as ISO 8601,
+    so that ``2020-01-01``, ``2020-01-01 12:00`` and ``2020-01-01T12:00Z``
+    can share a column.
+
+    Parameters
+    ----------
+    column : pyarrow.ChunkedArray
+        The time column as read.
+    text : pandas.Series
+        The same column in pandas.
+    present : numpy.ndarray of bool
+        The cells that are not missing.
+    time_format : str or None
+        A ``strftime`` format, or None to infer it.
+
+    Returns
+    -------
+    (pandas.Series, numpy.ndarray)
+        The times (NaT where missing or not a time) without a time zone, in
+        UTC, and the mask of the cells that carried a time zone.
+    """
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        parsed = pd.to_datetime(text, utc=True)
+        aware = np.full(len(text), pa.types.is_timestamp(column.type) and column.type.tz is not None)
+    else:
+        cells = text.where(present, None)
+        parsed = pd.to_datetime(cells, errors="coerce", format=time_format, utc=True)
+        retry = (parsed.isna().to_numpy() & present) if time_format is None else np.zeros(len(text), dtype=bool)
+        if retry.any():
+            parsed = parsed.copy()
+            parsed[retry] = pd.to_datetime(cells[retry], errors="coerce", format="ISO8601", utc=True)
+        try:
+            strings = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+                else pc.cast(column, pa.string())
+            aware = pc.match_substring_regex(pc.utf8_trim_whitespace(strings), _ZONE_SUFFIX, ignore_case=True)
+            aware = aware.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            aware = np.zeros(len(text), dtype=bool)
+    return parsed.dt.tz_localize(None), aware
 
 
 def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray) -> dict:

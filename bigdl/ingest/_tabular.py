@@ -30,7 +30,7 @@ from bigdl.errors import SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import count_reasons, register_reason_family, run_ingest, write_chunk
 from bigdl.ingest.sources import NULL_TOKENS, Block, RawBlock, SourcePlan, plan_sources, read_block
-from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize
+from bigdl.preprocessing._tabular import TabularPreprocessor, canonical_target, summarize, typed_classes
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import TASKS, assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
@@ -39,7 +39,8 @@ __all__ = ["tabular", "TabularSchema"]
 
 RECORD = "__record__"
 IMPUTE = ("mean", "median")
-PARAMETERS = {"impute": [Options(IMPUTE)], "task": [Options(TASKS), None], "max_categories": [Interval(int, 1, None)]}
+PARAMETERS = {"impute": [Options(IMPUTE)], "task": [Options(TASKS), None], "max_categories": [Interval(int, 1, None)],
+              "non_finite": [Options(_rows.NON_FINITE)]}
 # An integer or integral target with at most this many distinct values in
 # the sample is taken as class labels.
 MAX_INFERRED_CLASSES = 50
@@ -57,6 +58,7 @@ class TabularSchema:
     key: str | None
     impute: str
     seed: int
+    non_finite: str = "reject"
 
     @property
     def read_columns(self) -> list[str]:
@@ -66,6 +68,15 @@ class TabularSchema:
             if extra is not None and extra not in names:
                 names.append(extra)
         return names
+
+    @property
+    def record_column(self) -> str:
+        """The column of the staged rows that holds their records: ``__record__``, with more
+        underscores while a read column has that name (a source column may be called anything)."""
+        name = RECORD
+        while name in self.read_columns:
+            name += "_"
+        return name
 
     def read_types(self) -> dict[str, pa.DataType]:
         """The Arrow type each read column is parsed as.
@@ -87,8 +98,8 @@ class TabularSchema:
 def tabular(source, *, target: str | None = None, store: str | os.PathLike, format: str | None = None,
             table: str | None = None, categorical: list[str] | None = None, numeric: list[str] | None = None,
             drop: list[str] | None = None, key: str | None = None, task: str | None = None,
-            impute: str = "mean", max_categories: int = 32, validation: float = 0.0, test: float = 0.2,
-            seed: int = 0, rows_per_chunk: int | None = None, blocksize: int | str = "64MiB",
+            impute: str = "mean", non_finite: str = "reject", max_categories: int = 32, validation: float = 0.0,
+            test: float = 0.2, seed: int = 0, rows_per_chunk: int | None = None, blocksize: int | str = "64MiB",
             compression: str = "lz4", encoding: str = "utf-8", delimiter: str = ",",
             overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
     """Ingest tabular data into a Zarr store, fitting preprocessing out of core.
@@ -123,6 +134,13 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     impute : {"mean", "median"}, default "mean"
         Fill for missing numbers (the median is estimated from a bounded
         sample per block when blocks hold more than 5,000 values).
+    non_finite : {"reject", "missing"}, default "reject"
+        What ``inf``, ``-inf``, ``Infinity`` or a number too large for a
+        float64 (``1e309``) in a numeric feature becomes: ``"reject"``
+        quarantines the row (reason ``"column 'x': 'inf' is not a finite
+        number"``); ``"missing"`` reads the cell as missing, so ``impute``
+        fills it.  A non-finite regression target is always quarantined.
+        ``NaN`` and empty cells are missing values either way.
     max_categories : int, default 32
         Most frequent categories kept per categorical column; rarer ones share
         an ``__other__`` indicator column.
@@ -175,7 +193,8 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     Notes
     -----
     Rows that cannot be used (wrong number of fields, a value that is not a
-    number in a numeric column, a missing target, malformed JSON) are written
+    number, or not a finite number, in a numeric column, a missing target,
+    malformed JSON) are written
     to ``<store>/rejects/*.parquet`` with their source, row, line, raw text and
     reason; the store's ``rows`` attribute counts rows read, stored and
     rejected, and read = stored + rejected always holds.
@@ -186,14 +205,15 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     ...                           categorical=["carrier"], drop=["id"], test=0.2)   # doctest: +SKIP
     >>> print(ds.info())                                                           # doctest: +SKIP
     """
-    check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories}, PARAMETERS)
+    check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories,
+                             "non_finite": non_finite}, PARAMETERS)
     check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
                            compression=compression)
     blocksize = _rows.parse_blocksize(blocksize, "tabular")
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, encoding=encoding,
                         delimiter=delimiter, owner="tabular")
     schema = resolve_schema(plan, target=target, categorical=categorical, numeric=numeric, drop=drop,
-                            key=key, task=task, impute=impute, seed=seed)
+                            key=key, task=task, impute=impute, seed=seed, non_finite=non_finite)
     steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
                          split_spec={"seed": seed, "validation": validation, "test": test}, compression=compression)
     steps.inputs = tuple(plan.paths)
@@ -234,10 +254,12 @@ class TabularSteps(_rows.RowSteps):
         summary = read_results[0]["summary"]
         for result in read_results[1:]:
             summary = summary.merge(result["summary"])
+        if schema.task == "classification":
+            _check_two_classes(summary.target_counts, schema, self.plan.paths)
         self.preprocessor = TabularPreprocessor.fit_summary(
             summary, numeric=list(schema.numeric), categorical=list(schema.categorical), target=schema.target,
             task=schema.task, impute=schema.impute, max_categories=self.max_categories,
-            target_type=schema.target_type,
+            target_type=schema.target_type, non_finite=schema.non_finite,
         )
         self.rows_per_chunk = self.requested_rows_per_chunk or rows_per_chunk_for(self.preprocessor.n_features_in_)
 
@@ -263,14 +285,26 @@ class TabularSteps(_rows.RowSteps):
 
 
 # ---------------------------------------------------------------- checks
-def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed) -> TabularSchema:
+def _check_two_classes(target_counts: dict, schema: TabularSchema, paths: list[str]) -> None:
+    """Refuse a classification target with one class among the stored rows, worded as image ingest does."""
+    classes = [value for value in target_counts if value is not None]
+    if len(classes) >= 2:
+        return
+    where = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more file(s)"
+    only = typed_classes(classes, schema.target_type or "string")[0] if classes else "none"
+    raise SchemaError(f"Only one class ({only!r}) in the target column {schema.target!r} of {where}; "
+                      "classification needs at least two classes.")
+
+
+def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key, task, impute, seed,
+                   non_finite: str = "reject") -> TabularSchema:
     """Decide each column's role from the parameters and a typed sample.
 
     Parameters
     ----------
     plan : SourcePlan
         The planned input (its columns and a typed sample).
-    target, categorical, numeric, drop, key, task, impute, seed
+    target, categorical, numeric, drop, key, task, impute, seed, non_finite
         As given to :func:`tabular`.
 
     Returns
@@ -323,7 +357,7 @@ def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key,
                 f"task='regression' needs a numeric target, but {target!r} holds text; use task='classification'."
             )
     return TabularSchema(tuple(roles_numeric), tuple(roles_categorical), target, task, target_type, key,
-                         impute, seed)
+                         impute, seed, non_finite)
 
 
 def _sample_column(plan: SourcePlan, name: str) -> pa.ChunkedArray:
@@ -384,7 +418,8 @@ def _target_kind(plan: SourcePlan, name: str) -> tuple[str, str]:
 def _read_task(block: Block, schema: TabularSchema, options: dict, staging: str) -> dict:
     raw = read_block(block, schema.read_columns, schema.read_types(), options)
     table, records, rejects = validate(raw, schema, block)
-    _rows.stage_table(staging, block.index, table.append_column(RECORD, pa.array(records, type=pa.int64())))
+    _rows.stage_table(staging, block.index,
+                      table.append_column(schema.record_column, pa.array(records, type=pa.int64())))
     _rows.stage_rejects(staging, block.index, rejects)
     return {
         "n_records": raw.n_records,
@@ -434,22 +469,11 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
     if schema.target is not None and schema.task == "regression":
         numeric_columns.append(schema.target)
     for name in numeric_columns:
-        column = table.column(name)
-        if pa.types.is_floating(column.type):
-            columns[name] = column.cast(pa.float64()) if column.type != pa.float64() else column
-            continue
-        try:
-            columns[name] = pc.cast(column, pa.float64())
-            continue
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        text = column.to_pandas()
-        numbers = pd.to_numeric(text, errors="coerce")
-        failed = (text.notna() & numbers.isna() & ~text.isin(NULL_TOKENS)).to_numpy()
-        label = "target" if name == schema.target else "column"
-        reject(failed, lambda index, name=name, text=text, label=label:
-               f"{label} {name!r}: {text.iloc[index]!r} is not a number")
-        columns[name] = pa.chunked_array([pa.array(numbers.to_numpy(dtype=np.float64), from_pandas=True)])
+        # A non-finite target is always refused: there is nothing to impute a target with.
+        is_target = name == schema.target
+        values = _rows.checked_numbers(table.column(name), name, reject, label="target" if is_target else "column",
+                                       non_finite="reject" if is_target else schema.non_finite)
+        columns[name] = pa.chunked_array([pa.array(values, from_pandas=True)])
     for name in schema.categorical:
         columns[name] = _rows.text_or_null(table.column(name))
     if schema.key is not None:
@@ -482,7 +506,7 @@ def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state:
                               for block, low, high, _ in pieces])
     record_offsets = np.concatenate([np.full(high - low, offset, dtype=np.int64)
                                      for _, low, high, offset in pieces])
-    records = table.column(RECORD).to_numpy() + record_offsets
+    records = table.column(schema.record_column).to_numpy() + record_offsets
     if schema.key is not None:
         keys = pd.util.hash_array(table.column(schema.key).to_numpy(zero_copy_only=False).astype(object))
     else:

@@ -203,8 +203,21 @@ class TabularPreprocessor:
     @classmethod
     def fit_summary(cls, summary: BlockSummary, *, numeric: list[str], categorical: list[str],
                     target: str | None, task: str | None, impute: str,
-                    max_categories: int, target_type: str | None = None) -> "TabularPreprocessor":
-        """Build the transform from merged block statistics."""
+                    max_categories: int, target_type: str | None = None,
+                    non_finite: str = "reject") -> "TabularPreprocessor":
+        """Build the transform from merged block statistics.
+
+        ``non_finite`` says what :meth:`transform` does with ``inf`` and
+        ``-inf`` in a numeric column: ``"reject"`` refuses them (ingest
+        quarantined such rows), ``"missing"`` fills them like missing values.
+
+        Raises
+        ------
+        SchemaError
+            Two features would have one name (a column ``c=x`` beside the
+            one-hot column of value ``x`` of a categorical column ``c``), or
+            the target has too many classes.
+        """
         numeric_state = []
         for name in numeric:
             stats = summary.numeric[name]
@@ -244,10 +257,16 @@ class TabularPreprocessor:
                 "other_count": sum(count for _, count in ranked[max_categories:]),
             })
         feature_names = [entry["name"] for entry in numeric_state]
+        origins = [f"the numeric column {entry['name']!r}" for entry in numeric_state]
         for entry in categorical_state:
             feature_names += [f"{entry['name']}={value}" for value in entry["categories"]]
+            origins += [f"the one-hot column of value {value!r} of the categorical column {entry['name']!r}"
+                        for value in entry["categories"]]
             if entry["other"]:
                 feature_names.append(f"{entry['name']}={OTHER}")
+                origins.append(f"the {OTHER!r} column of the rare values of the categorical column "
+                               f"{entry['name']!r}")
+        _check_unique_features(feature_names, origins)
         target_state = None
         if target is not None:
             target_state = {"name": target, "task": task, "type": target_type}
@@ -266,7 +285,7 @@ class TabularPreprocessor:
                     int(counts_by_string[value]) for value in class_strings(typed, target_type or "string")
                 ]
         state = {
-            "impute": impute, "max_categories": max_categories,
+            "impute": impute, "non_finite": non_finite, "max_categories": max_categories,
             "numeric": numeric_state, "categorical": categorical_state,
             "target": target_state, "feature_names": feature_names,
         }
@@ -320,6 +339,7 @@ class TabularPreprocessor:
             values = np.empty((n_numeric, n), dtype=np.float64)
             for position, entry in enumerate(self.numeric_):
                 values[position] = column_values(data, entry["name"])
+            self._check_finite(values)
             fill = np.array([entry["fill"] for entry in self.numeric_])[:, None]
             np.copyto(values, np.broadcast_to(fill, values.shape), where=np.isnan(values))
             values -= np.array([entry["mean"] for entry in self.numeric_])[:, None]
@@ -335,6 +355,23 @@ class TabularPreprocessor:
             block[np.flatnonzero(hit), codes[hit]] = 1.0
             position += width
         return out
+
+    def _check_finite(self, values: np.ndarray) -> None:
+        """``inf`` and ``-inf`` become missing (``non_finite="missing"``) or are refused, naming the column."""
+        infinite = np.isinf(values)
+        if not infinite.any():
+            return
+        if self.state.get("non_finite", "reject") == "missing":
+            values[infinite] = np.nan
+            return
+        position = int(np.flatnonzero(infinite.any(axis=1))[0])
+        rows = np.flatnonzero(infinite[position])
+        name = self.numeric_[position]["name"]
+        raise SchemaError(
+            f"Column {name!r} holds {len(rows)} value(s) that are not finite numbers ({values[position, rows[0]]} "
+            f"in row {int(rows[0])} first); this preprocessing was fitted with non_finite='reject' (ingest "
+            "quarantined such rows). Replace them with NaN to have them imputed, or drop those rows."
+        )
 
     def _category_codes(self, column: pa.ChunkedArray, entry: dict) -> np.ndarray:
         unknown = len(entry["categories"]) if entry["other"] else -1
@@ -405,6 +442,22 @@ class TabularPreprocessor:
     def __repr__(self) -> str:
         return (f"TabularPreprocessor(numeric={len(self.numeric_)}, categorical={len(self.categorical_)}, "
                 f"n_features={self.n_features_in_})")
+
+
+def _check_unique_features(names: list[str], origins: list[str]) -> None:
+    """Refuse feature names that repeat, naming what each comes from and how to fix it."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            first = origins[seen[name]]
+            raise SchemaError(
+                f"Two features would be named {name!r}: {first} and {origins[index]}. Rename the column "
+                f"{name!r} (or drop it: drop=[{name!r}]) so that every feature name is unique."
+                if first.startswith("the numeric column") else
+                f"Two features would be named {name!r}: {first} and {origins[index]}. Rename the value or the "
+                "column so that every feature name is unique."
+            )
+        seen[name] = index
 
 
 def _codes_of(column, categories: list[str], *, unknown: int, missing: str | None) -> np.ndarray:

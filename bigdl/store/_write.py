@@ -209,8 +209,8 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
             raise SchemaError(f"y must have shape ({n},) to match X; got {y.shape}.")
         if task is None:
             task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
-        if task == "classification" and classes is None:
-            classes = list(range(int(y.max().compute()) + 1))
+        if task == "classification":
+            classes = _check_class_codes(y, classes)
     rows_per_chunk = min(rows_per_chunk or rows_per_chunk_for(n_features), max(n, 1))
     names = list(feature_names) if feature_names is not None else [f"x{index}" for index in range(n_features)]
     if len(names) != n_features:
@@ -227,10 +227,14 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
         else:
             split = records.map_blocks(_split_block, seed=seed, validation=validation, test=test,
                                        dtype=np.uint8)
-        sources = [X.astype(np.float32).rechunk((rows_per_chunk, n_features)), split, records]
+        # As float32 first: a float64 beyond float32's range (1e39) is inf once stored.
+        features = X.astype(np.float32).rechunk((rows_per_chunk, n_features))
+        sources = [features.map_blocks(_finite_block, "X", dtype=np.float32), split, records]
         targets = [group["X"], group["split"], group["record"]]
         if y is not None:
-            sources.append(y.astype(y_dtype).rechunk(rows_per_chunk))
+            target = y.astype(y_dtype).rechunk(rows_per_chunk)
+            sources.append(target.map_blocks(_finite_block, "y", dtype=target.dtype) if y_dtype == "float32"
+                           else target)
             targets.append(group["y"])
         # Every block now equals one Zarr chunk: aligned, independent writes.
         stored = da.store(sources, targets, lock=False, compute=False)
@@ -252,6 +256,39 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
             compression=compression,
         )
     return open_store(store)
+
+
+def _check_class_codes(y, classes: list | None) -> list:
+    """The class labels of codes ``y``: refuse fewer than two classes, and codes outside ``classes``."""
+    import dask
+
+    low, high = (int(value) for value in dask.compute(y.min(), y.max()))
+    if classes is None:
+        if low == high:
+            raise SchemaError(f"Only one class ({low!r}) in y; classification needs at least two classes.")
+        classes = list(range(high + 1))
+    elif len(classes) < 2:
+        raise SchemaError(f"Only one class ({list(classes)[0] if len(classes) else 'none'!r}) in classes=; "
+                          "classification needs at least two classes.")
+    if low < 0 or high >= len(classes):
+        raise SchemaError(f"y holds class codes from {low} to {high}, but there are {len(classes)} classes "
+                          f"(codes 0 to {len(classes) - 1}); pass classes= with a label for every code.")
+    return list(classes)
+
+
+def _finite_block(block: np.ndarray, name: str, block_info=None) -> np.ndarray:
+    """Refuse a block holding a value that is not a finite number (``inf`` in ``X``; ``inf`` or NaN in a
+    regression ``y``), naming the first row; NaN in ``X`` is a missing value and stays."""
+    bad = ~np.isfinite(block) if name == "y" else np.isinf(block)
+    if bad.any():
+        local = int(np.flatnonzero(bad.reshape(len(block), -1).any(axis=1))[0])
+        row = local + (block_info[0]["array-location"][0][0] if block_info else 0)
+        value = block[local] if block.ndim == 1 else block[local][bad[local]][0]
+        raise SchemaError(f"{name} holds a value that is not a finite float32 number ({value}) in row {row} "
+                          "(beyond +-3.4e38 a number overflows to inf); from_arrays stores values as given, so "
+                          "replace it (or drop the row) first"
+                          + (" (NaN in X is kept as a missing value)." if name == "X" else "."))
+    return block
 
 
 def _split_block(records: np.ndarray, *, seed: int, validation: float, test: float) -> np.ndarray:

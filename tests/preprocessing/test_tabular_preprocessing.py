@@ -153,3 +153,35 @@ def test_blocksize_does_not_change_the_fit(tmp_path, sources, ingest_kwargs):
     ingest_kwargs["blocksize"] = "64MiB"
     whole = bigdl.ingest.tabular(source, store=tmp_path / "whole.zarr", **ingest_kwargs, **extra)
     np.testing.assert_allclose(small.X.compute(), whole.X.compute(), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- non-finite numbers and feature names (issue 13)
+def test_transform_refuses_non_finite_numbers_naming_the_column():
+    preprocessor = _fit(pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 2.0]}), numeric=["a", "b"],
+                        max_categories=32)
+    assert preprocessor.to_state()["non_finite"] == "reject"
+    with pytest.raises(SchemaError) as caught:
+        preprocessor.transform(pd.DataFrame({"a": [1.0, 2.0, 2.0], "b": [0.0, np.inf, -np.inf]}))
+    assert str(caught.value) == (
+        "Column 'b' holds 2 value(s) that are not finite numbers (inf in row 1 first); this preprocessing was "
+        "fitted with non_finite='reject' (ingest quarantined such rows). Replace them with NaN to have them "
+        "imputed, or drop those rows.")
+
+
+def test_transform_imputes_non_finite_numbers_when_fitted_to():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 6.0]})
+    preprocessor = _fit(frame, numeric=["a"], max_categories=32, non_finite="missing")
+    new = preprocessor.transform(pd.DataFrame({"a": [np.inf, -np.inf, np.nan, 2.0]}))
+    expected = preprocessor.transform(pd.DataFrame({"a": [np.nan, np.nan, np.nan, 2.0]}))
+    np.testing.assert_array_equal(new, expected)
+    assert np.isfinite(new).all()
+
+
+def test_feature_names_must_be_unique():
+    frame = pd.DataFrame({"c": ["x", "y", "x"], "c=y": [1.0, 2.0, 3.0]})
+    with pytest.raises(SchemaError) as caught:
+        _fit(frame, numeric=["c=y"], categorical=["c"], max_categories=32)
+    assert str(caught.value) == (
+        "Two features would be named 'c=y': the numeric column 'c=y' and the one-hot column of value 'y' of the "
+        "categorical column 'c'. Rename the column 'c=y' (or drop it: drop=['c=y']) so that every feature name "
+        "is unique.")

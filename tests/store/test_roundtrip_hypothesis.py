@@ -29,7 +29,7 @@ maybe_number = st.one_of(st.none(), number)
 
 @st.composite
 def tables(draw):
-    n_rows = draw(st.integers(1, 40))
+    n_rows = draw(st.integers(2, 40))
     n_numeric = draw(st.integers(0, 3))
     n_categorical = draw(st.integers(0 if n_numeric else 1, 2))
     columns = {}
@@ -46,7 +46,11 @@ def tables(draw):
     for index in range(n_categorical):
         columns[f"c{index}"] = draw(st.lists(st.sampled_from(["a", "bb", "c c", "dé"]), min_size=n_rows,
                                              max_size=n_rows))
-    columns["t"] = draw(st.lists(st.sampled_from(["x", "y", "z"]), min_size=n_rows, max_size=n_rows))
+    # At least two classes: a classification target with one class is refused.
+    targets = draw(st.lists(st.sampled_from(["x", "y", "z"]), min_size=n_rows, max_size=n_rows))
+    if len(set(targets)) < 2:
+        targets[draw(st.integers(0, n_rows - 1))] = "z" if targets[0] != "z" else "x"
+    columns["t"] = targets
     return pd.DataFrame(columns)
 
 

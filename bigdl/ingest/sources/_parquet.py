@@ -28,6 +28,10 @@ def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
         except (pa.ArrowInvalid, OSError) as error:
             raise SourceError(f"{path} cannot be read as Parquet ({error}).") from None
         columns = schema.names
+        if len(set(columns)) != len(columns):
+            duplicated = sorted({name for name in columns if columns.count(name) > 1})
+            raise SourceError(f"{path}: the schema repeats column(s) {duplicated}; column names must be unique "
+                              "(rename the repeated columns and write the file again).")
         if reference is None:
             reference = (path, columns)
             sample = schema.empty_table()
