@@ -229,22 +229,27 @@ def from_arrays(X, y=None, *, store: str | os.PathLike, task: str | None = None,
                                        dtype=np.uint8)
         # As float32 first: a float64 beyond float32's range (1e39) is inf once stored.
         features = X.astype(np.float32).rechunk((rows_per_chunk, n_features))
-        sources = [features.map_blocks(_finite_block, "X", dtype=np.float32), split, records]
+        sources = [features, split, records]
         targets = [group["X"], group["split"], group["record"]]
+        # Checked in the same pass as the write (the blocks are computed once), and refused once every
+        # task has stopped: a task raising would leave the others writing into the temporary store.
+        checks = {"X": _non_finite_rows(features, missing_allowed=True)}
         if y is not None:
             target = y.astype(y_dtype).rechunk(rows_per_chunk)
-            sources.append(target.map_blocks(_finite_block, "y", dtype=target.dtype) if y_dtype == "float32"
-                           else target)
+            sources.append(target)
             targets.append(group["y"])
+            if y_dtype == "float32":
+                checks["y"] = _non_finite_rows(target, missing_allowed=False)
         # Every block now equals one Zarr chunk: aligned, independent writes.
         stored = da.store(sources, targets, lock=False, compute=False)
         if progress:
             from dask.diagnostics import ProgressBar
 
             with ProgressBar():
-                dask.compute(stored)
+                _, found = dask.compute(stored, checks)
         else:
-            dask.compute(stored)
+            _, found = dask.compute(stored, checks)
+        _refuse_non_finite(found)
         codes = group["split"][:]  # one byte per row
         counts = [np.bincount(codes[start:start + rows_per_chunk], minlength=3)
                   for start in range(0, max(n, 1), rows_per_chunk)]
@@ -276,19 +281,35 @@ def _check_class_codes(y, classes: list | None) -> list:
     return list(classes)
 
 
-def _finite_block(block: np.ndarray, name: str, block_info=None) -> np.ndarray:
-    """Refuse a block holding a value that is not a finite number (``inf`` in ``X``; ``inf`` or NaN in a
-    regression ``y``), naming the first row; NaN in ``X`` is a missing value and stays."""
-    bad = ~np.isfinite(block) if name == "y" else np.isinf(block)
-    if bad.any():
-        local = int(np.flatnonzero(bad.reshape(len(block), -1).any(axis=1))[0])
-        row = local + (block_info[0]["array-location"][0][0] if block_info else 0)
-        value = block[local] if block.ndim == 1 else block[local][bad[local]][0]
-        raise SchemaError(f"{name} holds a value that is not a finite float32 number ({value}) in row {row} "
-                          "(beyond +-3.4e38 a number overflows to inf); from_arrays stores values as given, so "
-                          "replace it (or drop the row) first"
-                          + (" (NaN in X is kept as a missing value)." if name == "X" else "."))
-    return block
+def _non_finite_rows(array, *, missing_allowed: bool):
+    """Per block of ``array``, ``[row, value]`` of its first value that is not a finite number
+    (NaN counts as one unless ``missing_allowed``), or ``[-1, 0]``: a small array to compute with the write."""
+    table = array if array.ndim == 2 else array[:, None]
+    return table.map_blocks(_first_non_finite, missing_allowed=missing_allowed, dtype=np.float64,
+                            chunks=((1,) * table.numblocks[0], (2,)))
+
+
+def _first_non_finite(block: np.ndarray, *, missing_allowed: bool, block_info=None) -> np.ndarray:
+    bad = np.isinf(block) if missing_allowed else ~np.isfinite(block)
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not len(rows):
+        return np.array([[-1.0, 0.0]])
+    local = int(rows[0])
+    start = block_info[0]["array-location"][0][0] if block_info else 0
+    return np.array([[float(start + local), float(block[local][bad[local]][0])]])
+
+
+def _refuse_non_finite(found: dict) -> None:
+    """Refuse ``X`` holding ``inf`` (NaN is a missing value and stays) or a regression ``y`` holding
+    ``inf`` or NaN, naming the first row: from_arrays stores values as given."""
+    for name, rows in found.items():
+        bad = rows[rows[:, 0] >= 0]
+        if len(bad):
+            row, value = int(bad[0, 0]), bad[0, 1]
+            raise SchemaError(f"{name} holds a value that is not a finite float32 number ({value}) in row {row} "
+                              "(beyond +-3.4e38 a number overflows to inf); from_arrays stores values as given, "
+                              "so replace it (or drop the row) first"
+                              + (" (NaN in X is kept as a missing value)." if name == "X" else "."))
 
 
 def _split_block(records: np.ndarray, *, seed: int, validation: float, test: float) -> np.ndarray:
