@@ -207,9 +207,26 @@ class TabularPreprocessor:
                     non_finite: str = "reject") -> "TabularPreprocessor":
         """Build the transform from merged block statistics.
 
-        ``non_finite`` says what :meth:`transform` does with ``inf`` and
-        ``-inf`` in a numeric column: ``"reject"`` refuses them (ingest
-        quarantined such rows), ``"missing"`` fills them like missing values.
+        Parameters
+        ----------
+        summary : BlockSummary
+            The merged summaries of every block.
+        numeric, categorical : list of str
+            The feature columns, in feature order.
+        target, task, target_type : str or None
+            The target column, its task and its label type.
+        impute : {"mean", "median"}
+            The fill of missing numbers.
+        max_categories : int
+            Most frequent categories kept per categorical column.
+        non_finite : {"reject", "missing"}, default "reject"
+            What :meth:`transform` does with ``inf`` and ``-inf`` in a numeric
+            column: ``"reject"`` refuses them (ingest quarantined such rows),
+            ``"missing"`` fills them like missing values.
+
+        Returns
+        -------
+        TabularPreprocessor
 
         Raises
         ------
