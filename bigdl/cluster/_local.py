@@ -14,6 +14,15 @@ __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV"]
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
+# How long a local cluster waits for a lost worker to come back before it gives the worker up.
+# distributed's own wait, ``distributed.deploy.lost-worker-timeout`` (15 s), is meant for batch-job
+# workers; a LocalCluster's workers run under nannies that restart them, and on a busy machine a
+# restart (a fresh Python importing distributed) can take longer than 15 s.  When it does, the
+# LocalCluster closes the nanny and stays one worker short for good.  tests/cluster/test_lost_worker.py
+# shows the upstream behaviour and this fix.
+LOST_WORKER_GRACE = "5 minutes"
+
+
 PARAMETERS = {"n_workers": [Interval(int, 1, None)], "threads_per_worker": [Interval(int, 1, None)],
               "dashboard_address": [str, None]}
 
@@ -24,7 +33,10 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     """Start a Dask ``LocalCluster`` of worker processes and return its ``Client``.
 
     This is the embedded default every workflow uses; the same script runs
-    against a remote cluster with :func:`connect`.
+    against a remote cluster with :func:`connect`.  A worker that dies (killed,
+    out of memory) is restarted by its nanny, and the cluster waits up to
+    ``LOST_WORKER_GRACE`` (5 minutes) for it to come back, where a plain
+    ``LocalCluster`` gives it up after 15 s and stays a worker short.
 
     Parameters
     ----------
@@ -73,7 +85,7 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     >>> client = bigdl.cluster.start_local(n_workers=2, memory_limit="2GiB")  # doctest: +SKIP
     Dask dashboard: http://127.0.0.1:8787/status
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if n_workers is None:
         n_workers = max(1, min(4, os.cpu_count() or 1))
@@ -83,7 +95,7 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     security = resolve_security(security, owner="start_local")
     if security is not None:
         cluster_kwargs["security"] = security
-    cluster = LocalCluster(
+    cluster = _local_cluster_class()(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
         memory_limit=memory_limit,
@@ -98,6 +110,32 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     if not quiet:
         print(f"Dask dashboard: {client.dashboard_link}" + (f"  bigdl jobs: {page}" if page else ""), file=sys.stderr)
     return client
+
+
+_CLUSTER_CLASS = None
+
+
+def _local_cluster_class():
+    """distributed's ``LocalCluster``, waiting :data:`LOST_WORKER_GRACE` for a restarting worker."""
+    global _CLUSTER_CLASS
+    if _CLUSTER_CLASS is None:
+        import dask
+        from dask.utils import parse_timedelta
+        from distributed import LocalCluster as _Upstream
+
+        class LocalCluster(_Upstream):
+            __doc__ = _Upstream.__doc__
+
+            def _update_worker_status(self, op, msg):
+                # SpecCluster reads the timeout here, once per lost worker, and schedules the
+                # give-up on its event loop (distributed 2026.8, deploy/spec.py).
+                key = "distributed.deploy.lost-worker-timeout"
+                grace = max(parse_timedelta(dask.config.get(key)), parse_timedelta(LOST_WORKER_GRACE))
+                with dask.config.set({key: grace}):
+                    super()._update_worker_status(op, msg)
+
+        _CLUSTER_CLASS = LocalCluster
+    return _CLUSTER_CLASS
 
 
 def _local_dashboard(address: str | None) -> str | None:

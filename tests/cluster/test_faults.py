@@ -124,7 +124,7 @@ def test_ingest_survives_a_killed_worker_with_identical_chunks(csv_files, fault_
     assert bigdl.store.verify_store(faulty.path, progress=False).ok
     assert _temporaries(tmp_path, "faulty.zarr") == []
     # The nanny brought the killed worker back.
-    fault_client.wait_for_workers(2, timeout=PATIENCE)
+    _wait_for(lambda: len(fault_client.ncores()) == 2, "the nanny to bring the killed worker back")
 
 
 # ---------------------------------------------------------------- kill -9 the worker running a Trainer
@@ -175,7 +175,7 @@ def test_a_trainer_whose_worker_is_killed_continues_from_its_checkpoint(training
                                    msg=f"parameter {name}")
     for left, right in zip(history, uninterrupted.history):
         assert left["train_loss"] == pytest.approx(right["train_loss"], rel=1e-6)
-    fault_client.wait_for_workers(2, timeout=PATIENCE)
+    _wait_for(lambda: len(fault_client.ncores()) == 2, "the nanny to bring the killed worker back")
 
 
 # ---------------------------------------------------------------- interrupting the client

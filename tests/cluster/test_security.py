@@ -53,6 +53,9 @@ def test_start_local_with_security_runs_everything_over_tls(tls_client, tmp_path
     assert ds.n_samples == 3000 and bigdl.store.verify_store(ds.path, client=tls_client, progress=False).ok
 
 
+# distributed's Client waits 10 s for its IO-loop thread to start and then fails with a bare
+# AssertionError (distributed/utils.py LoopRunner); a CI machine once stalled that long here.
+@pytest.mark.flaky(reruns=1)
 def test_a_client_without_the_certificate_is_refused(tls_client):
     from distributed import Client, Security
 
