@@ -188,6 +188,48 @@ class Dataset:
         """Rows read, stored and rejected (with reasons); read = stored + rejected."""
         return dict(self.attrs.get("rows", {}))
 
+    def class_counts(self, split: str | None = "train") -> np.ndarray:
+        """Samples of each class in ``split``, in code order (``counts[i]`` is ``classes[i]``).
+
+        Reads the ``y`` and ``split`` arrays chunk by chunk (skipping chunks
+        without the split), never the features; what ``class_weight="balanced"``
+        is computed from.
+
+        Parameters
+        ----------
+        split : {"train", "validation", "test", "all"} or None, default "train"
+            None is ``"all"``.
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n_classes,)
+
+        Raises
+        ------
+        SchemaError
+            The store is not a classification store.
+        ParameterError
+            ``split`` names no split.
+        """
+        from bigdl.store.kinds import check_split
+
+        split = check_split(split, owner="Dataset.class_counts")
+        if self.task != "classification" or "y" not in self._group:
+            raise SchemaError(f"The store {str(self.path)!r} is not a classification store "
+                              f"(task {self.task!r}); class counts need class labels.")
+        counts = np.zeros(self.n_classes, dtype=np.int64)
+        per_chunk = self.attrs.get("chunk_split_counts")
+        step = self.rows_per_chunk
+        for index, start in enumerate(range(0, self.n_samples, step)):
+            if per_chunk is not None and split != "all" and not per_chunk[index][SPLIT_CODES[split]]:
+                continue
+            rows = slice(start, min(start + step, self.n_samples))
+            codes = np.asarray(self._read("y", rows))
+            if split != "all":
+                codes = codes[np.asarray(self._read("split", rows)) == SPLIT_CODES[split]]
+            counts += np.bincount(codes, minlength=self.n_classes)[: self.n_classes]
+        return counts
+
     @property
     def preprocessor(self):
         """The fitted transform, to prepare new raw data the same way (tabular stores)."""
