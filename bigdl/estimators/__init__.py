@@ -4,9 +4,11 @@ Module names mirror scikit-learn's and dask-ml's, so imports swap one for one.
 """
 
 from bigdl.estimators._forest import ChunkForest, ChunkForestClassifier, ChunkForestRegressor
+from bigdl.estimators._metrics import classification_metrics
 from bigdl.estimators._search import HyperbandSearch
 from bigdl.estimators._torch import NotInitializedError, TorchClassifier, TorchRegressor
 from bigdl.estimators._wrappers import Incremental, ParallelPostFit, predict_to_store
 
 __all__ = ["ChunkForest", "ChunkForestClassifier", "ChunkForestRegressor", "HyperbandSearch", "Incremental",
-           "NotInitializedError", "ParallelPostFit", "TorchClassifier", "TorchRegressor", "predict_to_store"]
+           "NotInitializedError", "ParallelPostFit", "TorchClassifier", "TorchRegressor", "classification_metrics",
+           "predict_to_store"]

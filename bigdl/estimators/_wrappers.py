@@ -5,7 +5,9 @@ the same parameters; their ``fit``/``partial_fit``/``predict``/``score``
 also accept a :class:`~bigdl.store.Dataset` (or a store path), reading the
 train split to fit and the test split to score, and passing the store's
 classes to ``partial_fit``.  Dask arrays and NumPy arrays work exactly as in
-dask-ml.  :func:`predict_to_store` writes predictions, chunk by chunk, into a
+dask-ml.  :class:`Incremental` also resolves the wrapped estimator's
+``class_weight="balanced"`` (which ``partial_fit`` refuses: one block cannot
+tell the balance) into the dict of the whole training split's counts.  :func:`predict_to_store` writes predictions, chunk by chunk, into a
 new store that keeps the source's split and targets.
 """
 
@@ -17,6 +19,7 @@ from dask_ml import wrappers as _dask_ml
 from bigdl.errors import SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
 from bigdl.loaders._predict import predict_blocks
+from bigdl.preprocessing._weights import resolve_class_weight
 
 __all__ = ["Incremental", "ParallelPostFit", "predict_to_store"]
 
@@ -28,6 +31,48 @@ def _store_classes(dataset, fit_kwargs: dict, estimator) -> dict:
             and is_classifier(estimator):
         fit_kwargs = dict(fit_kwargs, classes=np.arange(dataset.n_classes))
     return fit_kwargs
+
+
+def _resolved_class_weight(estimator, y, dataset, split: str, fit_kwargs: dict) -> None:
+    """Give an unfitted ``estimator`` the ``class_weight`` dict its ``partial_fit`` calls can take.
+
+    ``"balanced"`` becomes ``n_samples / (n_classes * count)`` from the
+    class counts of the whole training data: the store's ``split`` counts
+    (no feature is read), else one pass over ``y``.  For a store, a dict
+    keyed by class names becomes one keyed by the codes its ``y`` holds.
+    Other dicts, and None, are left as they are.
+    """
+    from collections.abc import Mapping
+
+    weight = estimator.get_params(deep=False).get("class_weight") if hasattr(estimator, "get_params") else None
+    if weight is None or (dataset is None and isinstance(weight, Mapping)):
+        return
+    owner = f"Incremental({type(estimator).__name__})"
+    if dataset is not None:
+        if dataset.task != "classification":
+            return
+        labels = dataset.classes if dataset.classes is not None else list(range(dataset.n_classes))
+        weights = resolve_class_weight(weight, labels, dataset.class_counts(split), owner=owner)
+        keys = list(range(len(labels)))
+    else:
+        classes, counts = _label_counts(y)
+        if "classes" in fit_kwargs:  # a class of classes= absent from y has no count: resolve refuses "balanced"
+            given = np.asarray(fit_kwargs["classes"])
+            counts = np.array([counts[classes == label].sum() for label in given])
+            classes = given
+        weights = resolve_class_weight(weight, list(classes), counts, owner=owner)
+        keys = [label.item() if isinstance(label, np.generic) else label for label in classes]
+    estimator.set_params(class_weight={key: float(value) for key, value in zip(keys, weights)})
+
+
+def _label_counts(y):
+    """``(labels, counts)`` of ``y``: one pass over a dask array's blocks, or NumPy's."""
+    import dask
+    import dask.array as da
+
+    if isinstance(y, da.Array):
+        return tuple(np.asarray(part) for part in dask.compute(*da.unique(y, return_counts=True)))
+    return np.unique(np.asarray(y), return_counts=True)
 
 
 class _StoreAware:
@@ -92,7 +137,15 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
     ----------
     estimator : scikit-learn estimator with ``partial_fit``
         SGDClassifier/Regressor, MultinomialNB, MiniBatchKMeans,
-        :class:`~bigdl.estimators.TorchClassifier`...
+        :class:`~bigdl.estimators.TorchClassifier`...  Its
+        ``class_weight="balanced"`` is resolved by ``fit`` (and the first
+        ``partial_fit``) from the class counts of the whole training data
+        (a store's split counts, read without the features; else one pass
+        over ``y``) and set, as a dict, on the clone that is fitted
+        (``estimator_``); scikit-learn's ``partial_fit`` refuses
+        "balanced", as one block cannot tell the balance.  A dict keyed by
+        a store's class names is keyed by its codes; other dicts pass
+        through.
     scoring : str or callable, optional
     shuffle_blocks : bool, default True
         Visit the blocks in a random order each pass.
@@ -106,6 +159,7 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
     >>> model = Incremental(SGDClassifier(loss="log_loss"), scoring="accuracy")  # doctest: +SKIP
     >>> model.fit(ds)                    # train split, classes from the store  # doctest: +SKIP
     >>> model.score(ds)                  # accuracy on the test split            # doctest: +SKIP
+    >>> model.evaluate(ds)               # and balanced accuracy, ROC-AUC        # doctest: +SKIP
     >>> model.predict(ds, split="test")  # dask array, chunk by chunk            # doctest: +SKIP
     """
 
@@ -128,8 +182,15 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         -------
         self
         """
+        import sklearn.base
+
         X, y, dataset = self._arrays(X, y, split)
-        return super().fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
+        fit_kwargs = _store_classes(dataset, fit_kwargs, self.estimator)
+        # dask-ml's fit, with the clone's class weights resolved before its first partial_fit.
+        estimator = sklearn.base.clone(self.estimator)
+        _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
+        self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        return self
 
     def partial_fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
         """Another pass over the blocks, continuing from the current state (for epochs).
@@ -150,8 +211,38 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         -------
         self
         """
+        import sklearn.base
+
         X, y, dataset = self._arrays(X, y, split)
-        return super().partial_fit(X, y, **_store_classes(dataset, fit_kwargs, self.estimator))
+        fit_kwargs = _store_classes(dataset, fit_kwargs, self.estimator)
+        estimator = getattr(self, "estimator_", None)
+        if estimator is None:  # the first call: as fit
+            estimator = sklearn.base.clone(self.estimator)
+            _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
+        return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+
+    def evaluate(self, X, y=None, *, split: str = "test") -> dict:
+        """Accuracy, balanced accuracy and ROC-AUC of a fitted classifier, chunk by chunk.
+
+        See :func:`~bigdl.estimators.classification_metrics`; the wrapped
+        estimator needs ``predict_proba``.
+
+        Parameters
+        ----------
+        X : Dataset, str, dask array or array-like
+            A store (its ``split`` rows) or samples.
+        y : dask array or array-like, optional
+            Omit with a store.
+        split : str, default "test"
+
+        Returns
+        -------
+        dict
+            ``accuracy``, ``balanced_accuracy``, ``roc_auc``, ``n_samples``.
+        """
+        from bigdl.estimators._metrics import classification_metrics
+
+        return classification_metrics(self, X, y, split=split)
 
 
 class ParallelPostFit(_StoreAware, _dask_ml.ParallelPostFit):

@@ -39,18 +39,24 @@ def as_samples(data, split: str | None = None, *, need_y: bool = False):
     return X, y, dataset
 
 
-def predict_blocks(function: Callable, data, *, split: str | None = None, tail: tuple = (), dtype=np.float64,
-                   name: str = "bigdl-predict"):
+def predict_blocks(function: Callable, data, *, model=None, split: str | None = None, tail: tuple = (),
+                   dtype=np.float64, name: str = "bigdl-predict"):
     """``function`` applied to the samples of ``data``, block by block when it is lazy.
 
     Parameters
     ----------
     function : callable
-        ``function(X_block) -> outputs`` on NumPy samples; must pickle (a
+        ``function(X_block) -> outputs`` on NumPy samples, or
+        ``function(model, X_block)`` when ``model`` is given; must pickle (a
         bound method of a fitted estimator, a small callable object).
     data : Dataset, store path, dask array or array-like
         A store's ``split`` samples (its sample view), a dask array (one
         output block per row block), or in-memory data (called at once).
+    model : object or distributed.Future, optional
+        The first argument of ``function``.  A ``Future`` (from
+        ``client.scatter(model, broadcast=True)``) keeps a large model out of
+        the task graph: the graph holds its key, every worker keeps one copy,
+        and the result must be computed on that future's client.
     split : str, optional
         The store's split; default all samples.
     tail : tuple of int, default ()
@@ -70,13 +76,19 @@ def predict_blocks(function: Callable, data, *, split: str | None = None, tail: 
 
     X, _, _ = as_samples(data, split)
     if not isinstance(X, da.Array):
-        return function(X)
+        if model is None:
+            return function(X)
+        return function(model.result() if _is_future(model) else model, X)
     if X.ndim > 1 and X.numblocks[1:] != (1,) * (X.ndim - 1):
         X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
     tail = tuple(int(size) for size in tail)
-    # The model enters the graph once, as one task every block depends on (not
-    # scattered: the graph stays computable on any scheduler the caller picks).
-    model = dask.delayed(function, pure=True)
+    # The model enters the graph once, as one task every block depends on; the
+    # caller scatters it (model=future) only where it knows the client, so
+    # without one the graph stays computable on any scheduler.
+    if model is None:
+        model, function = dask.delayed(function, pure=True), None
+    else:
+        model = dask.delayed(model, pure=True)  # of a future: only its key
     layout = {}
     drop = list(range(1, X.ndim))
     if tail:
@@ -88,9 +100,17 @@ def predict_blocks(function: Callable, data, *, split: str | None = None, tail: 
             layout["drop_axis"] = list(range(1 + len(tail), X.ndim))
     elif drop:
         layout["drop_axis"] = drop
-    return X.map_blocks(_apply, model, tail=tail, out_dtype=np.dtype(dtype), dtype=dtype,
+    return X.map_blocks(_apply, model, function=function, tail=tail, out_dtype=np.dtype(dtype), dtype=dtype,
                         meta=np.empty((0,) * (1 + len(tail)), dtype=dtype), name=f"{name}-{_token(X, function)}",
                         **layout)
+
+
+def _is_future(value) -> bool:
+    try:
+        from distributed import Future
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return False
+    return isinstance(value, Future)
 
 
 def _token(X, function) -> str:
@@ -101,8 +121,8 @@ def _token(X, function) -> str:
     return uuid.uuid4().hex
 
 
-def _apply(block: np.ndarray, function, *, tail: tuple, out_dtype) -> np.ndarray:
+def _apply(block: np.ndarray, model, *, function, tail: tuple, out_dtype) -> np.ndarray:
     if len(block) == 0:  # a chunk without rows of the split: estimators refuse empty input
         return np.empty((0,) + tail, dtype=out_dtype)
-    output = np.asarray(function(block))
+    output = np.asarray(model(block) if function is None else function(model, block))
     return output.astype(out_dtype, copy=False).reshape((len(block),) + tail)

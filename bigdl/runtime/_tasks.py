@@ -129,18 +129,25 @@ def _run_distributed(client, func, arguments, keys, bar, on_result=None):
     from distributed import as_completed
 
     futures = [client.submit(func, *args, key=key, pure=False) for key, args in zip(keys, arguments)]
+    position = {key: index for index, key in enumerate(keys)}
+    results: list = [None] * len(futures)
     try:
         # as_completed takes the default client's loop unless told: the given
         # client need not be the default one.
         for future in as_completed(futures, loop=client.loop):
             if future.status == "error":
                 future.result()  # raises the task's exception in the caller
+            index = position[future.key]
+            results[index] = future.result()
+            # Fetched: the worker's copy goes (a large result, a forest, held
+            # there until the last task ends would add up on the workers).
+            futures[index] = None
             if on_result is not None:
-                on_result(future.result())
+                on_result(results[index])
             bar.update(1)
-        return [future.result() for future in futures]
+        return results
     except BaseException:
-        client.cancel(futures)
+        client.cancel([future for future in futures if future is not None])
         # Cancelling does not stop a task already running, and these tasks
         # write into a temporary store the caller deletes next: return only
         # once none of them runs any more (or after a minute of trying).

@@ -56,7 +56,7 @@ def test_chunks_missing_classes_are_aligned():
     y = np.concatenate([rng.choice(pair, size=1000) for pair in pairs])
     X = rng.normal(size=(3000, 3)).astype(np.float32)
     X[:, 0] += y * 4  # separable on feature 0
-    forest = ChunkForestClassifier(n_estimators=9, random_state=0).fit(
+    forest = ChunkForestClassifier(n_estimators=9, chunks_per_task=1, random_state=0).fit(
         da.from_array(X, chunks=(1000, 3)), da.from_array(y, chunks=1000))
     assert list(forest.classes_) == [0, 1, 2]
     assert forest.forest_.n_classes_ == 3
@@ -134,7 +134,9 @@ def test_store_chunks_and_dask_blocks_give_the_same_forest(classification_store,
     ({"n_estimators": 0}, "The 'n_estimators' parameter of ChunkForestClassifier must be an int in the range "
                           "[1, inf). Got 0 instead."),
     ({"chunks_per_task": True}, "The 'chunks_per_task' parameter of ChunkForestClassifier must be an int in the "
-                                "range [1, inf). Got True instead."),
+                                "range [1, inf) or a str among {'auto'}. Got True instead."),
+    ({"class_weight": "even"}, "The 'class_weight' parameter of ChunkForestClassifier must be None, a str among "
+                               "{'balanced'} or an instance of 'collections.abc.Mapping'. Got 'even' instead."),
     ({"split": "training"}, "The 'split' parameter of ChunkForestClassifier must be a str among {'train', "
                             "'validation', 'test', 'all'}. Got 'training' instead."),
     # scikit-learn's own table checks the tree parameters, on the client, under this class's name
