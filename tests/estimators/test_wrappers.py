@@ -122,3 +122,46 @@ def test_predict_to_store_feeds_normalised_images_and_refuses_windows(tmp_path):
     with pytest.raises(bigdl.errors.SchemaError, match="one sample per window"):
         predict_to_store(model, series, tmp_path / "never.zarr")
     assert not (tmp_path / "never.zarr").exists()
+
+
+def test_incremental_balanced_class_weight_is_the_split_s_dict(imbalanced_store):
+    """scikit-learn's partial_fit refuses "balanced"; Incremental gives the clone the train split's dict."""
+    ds = imbalanced_store
+    counts = ds.class_counts("train")
+    weights = {code: float(counts.sum() / (2 * count)) for code, count in enumerate(counts)}
+    sgd = SGDClassifier(loss="log_loss", class_weight="balanced", random_state=0)
+    model = Incremental(clone(sgd), shuffle_blocks=False).fit(ds)
+    assert model.estimator_.class_weight == weights
+    assert model.estimator.class_weight == "balanced"  # the estimator as given stays as given
+    reference = SGDClassifier(loss="log_loss", class_weight=weights, random_state=0)
+    X, y = ds.arrays("train")
+    for block_x, block_y in zip(X.blocks, y.blocks):
+        reference.partial_fit(block_x.compute(), block_y.compute(), classes=np.arange(2))
+    np.testing.assert_array_equal(model.estimator_.coef_, reference.coef_)
+    np.testing.assert_array_equal(model.estimator_.intercept_, reference.intercept_)
+    with pytest.raises(ValueError, match="balanced"):
+        clone(sgd).partial_fit(block_x.compute(), block_y.compute(), classes=np.arange(2))
+    # Epochs go on with the same weights; dask arrays give the same dict from one pass over y.
+    model.partial_fit(ds)
+    assert model.estimator_.class_weight == weights
+    X_train, y_train = split_numpy(ds, "train")
+    arrays = Incremental(clone(sgd), shuffle_blocks=False).fit(da.from_array(X_train, chunks=1000),
+                                                                da.from_array(y_train, chunks=1000), classes=[0, 1])
+    assert arrays.estimator_.class_weight == pytest.approx(weights, rel=1e-15)
+    plain = Incremental(SGDClassifier(loss="log_loss", random_state=0), shuffle_blocks=False).fit(ds)
+    assert model.evaluate(ds)["balanced_accuracy"] > plain.evaluate(ds)["balanced_accuracy"]
+
+
+def test_incremental_class_weight_dicts(classification_store):
+    ds = classification_store
+    # A store: a dict keyed by class names (here "0", "1", "2") is keyed by the codes its y holds.
+    named = Incremental(SGDClassifier(class_weight={"2": 3.0}, random_state=0), shuffle_blocks=False).fit(ds)
+    assert named.estimator_.class_weight == {0: 1.0, 1: 1.0, 2: 3.0}
+    # Arrays: a dict passes through, as in scikit-learn.
+    X_train, y_train = split_numpy(ds, "train")
+    labels = np.array(["a", "b", "c"])[y_train]
+    given = Incremental(SGDClassifier(class_weight={"c": 3.0}, random_state=0)).fit(X_train, labels,
+                                                                                     classes=["a", "b", "c"])
+    assert given.estimator_.class_weight == {"c": 3.0}
+    with pytest.raises(bigdl.errors.ParameterError, match="class_weight='balanced' needs every class.*'d'"):
+        Incremental(SGDClassifier(class_weight="balanced")).fit(X_train, labels, classes=["a", "b", "c", "d"])
