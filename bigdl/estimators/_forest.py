@@ -89,6 +89,9 @@ _MEMORY_WARNING = """    .. warning::
        distributed client) so that neither runs out; an explicit
        ``chunks_per_task`` that cannot fit is refused.  Bound the trees with
        ``max_depth`` or ``min_samples_leaf`` when the forest is too large.
+       A dask array's blocks are all computed on the cluster first and kept
+       there until the fit ends: for data larger than the cluster's memory,
+       fit on a store.
 """
 
 
@@ -356,7 +359,7 @@ class _ChunkForest(BaseEstimator):
 
 
 class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
-    """Random forest classifier trained out of core, one group of store chunks per Dask task.
+    __doc__ = """Random forest classifier trained out of core, one group of store chunks per Dask task.
 
 """ + _MEMORY_WARNING + """
     Parameters
@@ -535,7 +538,7 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
 
 
 class ChunkForestRegressor(RegressorMixin, _ChunkForest):
-    """Random forest regressor trained out of core (see :class:`ChunkForestClassifier`).
+    __doc__ = """Random forest regressor trained out of core (see :class:`ChunkForestClassifier`).
 
 """ + _MEMORY_WARNING + """
     Regression trees grow until every leaf holds one distinct row: a fully
