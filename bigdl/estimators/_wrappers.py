@@ -107,6 +107,29 @@ class _StoreAware:
             return _dask_r2(y, self.predict(X), compute=compute)
         return super().score(X, y, compute=compute)
 
+    def evaluate(self, X, y=None, *, split: str = "test") -> dict:
+        """Accuracy, balanced accuracy and ROC-AUC of a fitted classifier, chunk by chunk.
+
+        See :func:`~bigdl.estimators.classification_metrics`; the wrapped
+        estimator needs ``predict_proba``.
+
+        Parameters
+        ----------
+        X : Dataset, str, dask array or array-like
+            A store (its ``split`` rows) or samples.
+        y : dask array or array-like, optional
+            Omit with a store.
+        split : str, default "test"
+
+        Returns
+        -------
+        dict
+            ``accuracy``, ``balanced_accuracy``, ``roc_auc``, ``n_samples``.
+        """
+        from bigdl.estimators._metrics import classification_metrics
+
+        return classification_metrics(self, X, y, split=split)
+
 
 def _is_r2(scoring, estimator) -> bool:
     from sklearn.base import is_regressor
@@ -220,29 +243,6 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
             estimator = sklearn.base.clone(self.estimator)
             _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
         return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
-
-    def evaluate(self, X, y=None, *, split: str = "test") -> dict:
-        """Accuracy, balanced accuracy and ROC-AUC of a fitted classifier, chunk by chunk.
-
-        See :func:`~bigdl.estimators.classification_metrics`; the wrapped
-        estimator needs ``predict_proba``.
-
-        Parameters
-        ----------
-        X : Dataset, str, dask array or array-like
-            A store (its ``split`` rows) or samples.
-        y : dask array or array-like, optional
-            Omit with a store.
-        split : str, default "test"
-
-        Returns
-        -------
-        dict
-            ``accuracy``, ``balanced_accuracy``, ``roc_auc``, ``n_samples``.
-        """
-        from bigdl.estimators._metrics import classification_metrics
-
-        return classification_metrics(self, X, y, split=split)
 
 
 class ParallelPostFit(_StoreAware, _dask_ml.ParallelPostFit):

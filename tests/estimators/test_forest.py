@@ -33,7 +33,7 @@ def test_classifier_matches_in_memory_forest(classification_store):
     assert ours > 0.8
     assert abs(ours - theirs) < 0.04, (ours, theirs)
     assert len(forest.estimators_) == 60
-    assert forest.n_tasks_ == -(-ds.n_chunks // 2)
+    assert forest.n_groups_ == -(-ds.n_chunks // 2) and forest.chunks_per_task_ == 2
     assert list(forest.classes_) == [0, 1, 2]
 
 
@@ -130,7 +130,7 @@ def test_store_chunks_and_dask_blocks_give_the_same_forest(classification_store,
     from_blocks = ChunkForest(n_estimators=9, chunks_per_task=2, random_state=5).fit(
         da.from_array(X, chunks=(blocks, -1)), da.from_array(y, chunks=(blocks,)))
     X_test, _ = split_numpy(ds, "test")
-    assert from_store.n_tasks_ == from_blocks.n_tasks_ == -(-len(blocks) // 2)
+    assert from_store.n_groups_ == from_blocks.n_groups_ == -(-len(blocks) // 2)
     np.testing.assert_array_equal(from_store.predict_proba(X_test), from_blocks.predict_proba(X_test))
     lazy = from_store.predict_proba(ds, split="test")
     assert isinstance(lazy, da.Array)
@@ -211,11 +211,14 @@ def _memory(task: float | None, worker: float | None = None, slots: int = 1) -> 
     return {"task": task, "worker": worker, "slots": slots, "where": "the test's workers"}
 
 
-def test_auto_groups_shrink_to_the_workers_memory(classification_store, monkeypatch):
+def test_auto_groups_shrink_to_the_workers_memory(classification_store, monkeypatch, caplog):
     """Planned, not run out of: with less memory per task the default makes more, smaller groups."""
     roomy = ChunkForestClassifier(n_estimators=8, random_state=0).fit(classification_store)
     monkeypatch.setattr(_forest, "_worker_memory", lambda client: _memory(task=1_000_000, worker=10**9))
-    tight = ChunkForestClassifier(n_estimators=8, random_state=0).fit(classification_store)
+    with caplog.at_level("INFO", logger="bigdl.estimators"):
+        tight = ChunkForestClassifier(n_estimators=8, random_state=0).fit(classification_store)
+    [message] = [record.getMessage() for record in caplog.records if record.name.startswith("bigdl.estimators")]
+    assert f"8 chunks in {tight.n_groups_} group(s) of {tight.chunks_per_task_} (auto)" in message
     assert roomy.n_groups_ == 1
     assert 1 < tight.n_groups_ < classification_store.n_chunks
     assert tight.memory_estimate_["task"] <= 1_000_000 / 3
@@ -247,10 +250,17 @@ def test_memory_errors_name_what_to_change(classification_store, monkeypatch):
         ChunkForestClassifier(n_estimators=2).fit(classification_store)
 
 
-def _peak_rss() -> int:
-    import resource
+def _peak_rss() -> int | None:
+    """This process's peak resident memory (Linux's VmHWM; None elsewhere).
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    Not ``ru_maxrss``: a worker spawned from the test process keeps, across
+    exec, the peak of the fork it started as (the test process's own size).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except OSError:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +298,10 @@ def test_the_default_fits_small_workers_where_one_group_is_refused(small_workers
     assert 1 < forest.n_groups_ < ds.n_chunks
     assert forest.memory_estimate_["task"] <= forest.memory_estimate_["task_memory"] / 3
     assert forest.memory_estimate_["task_memory"] == limit / 6
-    # Below distributed's pause threshold (80%), where a worker stops running tasks.
-    assert max(peaks.values()) < 0.8 * limit, {address: peak / 2**20 for address, peak in peaks.items()}
+    # Below distributed's pause threshold (80%, where a worker stops running tasks); measured: about 285 MiB,
+    # of which about 230 MiB are the worker's own imports (scikit-learn, zarr, dask).
+    if None not in peaks.values():
+        assert max(peaks.values()) < 0.8 * limit, {address: peak / 2**20 for address, peak in peaks.items()}
     assert accuracy > 0.8
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
-from sklearn.linear_model import SGDClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
 from bigdl.errors import SchemaError
-from bigdl.estimators import ChunkForestClassifier, Incremental, classification_metrics
+from bigdl.estimators import ChunkForestClassifier, Incremental, ParallelPostFit, classification_metrics
 from bigdl.estimators._metrics import add_counts, block_counts, metrics_from_counts
 
 from conftest import split_numpy
@@ -49,6 +49,10 @@ def test_incremental_evaluate_binary(imbalanced_store):
     assert {name: metrics[name] for name in ("accuracy", "balanced_accuracy", "n_samples")} == \
         pytest.approx({name: expected[name] for name in ("accuracy", "balanced_accuracy", "n_samples")}, abs=1e-12)
     assert metrics["accuracy"] == pytest.approx(model.estimator_.score(X_test, y_test), abs=1e-12)
+    # ParallelPostFit has it too.
+    in_memory = ParallelPostFit(LogisticRegression(max_iter=500)).fit(ds)
+    assert in_memory.evaluate(ds) == pytest.approx(_expected(y_test, in_memory.estimator.predict_proba(X_test)),
+                                                   abs=1e-4)
 
 
 def test_counts_add_up_block_by_block():
