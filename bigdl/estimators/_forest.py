@@ -290,7 +290,7 @@ class _ChunkForest(BaseEstimator):
             tail, dtype = (), (np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype)
         else:
             tail, dtype = (width,), np.float64
-        return predict_blocks(_forest_method(method), X, model=self._shared_forest(), tail=tail, dtype=dtype,
+        return predict_blocks(method, X, model=self._shared_forest(), tail=tail, dtype=dtype,
                               name=f"bigdl-forest-{method}")
 
     def _shared_forest(self):
@@ -738,17 +738,6 @@ def _plan(forest, sizes: list, *, row_bytes: int, copy_bytes: int, n_values: int
 
 
 # ------------------------------------------------------------------ tasks
-def _forest_method(method: str):
-    """``function(forest, X_block)`` calling ``forest.<method>``: small, so it pickles into every block's task."""
-    import functools
-
-    return functools.partial(_call_forest, method=method)
-
-
-def _call_forest(forest, block, *, method: str):
-    return getattr(forest, method)(block)
-
-
 def _plain(label):
     """A NumPy scalar label as the Python value a dict key compares equal to."""
     return label.item() if isinstance(label, np.generic) else label

@@ -323,15 +323,20 @@ def predict_to_store(estimator, ds, store, *, proba: bool | None = None, overwri
         raise SchemaError(f"predict_to_store writes one output per stored row, and the sequence store "
                           f"{str(ds.path)!r} has one sample per window; use estimator.predict(ds, split=...) "
                           "for its forecasts.")
+    from bigdl.runtime import active_client
+
     use_proba = hasattr(estimator, "predict_proba") if proba is None else proba
+    # The estimator goes to the workers once (a forest can weigh hundreds of MB), not inside the graph.
+    client = active_client()
+    model = client.scatter([estimator], broadcast=True, hash=False)[0] if client is not None else estimator
     # The samples the estimator was trained on (the store's sample view), chunk by chunk.
     if use_proba:
         width = len(getattr(estimator, "classes_", ds.classes or []))
-        outputs = predict_blocks(estimator.predict_proba, ds, tail=(width,), dtype=np.float32,
+        outputs = predict_blocks("predict_proba", ds, model=model, tail=(width,), dtype=np.float32,
                                  name="bigdl-predict-proba")
         names = [f"proba={label}" for label in (ds.classes or range(width))]
     else:
-        outputs = predict_blocks(estimator.predict, ds, dtype=np.float32, name="bigdl-predict")[:, None]
+        outputs = predict_blocks("predict", ds, model=model, dtype=np.float32, name="bigdl-predict")[:, None]
         names = ["prediction"]
     y = ds.y if ds.task is not None else None
     return from_arrays(outputs, y, store=store, task=ds.task, classes=ds.classes, feature_names=names,

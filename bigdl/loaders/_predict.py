@@ -45,10 +45,11 @@ def predict_blocks(function: Callable, data, *, model=None, split: str | None = 
 
     Parameters
     ----------
-    function : callable
-        ``function(X_block) -> outputs`` on NumPy samples, or
-        ``function(model, X_block)`` when ``model`` is given; must pickle (a
-        bound method of a fitted estimator, a small callable object).
+    function : callable or str
+        ``function(X_block) -> outputs`` on NumPy samples, or, when ``model``
+        is given, ``function(model, X_block)`` or the name of the model's
+        method to call (``"predict_proba"``); must pickle (a bound method of
+        a fitted estimator, a small callable object).
     data : Dataset, store path, dask array or array-like
         A store's ``split`` samples (its sample view), a dask array (one
         output block per row block), or in-memory data (called at once).
@@ -78,7 +79,7 @@ def predict_blocks(function: Callable, data, *, model=None, split: str | None = 
     if not isinstance(X, da.Array):
         if model is None:
             return function(X)
-        return function(model.result() if _is_future(model) else model, X)
+        return _call(model.result() if _is_future(model) else model, function, X)
     if X.ndim > 1 and X.numblocks[1:] != (1,) * (X.ndim - 1):
         X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
     tail = tuple(int(size) for size in tail)
@@ -105,6 +106,10 @@ def predict_blocks(function: Callable, data, *, model=None, split: str | None = 
                         **layout)
 
 
+def _call(model, function, block):
+    return getattr(model, function)(block) if isinstance(function, str) else function(model, block)
+
+
 def _is_future(value) -> bool:
     try:
         from distributed import Future
@@ -124,5 +129,5 @@ def _token(X, function) -> str:
 def _apply(block: np.ndarray, model, *, function, tail: tuple, out_dtype) -> np.ndarray:
     if len(block) == 0:  # a chunk without rows of the split: estimators refuse empty input
         return np.empty((0,) + tail, dtype=out_dtype)
-    output = np.asarray(model(block) if function is None else function(model, block))
+    output = np.asarray(model(block) if function is None else _call(model, function, block))
     return output.astype(out_dtype, copy=False).reshape((len(block),) + tail)

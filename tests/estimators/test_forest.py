@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import bigdl
 from bigdl.errors import ParameterError, SchemaError
-from bigdl.estimators import ChunkForest, ChunkForestClassifier, ChunkForestRegressor
+from bigdl.estimators import ChunkForest, ChunkForestClassifier, ChunkForestRegressor, predict_to_store
 from bigdl.estimators import _forest
 from bigdl.loaders._predict import predict_blocks
 
@@ -353,7 +353,7 @@ def test_class_weight_of_arrays_is_keyed_by_label():
 
 
 # ---------------------------------------------------------------- the forest enters a predict graph once
-def test_predicting_on_a_cluster_sends_the_forest_once(classification_store, cluster_client):
+def test_predicting_on_a_cluster_sends_the_forest_once(classification_store, cluster_client, tmp_path):
     ds = classification_store
     forest = ChunkForest(n_estimators=50, random_state=0).fit(ds)  # 50 deep trees
     assert len(pickle.dumps(forest.forest_)) > 2**20
@@ -367,12 +367,14 @@ def test_predicting_on_a_cluster_sends_the_forest_once(classification_store, clu
             probabilities = forest.predict_proba(ds, split="test").compute()
             accuracy = forest.score(ds)
             metrics = forest.evaluate(ds)
+            written = predict_to_store(forest, ds, tmp_path / "proba.zarr")
         future = forest._scattered[1]
         forest.predict(ds, split="test").compute()
         assert forest._scattered[1] is future  # scattered once for this client
     assert not [item for item in caught if "large graph" in str(item.message)], [str(w.message) for w in caught]
     np.testing.assert_array_equal(predicted, forest.forest_.predict(X_test))
     np.testing.assert_array_equal(probabilities, forest.forest_.predict_proba(X_test))
+    np.testing.assert_allclose(split_numpy(written, "test")[0], probabilities, rtol=1e-6)
     assert accuracy == metrics["accuracy"] == forest.forest_.score(X_test, y_test)
     assert "_scattered" not in pickle.loads(pickle.dumps(forest)).__dict__
     # Without a client the graph carries the forest itself and runs anywhere.
