@@ -250,14 +250,15 @@ def test_memory_errors_name_what_to_change(classification_store, monkeypatch):
         ChunkForestClassifier(n_estimators=2).fit(classification_store)
 
 
-def _peak_rss() -> int | None:
-    """This process's peak resident memory (Linux's VmHWM; None elsewhere).
+def _peak_rss(pid: int) -> int | None:
+    """The peak resident memory of a local process (Linux's VmHWM; None elsewhere).
 
-    Not ``ru_maxrss``: a worker spawned from the test process keeps, across
-    exec, the peak of the fork it started as (the test process's own size).
+    Read here, not in the worker (which would import this module), and not
+    ``ru_maxrss``: a worker spawned from the test process keeps, across exec,
+    the peak of the fork it started as (the test process's own size).
     """
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
     except OSError:
         return None
@@ -292,7 +293,7 @@ def test_the_default_fits_small_workers_where_one_group_is_refused(small_workers
             ChunkForestClassifier(n_estimators=6, chunks_per_task=ds.n_chunks).fit(ds)
         workers = small_workers.run(os.getpid)
         forest = ChunkForestClassifier(n_estimators=6).fit(ds)
-        peaks = small_workers.run(_peak_rss)
+        peaks = {address: _peak_rss(pid) for address, pid in workers.items()}
         assert small_workers.run(os.getpid) == workers  # no worker was restarted
         accuracy = forest.score(ds)
     assert 1 < forest.n_groups_ < ds.n_chunks
