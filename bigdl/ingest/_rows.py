@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
-from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
+from bigdl.ingest._pipeline import IngestSteps, empty_message, shuffle_rows, write_rejects_part
 from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
@@ -90,7 +90,8 @@ class RowSteps(IngestSteps):
         self.offsets: list[dict] = []
 
     def read_jobs(self, staging: str) -> list[tuple]:
-        options = dict(self.plan.options, all_columns=self.plan.columns)
+        # shuffle_seed: the read task stages its valid rows in the order shuffle_rows gives (None: as read).
+        options = dict(self.plan.options, all_columns=self.plan.columns, shuffle_seed=self.shuffle_seed)
         return [(block, self.read_spec, options, staging) for block in self.plan.blocks]
 
     def account(self, read_results: list[dict]) -> dict:
@@ -272,7 +273,7 @@ def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
     return rejects
 
 
-def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
+def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed: int | None = None) -> None:
     """Stage a block's valid rows as Arrow IPC (memory-mapped by the later tasks).
 
     Parameters
@@ -280,7 +281,13 @@ def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
     staging : str
     block_index : int
     table : pyarrow.Table
+    shuffle_seed : int, optional
+        Stage the rows in the seeded random order of
+        :func:`bigdl.ingest._pipeline.shuffle_rows` (the store's row shuffle).
     """
+    order = shuffle_rows(table.num_rows, shuffle_seed, block_index)
+    if order is not None:
+        table = table.take(pa.array(order))
     with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

@@ -40,7 +40,7 @@ __all__ = ["tabular", "TabularSchema"]
 RECORD = "__record__"
 IMPUTE = ("mean", "median")
 PARAMETERS = {"impute": [Options(IMPUTE)], "task": [Options(TASKS), None], "max_categories": [Interval(int, 1, None)],
-              "non_finite": [Options(_rows.NON_FINITE)]}
+              "non_finite": [Options(_rows.NON_FINITE)], "shuffle": [bool]}
 # An integer or integral target with at most this many distinct values in
 # the sample is taken as class labels.
 MAX_INFERRED_CLASSES = 50
@@ -99,8 +99,8 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
             table: str | None = None, categorical: list[str] | None = None, numeric: list[str] | None = None,
             drop: list[str] | None = None, key: str | None = None, task: str | None = None,
             impute: str = "mean", non_finite: str = "reject", max_categories: int = 32, validation: float = 0.0,
-            test: float = 0.2, seed: int = 0, rows_per_chunk: int | None = None, blocksize: int | str = "64MiB",
-            compression: str = "lz4", encoding: str = "utf-8", delimiter: str = ",",
+            test: float = 0.2, seed: int = 0, shuffle: bool = True, rows_per_chunk: int | None = None,
+            blocksize: int | str = "64MiB", compression: str = "lz4", encoding: str = "utf-8", delimiter: str = ",",
             overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
     """Ingest tabular data into a Zarr store, fitting preprocessing out of core.
 
@@ -147,7 +147,20 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     validation, test : float, default 0.0 and 0.2
         Expected fractions of samples in the validation and test splits.
     seed : int, default 0
-        Seed of the split; the same seed and data give the same split.
+        Seed of the split and of the row shuffle; the same seed and data give
+        the same split and the same store.
+    shuffle : bool, default True
+        Store the rows in a seeded random order across the whole input, so
+        that every chunk is a random sample of the data: learners that see a
+        chunk or a group of chunks at a time (ChunkForest, ``Incremental``,
+        the loader's shuffle buffer) then see unbiased slices even when the
+        input is sorted (by date, by a feature that drives the target).  The
+        shuffle runs inside the read and write passes: each block is staged
+        in random order and each chunk gathers its rows from all blocks, so
+        memory stays that of one block and one chunk.  ``False`` keeps the
+        input order.  Either way ``record`` is each row's position in the
+        input and the split depends only on the key (or record), not on the
+        order.
     rows_per_chunk : int, optional
         Rows per store chunk; default: about 32 MiB of ``X`` per chunk.
     blocksize : int or str, default "64MiB"
@@ -206,7 +219,7 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     >>> print(ds.info())                                                           # doctest: +SKIP
     """
     check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories,
-                             "non_finite": non_finite}, PARAMETERS)
+                             "non_finite": non_finite, "shuffle": shuffle}, PARAMETERS)
     check_split_parameters("tabular", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
                            compression=compression)
     blocksize = _rows.parse_blocksize(blocksize, "tabular")
@@ -217,6 +230,7 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     steps = TabularSteps(plan, schema, max_categories=max_categories, rows_per_chunk=rows_per_chunk,
                          split_spec={"seed": seed, "validation": validation, "test": test}, compression=compression)
     steps.inputs = tuple(plan.paths)
+    steps.shuffle_seed = seed if shuffle else None
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 
@@ -272,7 +286,8 @@ class TabularSteps(_rows.RowSteps):
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
         # A staged row's record is local to its block: add the records of the blocks before it.
         pieces = [(block, low, high, self.offsets[block]["global_record"]) for block, low, high in pieces]
-        return (root, staging, pieces, start, self.preprocessor.to_state(), self.schema, self.split_spec)
+        return (root, staging, pieces, start, self.preprocessor.to_state(), self.schema, self.split_spec,
+                self.shuffle_seed)
 
     def attributes(self, accounting: dict) -> dict:
         target_state = self.preprocessor.target_
@@ -419,7 +434,8 @@ def _read_task(block: Block, schema: TabularSchema, options: dict, staging: str)
     raw = read_block(block, schema.read_columns, schema.read_types(), options)
     table, records, rejects = validate(raw, schema, block)
     _rows.stage_table(staging, block.index,
-                      table.append_column(schema.record_column, pa.array(records, type=pa.int64())))
+                      table.append_column(schema.record_column, pa.array(records, type=pa.int64())),
+                      shuffle_seed=options.get("shuffle_seed"))
     _rows.stage_rejects(staging, block.index, rejects)
     return {
         "n_records": raw.n_records,
@@ -500,7 +516,7 @@ def validate(raw: RawBlock, schema: TabularSchema, block: Block) -> tuple[pa.Tab
 
 
 def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state: dict,
-                schema: TabularSchema, split_spec: dict) -> np.ndarray:
+                schema: TabularSchema, split_spec: dict, shuffle_seed: int | None = None) -> np.ndarray:
     preprocessor = TabularPreprocessor.from_state(state)
     table = pa.concat_tables([_rows.read_staged(staging, block).slice(low, high - low)
                               for block, low, high, _ in pieces])
@@ -516,4 +532,4 @@ def _write_task(root: str, staging: str, pieces: list[tuple], start: int, state:
         arrays["y"] = preprocessor.transform_target(table.column(schema.target))
     arrays["split"] = assign_split(keys, split_spec["seed"], split_spec["validation"], split_spec["test"])
     arrays["record"] = records
-    return write_chunk(root, start, arrays)
+    return write_chunk(root, start, arrays, shuffle_seed=shuffle_seed)

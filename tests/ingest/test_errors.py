@@ -133,7 +133,7 @@ def test_latin1_file_needs_the_encoding(tmp_path, fmt):
 
     ds = ingest(path, tmp_path / "s.zarr", drop=None, encoding="latin-1")
     assert ds.feature_names == ["n", "city=Genève", "city=Malmö", "city=Zürich"]
-    X = ds.X.compute()
+    X = ds.X.compute()[np.argsort(ds.group["record"][:])]  # input order
     np.testing.assert_array_equal(X[:3, 1:], [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
 
 
