@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max-categories", type=int, default=32, help="categories kept per column (rest: __other__)")
     ingest.add_argument("--validation", type=float, default=0.0, help="fraction for validation (default 0)")
     ingest.add_argument("--test", type=float, default=0.2, help="fraction for test (default 0.2)")
-    ingest.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    ingest.add_argument("--seed", type=int, default=0, help="seed of the split and the row shuffle (default 0)")
+    ingest.add_argument("--no-shuffle", action="store_true",
+                        help="keep the input row order (default: rows stored in a seeded random order)")
     ingest.add_argument("--rows-per-chunk", type=int, help="rows per store chunk (default: ~16 MiB chunks)")
     ingest.add_argument("--blocksize", default="64MiB", help="input bytes per read task (default 64MiB)")
     ingest.add_argument("--compression", choices=["lz4", "zstd", "none"], default="lz4")
@@ -205,8 +207,9 @@ def _ingest(args) -> int:
             categorical=_names(args.categorical), numeric=_names(args.numeric), drop=_names(args.drop),
             key=args.key, task=args.task, impute=args.impute, non_finite=args.non_finite,
             max_categories=args.max_categories,
-            validation=args.validation, test=args.test, seed=args.seed, rows_per_chunk=args.rows_per_chunk,
-            blocksize=args.blocksize, compression=args.compression, encoding=args.encoding,
+            validation=args.validation, test=args.test, seed=args.seed, shuffle=not args.no_shuffle,
+            rows_per_chunk=args.rows_per_chunk, blocksize=args.blocksize, compression=args.compression,
+            encoding=args.encoding,
             delimiter=args.delimiter, overwrite=args.overwrite, progress=not args.no_progress, client=client,
         )
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import bigdl
@@ -176,3 +177,15 @@ def test_ingest_non_finite_option(tmp_path, cluster_client, capsys, option, stor
     assert main(["ingest", str(path), "--target", "target", "--store", str(tmp_path / "s.zarr"), "--drop", "id",
                  "--scheduler", cluster_client.scheduler.address, "--no-progress", *option]) == 0
     assert f"read 600  stored {stored}  rejected {600 - stored}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("option", "order"), [([], "shuffled (seed 3)"), (["--no-shuffle"], "as input")])
+def test_ingest_shuffle_option(tmp_path, cluster_client, capsys, option, order):
+    path = tmp_path / "d.csv"
+    bigdl.datasets.make_tabular(600, n_numeric=3, seed=4).to_csv(path, index=False)
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(path), "--target", "target", "--store", str(store), "--drop", "id", "--seed", "3",
+                 "--scheduler", cluster_client.scheduler.address, "--no-progress", *option]) == 0
+    assert f"row order    {order}" in capsys.readouterr().out
+    records = bigdl.open(store).group["record"][:]
+    assert (records == np.arange(600)).all() == (order == "as input")
