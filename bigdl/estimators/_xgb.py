@@ -10,7 +10,8 @@ store chunk at a time by a ``DataIter`` (chunks without rows of the split are
 skipped from ``chunk_split_counts``) inside one Dask task on a worker, which
 keeps XGBoost's quantised pages on its local disk.  Without a distributed
 client both run in this process; in-memory NumPy input trains plain
-``xgboost`` at once.  Class weights become per-sample weights, chunk by
+``xgboost`` at once.  Dask arrays (not a store) that do not fit go to
+external memory in this process, one block computed at a time.  Class weights become per-sample weights, chunk by
 chunk; early stopping watches the store's validation split.  Prediction runs
 chunk by chunk through the one block-prediction helper
 (:func:`~bigdl.loaders._predict.predict_blocks`), the booster scattered to
@@ -385,7 +386,7 @@ class XGBClassifier(ClassifierMixin, _XGBEstimator):
     n_estimators : int, default 100
         Boosting rounds (trees per class).
     max_depth : int, default 6
-        Maximum tree depth (0: no limit).
+        Maximum tree depth (0: no limit, with ``grow_policy="lossguide"`` in ``xgb_params``).
     learning_rate : float, default 0.3
         Shrinkage of each tree (XGBoost's ``eta``), in (0, 1].
     tree_method : {"hist"}, default "hist"
@@ -475,6 +476,7 @@ class XGBClassifier(ClassifierMixin, _XGBEstimator):
 
     def _lazy_targets(self, dataset, y):
         import dask
+        import dask.array as da
 
         if dataset is not None:
             self.classes_ = np.arange(dataset.n_classes)
@@ -483,8 +485,6 @@ class XGBClassifier(ClassifierMixin, _XGBEstimator):
             balanced = isinstance(self.class_weight, str)
             counts = dataset.class_counts(self.split) if balanced else np.zeros(len(self.classes_))
             return y, self._class_weights(counts)
-        import dask.array as da
-
         classes, counts = dask.compute(*da.unique(y, return_counts=True))
         self.classes_ = classes
         self._check_classes()

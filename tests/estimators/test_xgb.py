@@ -154,6 +154,47 @@ def test_without_a_client_both_paths_train_in_this_process(classification_store,
     assert abs(in_memory.score(classification_store) - external.score(classification_store)) <= ACCURACY_TOLERANCE
 
 
+@pytest.fixture(scope="module")
+def gappy_store(tmp_path_factory):
+    """8 chunks of 500 rows: chunk 2 holds only test rows, chunk 5 only validation rows."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(4000, 5)).astype(np.float32)
+    y = (X[:, 0] - X[:, 1] > 0).astype(np.int64)
+    codes = rng.choice(np.array([0, 1, 2], dtype=np.uint8), size=4000, p=[0.7, 0.1, 0.2])
+    codes[1000:1500], codes[2500:3000] = 2, 1
+    return bigdl.store.from_arrays(X, y, store=tmp_path_factory.mktemp("xgb") / "gappy.zarr", rows_per_chunk=500,
+                                   split_codes=codes)
+
+
+@pytest.mark.parametrize("memory", ["cluster", "external"])
+def test_chunks_without_rows_of_the_split_are_skipped(gappy_store, cluster_client, memory, monkeypatch):
+    ds = gappy_store
+    assert ds.view.chunk_counts("train")[[2, 5]].tolist() == [0, 0]
+    read = []
+    original = _xgb._StoreChunks.read
+
+    def watched(self, position):
+        read.append((self.split, self.chunks[position]))
+        return original(self, position)
+
+    monkeypatch.setattr(_xgb._StoreChunks, "read", watched)
+    X_train, y_train = split_numpy(ds, "train")
+    reference = xgboost.XGBClassifier(tree_method="hist", n_estimators=30, n_jobs=1, random_state=0,
+                                      early_stopping_rounds=3).fit(X_train, y_train,
+                                                                   eval_set=[split_numpy(ds, "validation")],
+                                                                   verbose=False)
+    if memory == "cluster":  # xgboost.dask on the workers: the empty blocks are left out of its matrix
+        with cluster_client.as_current():
+            model = XGBClassifier(n_estimators=30, early_stopping_rounds=3, memory=memory).fit(ds)
+    else:  # external memory in this process, so the reads can be watched
+        model = XGBClassifier(n_estimators=30, early_stopping_rounds=3, memory=memory).fit(ds)
+        assert {chunk for split, chunk in read if split == "train"} == {0, 1, 3, 4, 6, 7}
+        assert {chunk for split, chunk in read if split == "validation"} == set(range(8)) - {2}
+    X_test, y_test = split_numpy(ds, "test")
+    assert abs(model.score(ds) - reference.score(X_test, y_test)) <= ACCURACY_TOLERANCE
+    assert model.best_iteration_ <= 29
+
+
 # ------------------------------------------------------------------ early stopping, class weights
 @pytest.mark.parametrize("memory", ["cluster", "external"])
 def test_early_stopping_on_the_validation_split(tmp_path, cluster_client, memory):
@@ -211,12 +252,13 @@ def test_balanced_class_weight_raises_minority_recall(imbalanced, memory):
     recall_plain = recall_score(y_test, plain.predict(ds, split="test").compute())
     recall_balanced = recall_score(y_test, balanced.predict(ds, split="test").compute())
     assert recall_balanced > recall_plain + 0.1, (recall_plain, recall_balanced)
-    # The same weights given to in-memory xgboost as sample weights: the same model.
+    # The same weights given to in-memory xgboost as sample weights: the same model (identical here; the
+    # tolerance leaves room for the external path's per-chunk sketches).
     reference = xgboost.XGBClassifier(tree_method="hist", n_estimators=50, max_depth=4, learning_rate=0.3,
                                       random_state=0, n_jobs=1).fit(X_train, y_train,
                                                           sample_weight=compute_sample_weight("balanced", y_train))
-    np.testing.assert_allclose(balanced.predict_proba(X_test), reference.predict_proba(X_test), atol=0.02)
-    assert abs(recall_score(y_test, reference.predict(X_test)) - recall_balanced) <= 0.02
+    np.testing.assert_allclose(balanced.predict_proba(X_test), reference.predict_proba(X_test), atol=1e-3)
+    assert abs(recall_score(y_test, reference.predict(X_test)) - recall_balanced) <= 0.01
 
 
 def test_class_weight_dict_names_labels_or_codes(imbalanced):
