@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from bigdl._validation import Options
 from bigdl.errors import ParameterError
 
 __all__ = ["resolve_class_weight", "sample_weights", "CLASS_WEIGHT"]
 
-# The check_params entry of a ``class_weight`` parameter.
-CLASS_WEIGHT = [None, "balanced", Mapping]
+# The check_params entry of a ``class_weight`` parameter (a bare "balanced" is no constraint: Options is).
+CLASS_WEIGHT = [None, Options(("balanced",)), Mapping]
 
 
 def resolve_class_weight(class_weight, classes: Sequence, counts, *, owner: str) -> np.ndarray | None:
