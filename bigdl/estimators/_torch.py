@@ -569,7 +569,8 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     Fits NumPy arrays in memory, or a store / dask arrays chunk by chunk; has
     ``partial_fit`` for ``Incremental``.  The module outputs one logit per
     class; ``predict_proba`` is their softmax.
-    """ + _parameters_doc('"cross_entropy"', '"cross_entropy"') + """    class_weight : None, "balanced" or dict, default None
+    """ + _parameters_doc('"cross_entropy"', '"cross_entropy"') + """\
+    class_weight : None, "balanced" or dict, default None
         Weigh each class's rows in the loss (``CrossEntropyLoss(weight=...)``).
         ``"balanced"``: ``n_samples / (n_classes * count)`` from the training
         labels (a store's train split counts, read once); a dict maps labels
