@@ -340,7 +340,8 @@ class Trainer:
         """Loss and metrics of the model on one split: accuracy, balanced accuracy, ROC-AUC, or MSE / MAE / R2.
 
         One pass over the split in batches; memory does not grow with it (the
-        classification metrics are counts: see :class:`ClassificationMetrics`).
+        classification metrics are counts: see
+        :class:`bigdl.train._metrics.ClassificationMetrics`).
 
         Parameters
         ----------

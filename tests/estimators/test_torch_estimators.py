@@ -297,6 +297,17 @@ def test_cuda_fit_and_pickle(classification):
     assert model.score(X, y) > 0.8
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_class_weight_fit_evaluate_and_pickle(imbalanced):
+    X, y = imbalanced
+    model = TorchClassifier(**SMALL, device="cuda", class_weight="balanced").fit(X, y)
+    assert model._criterion.weight.is_cuda
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._criterion.weight.is_cuda
+    assert copy.evaluate(X, y) == pytest.approx(model.evaluate(X, y))
+    model.partial_fit(X, y)  # evaluate left the training criterion on the GPU
+
+
 # ------------------------------------------------------------------ custom modules and optimizers
 def test_module_factory_and_optimizer_factory(classification):
     import functools

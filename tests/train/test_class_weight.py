@@ -190,3 +190,12 @@ def test_resolve_is_the_one_meaning_of_balanced(imbalanced_store, weighted_run):
     ds = imbalanced_store
     expected = resolve_class_weight("balanced", ds.classes, ds.class_counts("train"), owner="test")
     np.testing.assert_array_equal(weighted_run.class_weight_, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_class_weight_on_cuda(imbalanced_store, weighted_run):
+    run = new_trainer(imbalanced_store, class_weight="balanced", device="cuda")
+    history = run.fit(imbalanced_store)
+    assert history[-1]["train_loss"] == pytest.approx(weighted_run.history[-1]["train_loss"], rel=1e-3)
+    assert run.evaluate(imbalanced_store, "test")["balanced_accuracy"] == pytest.approx(
+        weighted_run.evaluate(imbalanced_store, "test")["balanced_accuracy"], abs=0.02)
