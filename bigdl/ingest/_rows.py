@@ -265,11 +265,21 @@ def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
         record = int(raw.records[index])
         line, text = raw.physical(record)
         if text is None:
-            text = json.dumps({name: raw.table.column(name)[index].as_py() for name in raw.table.column_names},
+            text = json.dumps({name: _cell_value(raw.table.column(name), index) for name in raw.table.column_names},
                               default=str)
         rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
     rejects.sort(key=lambda item: item["record"])
     return rejects
+
+
+def _cell_value(column: pa.ChunkedArray, index: int):
+    """A cell as Python, or as Arrow's text where Python cannot hold it (a timestamp after the year 9999)."""
+    import pyarrow.compute as pc
+
+    try:
+        return column[index].as_py()
+    except (OverflowError, ValueError):
+        return pc.cast(column.slice(index, 1), pa.string())[0].as_py()
 
 
 def stage_table(staging: str, block_index: int, table: pa.Table) -> None:

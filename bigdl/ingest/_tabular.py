@@ -57,6 +57,10 @@ IMPUTE = ("mean", "median")
 DEFAULT_MAX_CATEGORIES = 32
 
 
+def _listed(options) -> str:
+    return "{" + ", ".join(repr(option) for option in options) + "}"
+
+
 def _is_names(value) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value)
 
@@ -70,13 +74,13 @@ PARAMETERS = {
     "non_finite": [Options(_rows.NON_FINITE)],
     "datetime": [None, Predicate(_is_names, "a list of column names"),
                  Predicate(lambda value: _is_mapping_of(value, lambda unit: unit is None or unit in EPOCH_UNITS),
-                           f"a dict of column names to an epoch unit among {set(EPOCH_UNITS)} or None")],
+                           f"a dict of column names to an epoch unit among {_listed(EPOCH_UNITS)} or None")],
     "datetime_parts": [Predicate(lambda value: _is_names(value) and 0 < len(value) == len(set(value))
                                  and set(value) <= set(DATETIME_PARTS),
-                                 f"a non-empty list of distinct names among {set(DATETIME_PARTS)}")],
+                                 f"a non-empty list of distinct names among {_listed(DATETIME_PARTS)}")],
     "categorical_encoding": [None, Options(CATEGORICAL_ENCODINGS),
                              Predicate(lambda value: _is_mapping_of(value, lambda item: item in CATEGORICAL_ENCODINGS),
-                                       f"a dict of column names to a str among {set(CATEGORICAL_ENCODINGS)}")],
+                                       f"a dict of column names to a str among {_listed(CATEGORICAL_ENCODINGS)}")],
 }
 logger = logging.getLogger(__name__)
 # An integer or integral target with at most this many distinct values in

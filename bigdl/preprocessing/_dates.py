@@ -184,8 +184,11 @@ def to_utc_times(column, unit: str | None = None, missing_tokens=frozenset()) ->
             micros, outside = _scaled(raw.astype(np.float64), raw, factor)
         if pa.types.is_timestamp(kind) and kind.tz is not None:
             aware = ~nulls  # Arrow keeps zoned timestamps as UTC instants: nothing to shift
+        unit_of_raw = kind.unit if pa.types.is_timestamp(kind) else "D" if kind == pa.date32() else "ms"
+        zone = "Z" if pa.types.is_timestamp(kind) and kind.tz is not None else ""
+        # ISO text of the raw value in UTC (numpy writes years past 9999, where Python's datetime cannot).
         return _finish(micros, nulls, np.zeros(n, dtype=bool), outside, aware,
-                       lambda index: str(column[index].as_py()))
+                       lambda index: str(np.datetime64(int(raw[index]), unit_of_raw)) + zone)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         if unit is None:
             raise TypeError(f"numbers ({kind}) are times only with the unit of their epoch (s, ms, us or ns)")
