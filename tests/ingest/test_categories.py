@@ -151,7 +151,7 @@ def _reference_target_encoding(rows: pd.DataFrame, split: np.ndarray, folds: np.
     return expected
 
 
-def test_target_encoding_of_a_regression_target_equals_pandas_on_the_training_rows(tmp_path):
+def test_target_encoding_of_a_regression_target_equals_pandas_on_the_training_rows(tmp_path, client):
     rng = np.random.default_rng(2)
     n = 2000
     shop = rng.choice([f"s{i}" for i in range(60)], n)
@@ -159,7 +159,8 @@ def test_target_encoding_of_a_regression_target_equals_pandas_on_the_training_ro
     frame = pd.DataFrame({"a": rng.normal(size=n).round(4), "shop": shop,
                           "price": (np.array([effect[s] for s in shop]) + rng.normal(size=n)).round(4)})
     frame.to_csv(tmp_path / "d.csv", index=False)
-    ds = _ingest(tmp_path / "d.csv", tmp_path, target="price", categorical_encoding={"shop": "target"})
+    ds = _ingest(tmp_path / "d.csv", tmp_path, target="price", categorical_encoding={"shop": "target"},
+                 blocksize="16KB", client=client)  # several blocks: the encode pass merges their sums
     assert ds.feature_names == ["a", "shop__target"]
     rows, split = _stored_rows(ds, frame)
     folds = assign_folds(ds.group["record"][:].astype(np.uint64), SPLIT["seed"], TARGET_FOLDS)
