@@ -131,12 +131,13 @@ class TabularSchema:
         return name
 
     def read_types(self) -> dict[str, pa.DataType]:
-        """The Arrow type each read column is parsed as.
+        """The Arrow type each read column is parsed as (by the CSV reader; typed formats keep their own types).
 
         Returns
         -------
         dict of str to pyarrow.DataType
-            Numbers (and a regression target) as float64, text (categories, class labels, the key) as string.
+            Numbers (a regression target, epoch times) as float64, text
+            (categories, class labels, the key, dates and times) as string.
         """
         types = {name: pa.float64() for name in self.numeric}
         # Dates as text are parsed by bigdl (one reading for every format); epoch numbers are numbers.
@@ -283,7 +284,11 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     ParameterError
         A parameter out of its range or not among its options (named, with what is allowed).
     SchemaError
-        Columns or options that do not fit the data.
+        Columns or options that do not fit the data (an unknown column, a
+        column given two kinds, two features of one name such as a column
+        ``when__year`` beside the year of a date/time column ``when``, more
+        values than ``max_categories=None`` keeps, target encoding without a
+        target).
     SourceNotFoundError
         No input matches ``source``.
     SourceError
@@ -298,8 +303,9 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     Notes
     -----
     Rows that cannot be used (wrong number of fields, a value that is not a
-    number, or not a finite number, in a numeric column, a missing target,
-    malformed JSON) are written
+    number, or not a finite number, in a numeric column, a value that is not
+    a date/time in a date/time column, a missing target, malformed JSON) are
+    written
     to ``<store>/rejects/*.parquet`` with their source, row, line, raw text and
     reason; the store's ``rows`` attribute counts rows read, stored and
     rejected, and read = stored + rejected always holds.
@@ -309,6 +315,14 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
     >>> ds = bigdl.ingest.tabular("data/*.csv", target="target", store="work/flights.zarr",
     ...                           categorical=["carrier"], drop=["id"], test=0.2)   # doctest: +SKIP
     >>> print(ds.info())                                                           # doctest: +SKIP
+
+    Dates as features, a high-cardinality column as its mean target (out of fold for training rows):
+
+    >>> ds = bigdl.ingest.tabular("trips.parquet", target="fare", store="work/trips.zarr",
+    ...                           datetime={"dropoff": "ms"}, datetime_parts=["month", "day_of_week", "hour"],
+    ...                           categorical_encoding={"pickup_zone": "target"})    # doctest: +SKIP
+    >>> ds.info()["categories"]                                                    # doctest: +SKIP
+    {'pickup_zone': {'encoding': 'target', 'kept': 263, 'folded_values': 0, 'folded_rows': 0}}
     """
     check_params("tabular", {"impute": impute, "task": task, "max_categories": max_categories,
                              "non_finite": non_finite, "datetime": datetime,
@@ -494,6 +508,11 @@ def resolve_schema(plan: SourcePlan, *, target, categorical, numeric, drop, key,
     # A dropped column, the target and the key are not features whatever else names them; a feature has one kind.
     _check_one_role({"categorical=": set(categorical), "categorical_encoding=": set(encoded) - set(categorical),
                      "numeric=": set(numeric), "datetime=": set(dates)})
+    for names, parameter in ((dates, "datetime"), (encoded, "categorical_encoding")):
+        for role, name in (("target", target), ("key", key)):
+            if name is not None and name in names:
+                raise SchemaError(f"Column {name!r} is the {role} ({role}=) and cannot also be a feature "
+                                  f"({parameter}=); leave it out of {parameter}=.")
     roles = {"categorical": set(categorical) | set(encoded)}
     excluded = set(drop) | {target, key}
     roles_numeric, roles_categorical, roles_datetime = [], [], []
