@@ -94,7 +94,10 @@ def parse_times(column: pa.ChunkedArray, text: pd.Series, present: np.ndarray,
         aware = np.full(len(text), pa.types.is_timestamp(column.type) and column.type.tz is not None)
     else:
         cells = text.where(present, None)
-        parsed = pd.to_datetime(cells, errors="coerce", format=time_format, utc=True)
+        # pandas infers the format from the first cell; a first cell that is not a time would make it parse
+        # every cell alone (dateutil, with a warning per block), so the format comes from the first that is.
+        inferred = time_format or _first_format(cells[present])
+        parsed = pd.to_datetime(cells, errors="coerce", format=inferred, utc=True)
         retry = (parsed.isna().to_numpy() & present) if time_format is None else np.zeros(len(text), dtype=bool)
         if retry.any():
             parsed = parsed.copy()
@@ -107,6 +110,17 @@ def parse_times(column: pa.ChunkedArray, text: pd.Series, present: np.ndarray,
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             aware = np.zeros(len(text), dtype=bool)
     return parsed.dt.tz_localize(None), aware
+
+
+def _first_format(cells: pd.Series, tries: int = 100) -> str | None:
+    """The ``strftime`` format of the first of ``cells`` whose format pandas can guess; None if none can."""
+    from pandas.tseries.api import guess_datetime_format
+
+    for value in cells.head(tries):
+        guess = guess_datetime_format(str(value).strip())
+        if guess is not None:
+            return guess
+    return None
 
 
 @dataclass
