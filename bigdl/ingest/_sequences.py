@@ -320,15 +320,7 @@ def _time_zone_attributes(time_zones: dict) -> dict:
 
 def _log_time_zones(spec: dict, time_zones: dict) -> None:
     """Say what became of time zones: converted to UTC; a warning when zone-aware and naive times mix."""
-    aware, naive = time_zones["aware"], time_zones["naive"]
-    if not aware:
-        return
-    message = (f"Time column {spec['time']!r}: {aware} time(s) with a time zone were converted to UTC"
-               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
-    if naive:
-        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
-    else:
-        logger.info(message)
+    _rows.log_time_zones(logger, f"Time column {spec['time']!r}", time_zones["aware"], time_zones["naive"])
 
 
 @register_reason_family("sequence")

@@ -211,7 +211,8 @@ def tabular(source, *, target: str | None = None, store: str | os.PathLike, form
         ``"month"``, ``"day"``, ``"day_of_week"`` (Monday 0), ``"day_of_year"``,
         ``"hour"``, ``"minute"``, ``"second"`` and ``"epoch_seconds"`` (seconds
         since 1970-01-01 UTC).  Default: year, month, day, day_of_week, hour,
-        minute and epoch_seconds.    impute : {"mean", "median"}, default "mean"
+        minute and epoch_seconds.
+    impute : {"mean", "median"}, default "mean"
         Fill for missing numbers (the median is estimated from a bounded
         sample per block when blocks hold more than 5,000 values).
     non_finite : {"reject", "missing"}, default "reject"
@@ -383,7 +384,7 @@ class TabularSteps(_rows.RowSteps):
             zones = {kind: sum(result["time_zones"][entry["name"]][kind] for result in read_results)
                      for kind in ("aware", "naive")}
             if entry["unit"] is None:
-                _log_time_zones(entry["name"], zones)
+                _rows.log_time_zones(logger, f"Date/time column {entry['name']!r}", zones["aware"], zones["naive"])
             datetime_spec.append({**entry, "converted_to_utc": zones["aware"], "taken_as_utc": zones["naive"]})
         self.preprocessor = TabularPreprocessor.fit_summary(
             summary, numeric=list(schema.numeric), categorical=list(schema.categorical), target=schema.target,
@@ -439,19 +440,6 @@ class TabularSteps(_rows.RowSteps):
             preprocessing=self.preprocessor.to_state(out_of_fold=False), source=self.plan.fingerprint(),
             categories=self.preprocessor.category_report(),
         )
-
-
-def _log_time_zones(name: str, zones: dict) -> None:
-    """Say what became of time zones: converted to UTC; a warning when zone-aware and naive times mix."""
-    aware, naive = zones["aware"], zones["naive"]
-    if not aware:
-        return
-    message = (f"Date/time column {name!r}: {aware} time(s) with a time zone were converted to UTC"
-               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
-    if naive:
-        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
-    else:
-        logger.info(message)
 
 
 # ---------------------------------------------------------------- checks
