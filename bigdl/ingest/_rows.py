@@ -26,7 +26,7 @@ from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
            "parse_numbers", "checked_numbers", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
-           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
+           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples", "log_time_zones"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
 # What a non-finite number (inf, -inf, Infinity, 1e309) in a value column becomes: the row is
@@ -239,6 +239,28 @@ def checked_numbers(column: pa.ChunkedArray, name: str, reject: Callable, *, lab
     return values
 
 
+def log_time_zones(logger, what: str, aware: int, naive: int) -> None:
+    """Say what became of time zones: times with one converted to UTC; a warning when times without one mix in.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        The ingest kind's logger.
+    what : str
+        The column, as the message starts: ``"Time column 'day'"``.
+    aware, naive : int
+        Times read with a time zone (converted to UTC), and without one (taken as UTC).
+    """
+    if not aware:
+        return
+    message = (f"{what}: {aware} time(s) with a time zone were converted to UTC"
+               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
+    if naive:
+        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
+    else:
+        logger.info(message)
+
+
 def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
     """The rejects of a parsed block: rows the parser refused, then the ``bad`` rows with their ``reasons``.
 
@@ -266,11 +288,21 @@ def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
         record = int(raw.records[index])
         line, text = raw.physical(record)
         if text is None:
-            text = json.dumps({name: raw.table.column(name)[index].as_py() for name in raw.table.column_names},
+            text = json.dumps({name: _cell_value(raw.table.column(name), index) for name in raw.table.column_names},
                               default=str)
         rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
     rejects.sort(key=lambda item: item["record"])
     return rejects
+
+
+def _cell_value(column: pa.ChunkedArray, index: int):
+    """A cell as Python, or as Arrow's text where Python cannot hold it (a timestamp after the year 9999)."""
+    import pyarrow.compute as pc
+
+    try:
+        return column[index].as_py()
+    except (OverflowError, ValueError):
+        return pc.cast(column.slice(index, 1), pa.string())[0].as_py()
 
 
 def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed: int | None = None) -> None:

@@ -448,7 +448,10 @@ class StoreInfo:
         dict
             ``path``, ``kind``, ``task``, ``n_samples``, ``n_features``, ``target``,
             ``classes``, ``rows``, ``splits``, ``row_order``, ``chunks``, sizes, compression,
-            source, creation time and bigdl version.
+            source, creation time and bigdl version; and the kind's own
+            values (tabular: ``categories``, per categorical column
+            ``{"encoding", "kept", "folded_values", "folded_rows"}``, and
+            ``datetime``, per date/time column its parts and time zones).
         """
         ds = self.dataset
         X = ds._group["X"]
@@ -471,6 +474,7 @@ class StoreInfo:
             "source": ds.attrs.get("source"),
             "created": ds.attrs.get("created"),
             "bigdl_version": ds.attrs.get("bigdl_version"),
+            **ds.view.info_values(),
         }
 
     def __str__(self) -> str:

@@ -187,3 +187,32 @@ def test_feature_names_must_be_unique():
         "Two features would be named 'c=y': the numeric column 'c=y' and the one-hot column of value 'y' of the "
         "categorical column 'c'. Rename the column 'c=y' (or drop it: drop=['c=y']) so that every feature name "
         "is unique.")
+
+
+def test_a_state_from_before_encodings_and_dates_still_transforms():
+    preprocessor = _fit(pd.DataFrame({"a": [1.0, 3.0], "c": ["x", "y"]}), numeric=["a"], categorical=["c"],
+                        max_categories=32)
+    state = preprocessor.to_state()
+    old = {**state, "categorical": [{key: value for key, value in entry.items() if key != "encoding"}
+                                    for entry in state["categorical"]]}
+    del old["datetime"]
+    X = TabularPreprocessor.from_state(old).transform(pd.DataFrame({"a": [1.0], "c": ["y"]}))
+    np.testing.assert_array_equal(X, [[-1.0, 0.0, 1.0]])
+    assert TabularPreprocessor.from_state(old).category_report() == {
+        "c": {"encoding": "onehot", "kept": 2, "folded_values": 0, "folded_rows": 0}}
+
+
+def test_datetime_parts_are_numeric_features_imputed_and_scaled():
+    from bigdl.preprocessing._tabular import summarize
+
+    times = pd.Series(pd.to_datetime(["2024-01-01 06:00", None, "2024-03-01 18:00"]))
+    table = pa.table({"when": pa.array(times.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"),
+                                       from_pandas=True)})
+    spec = [{"name": "when", "unit": None, "parts": ["month", "hour"]}]
+    summary = summarize(table, [], [], None, None, seed=0, datetime=spec)
+    preprocessor = TabularPreprocessor.fit_summary(summary, numeric=[], categorical=[], target=None, task=None,
+                                                   impute="mean", max_categories=32, datetime=spec)
+    assert preprocessor.feature_names_ == ["when__month", "when__hour"] and preprocessor.input_columns == ["when"]
+    X = preprocessor.transform(pd.DataFrame({"when": ["2024-01-01T06:00:00+00:00", None, "2024-03-01 18:00"]}))
+    # The missing row gets the mean; scaled after imputation, as StandardScaler behind SimpleImputer.
+    np.testing.assert_allclose(X, np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]) * np.sqrt(1.5), rtol=1e-6)
