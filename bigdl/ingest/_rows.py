@@ -29,6 +29,8 @@ __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", 
            "block_offsets", "rejects_task", "write_block_rejects", "staged_examples", "log_time_zones"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+# Rows a read task gathers at once when it stages its block in shuffled order.
+SHUFFLE_BATCH_ROWS = 65_536
 # What a non-finite number (inf, -inf, Infinity, 1e309) in a value column becomes: the row is
 # quarantined ("not a finite number"), or the cell is read as missing and filled like one.
 NON_FINITE = ("reject", "missing")
@@ -318,11 +320,14 @@ def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed
         :func:`bigdl.ingest._pipeline.shuffle_rows` (the store's row shuffle).
     """
     order = shuffle_rows(table.num_rows, shuffle_seed, block_index)
-    if order is not None:
-        table = table.take(pa.array(order))
     with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
         with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+            if order is None:
+                writer.write_table(table)
+                return
+            # Gathered a batch at a time, so the shuffled copy never holds more than one batch.
+            for start in range(0, len(order), SHUFFLE_BATCH_ROWS):
+                writer.write_table(table.take(pa.array(order[start:start + SHUFFLE_BATCH_ROWS])))
 
 
 def read_staged(staging: str, block_index: int) -> pa.Table:

@@ -150,3 +150,13 @@ def test_sequence_stores_keep_time_order(tmp_path):
                                 store=tmp_path / "s.zarr", progress=False)
     assert ds.attrs["row_order"] == {"shuffled": False, "seed": None}
     np.testing.assert_array_equal(ds.group["record"][:], np.arange(300))
+
+
+def test_a_block_is_staged_in_batches_with_the_same_result(sorted_csv, tmp_path, monkeypatch):
+    from bigdl.ingest import _rows
+
+    source, _ = sorted_csv
+    whole = _ingest(source, tmp_path / "whole.zarr")
+    monkeypatch.setattr(_rows, "SHUFFLE_BATCH_ROWS", 97)  # threads: the read tasks see the patched value
+    batched = _ingest(source, tmp_path / "batched.zarr")
+    assert chunk_checksums(whole.path, ARRAYS) == chunk_checksums(batched.path, ARRAYS)
