@@ -16,7 +16,10 @@ seed 0: ``id``, ``x00`` .. ``x19``, ``carrier``, ``target``):
     rows, train/test split or row record).
 ``bigdl``
     ``bigdl.ingest.tabular(files, target="target", categorical=["carrier"],
-    drop=["id"], test=0.2, ...)`` on the same cluster.
+    drop=["id"], test=0.2, ...)`` on the same cluster, with its default
+    ``shuffle=True`` (rows stored in a seeded random order).
+``bigdl-ordered``
+    The same with ``shuffle=False`` (input order kept): what the shuffle costs.
 
 All sides alternate inside each repeat.  Before each ``dask`` and ``bigdl``
 run (untimed) the previous output is removed and a fresh ``LocalCluster`` of
@@ -69,7 +72,7 @@ DASK_CHUNK_BYTES = 32 << 20
 TARGET = "target"
 CATEGORICAL = ["carrier"]
 DROP = ["id"]
-SIDES = ("parse-only", "dask", "bigdl")
+SIDES = ("parse-only", "dask", "bigdl", "bigdl-ordered")
 DASK_MODULES = ("dask.dataframe", "dask_ml.preprocessing", "zarr")  # imported on fresh workers, untimed
 BIGDL_MODULES = ("bigdl.ingest",)
 TARGETS = {"vs_parse": 0.5, "vs_dask": 1.5, "rss_growth": 1.3}
@@ -225,7 +228,7 @@ def bigdl_tabular() -> tuple[Callable | None, str]:
     return tabular, ""
 
 
-def bigdl_ingest(files: list[Path], store: str | os.PathLike) -> dict[str, Any]:
+def bigdl_ingest(files: list[Path], store: str | os.PathLike, *, shuffle: bool = True) -> dict[str, Any]:
     """``bigdl.ingest.tabular`` on the files, on the current default Dask client.
 
     Parameters
@@ -234,6 +237,8 @@ def bigdl_ingest(files: list[Path], store: str | os.PathLike) -> dict[str, Any]:
         Input CSV files.
     store : path
         Output store.
+    shuffle : bool, default True
+        ``tabular``'s row shuffle.
 
     Returns
     -------
@@ -244,7 +249,7 @@ def bigdl_ingest(files: list[Path], store: str | os.PathLike) -> dict[str, Any]:
     if tabular is None:
         raise ImportError(reason)
     dataset = tabular([str(path) for path in files], target=TARGET, store=str(store), categorical=CATEGORICAL,
-                      drop=DROP, test=0.2, overwrite=True, progress=False)
+                      drop=DROP, test=0.2, shuffle=shuffle, overwrite=True, progress=False)
     return {"n_samples": int(dataset.n_samples), "n_features": int(dataset.n_features)}
 
 
@@ -392,7 +397,8 @@ def _side_cells(results: dict[str, Summary], nbytes: int) -> list[dict[str, str]
             "side": name, "median s": f"{summary.median:.2f}", "spread s": summary.spread(),
             "MB/s": f"{summary.rate(nbytes) / 1e6:.1f}", "MB": f"{nbytes / 1e6:.0f}",
             "vs parse-only": format_ratio(_speedup(results, name, "parse-only")),
-            "vs dask": format_ratio(_speedup(results, name, "dask") if name == "bigdl" else nan),
+            "vs dask": format_ratio(_speedup(results, name, "dask") if name.startswith("bigdl") else nan),
+            "vs ordered": format_ratio(_speedup(results, name, "bigdl-ordered") if name == "bigdl" else nan),
             "RSS client": format_bytes(rss.get("client")),
             "RSS sched": format_bytes(rss.get("scheduler", nan)),  # absent: in the client process
             "RSS workers": format_bytes(rss.get("workers", nan)),
@@ -582,11 +588,12 @@ def main(args: argparse.Namespace) -> int:
     n_features = expected_features(files_by_scale[min(sizes)][0])
 
     tabular, skipped = bigdl_tabular()
-    if "bigdl" not in config["sides"]:
+    if not any(name.startswith("bigdl") for name in config["sides"]):
         skipped = "not requested (--sides)"
     elif tabular is None:
-        log(f"SKIPPING bigdl side: bigdl.ingest.tabular cannot be imported ({skipped})")
-        config["sides"] = [name for name in config["sides"] if name != "bigdl"]  # the report lists what ran
+        log(f"SKIPPING bigdl sides: bigdl.ingest.tabular cannot be imported ({skipped})")
+        # The report lists what ran.
+        config["sides"] = [name for name in config["sides"] if not name.startswith("bigdl")]
 
     output = config["workdir"] / "out"
     output.mkdir(parents=True, exist_ok=True)
@@ -606,6 +613,10 @@ def main(args: argparse.Namespace) -> int:
                 "bigdl": Side("bigdl", lambda files=files: bigdl_ingest(files, bigdl_store),
                               setup=clusters.setup(bigdl_store, BIGDL_MODULES),
                               check=_check_rows(expected, "n_samples")),
+                "bigdl-ordered": Side("bigdl-ordered",
+                                      lambda files=files: bigdl_ingest(files, bigdl_store, shuffle=False),
+                                      setup=clusters.setup(bigdl_store, BIGDL_MODULES),
+                                      check=_check_rows(expected, "n_samples")),
             }
             sides = [candidates[name] for name in config["sides"]]
             log(f"scale {scale}x: {expected:,} rows, {sizes[scale] / 1e6:.0f} MB, sides {[s.name for s in sides]}")

@@ -22,6 +22,8 @@ examples:
   bigdl ingest data.parquet --target price --task regression --store work/prices.zarr
   bigdl ingest sqlite:///shop.db --table orders --target returned --store work/orders.zarr
   bigdl ingest logs.jsonl --target label --store work/logs.zarr --scheduler tcp://scheduler:8786
+  bigdl ingest trips.csv --target fare --store work/trips.zarr --datetime pickup --datetime dropoff_ts=ms \
+      --datetime-parts year,month,day_of_week,hour --categorical-encoding zone=target --max-categories all
 
 Rows that cannot be used go to STORE/rejects/*.parquet with the file, row,
 line, raw text and reason; `bigdl info STORE` shows how many and why.
@@ -39,6 +41,34 @@ def _names(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _max_categories(text: str) -> int | None:
+    if text.strip().lower() in ("all", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
+
+
+def _column_options(items: list[str] | None, option: str, value_required: bool = False):
+    """``COL`` / ``COL=VALUE`` items of a repeatable option -> a list of names, or a dict when any has a value."""
+    from bigdl.errors import SchemaError
+
+    if not items:
+        return None
+    pairs = []
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = part.strip().partition("=")
+            if not name or (sep and not value) or (value_required and not sep):
+                form = "COL=VALUE" if value_required else "COL or COL=VALUE"
+                raise SchemaError(f"{option} takes {form} (comma-separated or repeated); got {item!r}.")
+            pairs.append((name, value if sep else None))
+    if all(value is None for _, value in pairs):
+        return [name for name, _ in pairs]
+    return dict(pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,10 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--impute", choices=["mean", "median"], default="mean", help="fill for missing numbers")
     ingest.add_argument("--non-finite", choices=["reject", "missing"], default="reject",
                         help="inf, -inf, 1e309 in a numeric column: quarantine the row, or impute it as missing")
-    ingest.add_argument("--max-categories", type=int, default=32, help="categories kept per column (rest: __other__)")
+    ingest.add_argument("--datetime", action="append", metavar="COL[=UNIT]",
+                        help="a date/time column (repeatable): ISO text or timestamps, or epoch numbers in UNIT "
+                             "(s, ms, us, ns; default s); encoded as --datetime-parts (UTC)")
+    ingest.add_argument("--datetime-parts", metavar="PARTS",
+                        help="comma-separated parts of every date/time column among year, quarter, month, day, "
+                             "day_of_week, day_of_year, hour, minute, second, epoch_seconds (default: year, month, "
+                             "day, day_of_week, hour, minute, epoch_seconds)")
+    ingest.add_argument("--max-categories", type=_max_categories, default=32,
+                        help="categories kept per one-hot column (rest: __other__); 'all' keeps every value up to "
+                             "10,000 (default 32)")
+    ingest.add_argument("--categorical-encoding", action="append", metavar="COL=ENCODING",
+                        help="encode a categorical column as onehot (default), frequency or target (repeatable)")
     ingest.add_argument("--validation", type=float, default=0.0, help="fraction for validation (default 0)")
     ingest.add_argument("--test", type=float, default=0.2, help="fraction for test (default 0.2)")
-    ingest.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    ingest.add_argument("--seed", type=int, default=0, help="seed of the split and the row shuffle (default 0)")
+    ingest.add_argument("--no-shuffle", action="store_true",
+                        help="keep the input row order (default: rows stored in a seeded random order)")
     ingest.add_argument("--rows-per-chunk", type=int, help="rows per store chunk (default: ~16 MiB chunks)")
     ingest.add_argument("--blocksize", default="64MiB", help="input bytes per read task (default 64MiB)")
     ingest.add_argument("--compression", choices=["lz4", "zstd", "none"], default="lz4")
@@ -186,16 +229,24 @@ def _client(args):
 def _ingest(args) -> int:
     import bigdl
     from bigdl.ingest.sources import plan_sources
-    from bigdl.ingest._tabular import resolve_schema
+    from bigdl._validation import check_params
+    from bigdl.ingest._tabular import PARAMETERS, resolve_schema
+    from bigdl.preprocessing import DEFAULT_DATETIME_PARTS
     from bigdl.store._commit import check_store_path, check_store_writable
 
     source = args.source if len(args.source) > 1 else args.source[0]
     # Fail on a missing file, a bad header or an unknown column before starting a cluster.
     plan = plan_sources(source, format=args.format, table=args.table, encoding=args.encoding,
                         delimiter=args.delimiter)
+    dates = _column_options(args.datetime, "--datetime")
+    encodings = _column_options(args.categorical_encoding, "--categorical-encoding", value_required=True)
+    parts = _names(args.datetime_parts)
+    options = dict(datetime=dates, datetime_parts=parts, categorical_encoding=encodings)
+    check_params("bigdl ingest", {"datetime": dates, "datetime_parts": DEFAULT_DATETIME_PARTS if parts is None
+                                  else parts, "categorical_encoding": encodings}, PARAMETERS)
     resolve_schema(plan, target=args.target, categorical=_names(args.categorical), numeric=_names(args.numeric),
                    drop=_names(args.drop), key=args.key, task=args.task, impute=args.impute, seed=args.seed,
-                   non_finite=args.non_finite)
+                   non_finite=args.non_finite, **options)
     check_store_path(args.store, overwrite=args.overwrite, inputs=plan.paths)
     check_store_writable(args.store)
     client = _client(args)
@@ -204,9 +255,10 @@ def _ingest(args) -> int:
             source, target=args.target, store=args.store, format=args.format, table=args.table,
             categorical=_names(args.categorical), numeric=_names(args.numeric), drop=_names(args.drop),
             key=args.key, task=args.task, impute=args.impute, non_finite=args.non_finite,
-            max_categories=args.max_categories,
-            validation=args.validation, test=args.test, seed=args.seed, rows_per_chunk=args.rows_per_chunk,
-            blocksize=args.blocksize, compression=args.compression, encoding=args.encoding,
+            max_categories=args.max_categories, **options,
+            validation=args.validation, test=args.test, seed=args.seed, shuffle=not args.no_shuffle,
+            rows_per_chunk=args.rows_per_chunk, blocksize=args.blocksize, compression=args.compression,
+            encoding=args.encoding,
             delimiter=args.delimiter, overwrite=args.overwrite, progress=not args.no_progress, client=client,
         )
     finally:

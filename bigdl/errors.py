@@ -20,6 +20,8 @@ __all__ = [
     "StoreFormatError",
     "StoreCorruptedError",
     "EmptyResultError",
+    "BigdlWarning",
+    "CategoriesFoldedWarning",
 ]
 
 
@@ -213,3 +215,16 @@ def public_message(error: BaseException, limit: int = 500) -> str:
 
 
 __all__.append("public_message")
+
+
+class BigdlWarning(UserWarning):
+    """Base class of the warnings bigdl gives: something was done that the user may not expect."""
+
+
+class CategoriesFoldedWarning(BigdlWarning):
+    """Tabular ingest folded rare values of a categorical column into its ``__other__`` feature.
+
+    The message names the column and counts the values and rows folded (never
+    the values themselves), and says how to keep them (``max_categories=None``)
+    or encode the column otherwise (``categorical_encoding=``).
+    """

@@ -110,18 +110,30 @@ def expected_codes(values: pd.Series) -> tuple[np.ndarray, list]:
 
 
 def read_store(path) -> dict:
-    """Every array and the main attributes of a store, read with plain zarr."""
+    """Every array and the main attributes of a store, read with plain zarr, rows in input order.
+
+    Stores keep their rows shuffled (``tabular(shuffle=True)``, the default);
+    sorting by ``record`` gives the input order back, whatever the shuffle.
+    """
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
     out = {name: group[name][:] for name in ("X", "y", "split", "record") if name in group}
+    order = np.argsort(out["record"], kind="stable")
+    out = {name: values[order] for name, values in out.items()}
     for name in ("feature_names", "class_names", "task", "rows", "split_counts"):
         out[name] = group.attrs.get(name)
     return out
 
 
+def in_input_order(ds, *names: str) -> list:
+    """Arrays of a store (default ``X``, ``y``) with its rows in input order (sorted by ``record``)."""
+    order = np.argsort(ds.group["record"][:], kind="stable")
+    return [ds.group[name][:][order] for name in (names or ("X", "y"))]
+
+
 def assert_same_store(left, right, rtol=1e-6, atol=1e-6) -> None:
-    """Two stores hold the same samples, targets, splits and schema."""
+    """Two stores hold the same samples, targets, splits and schema (compared in input order)."""
     a, b = read_store(left), read_store(right)
     assert a["feature_names"] == b["feature_names"]
     assert a["class_names"] == b["class_names"]

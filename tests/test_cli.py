@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import bigdl
@@ -176,3 +177,39 @@ def test_ingest_non_finite_option(tmp_path, cluster_client, capsys, option, stor
     assert main(["ingest", str(path), "--target", "target", "--store", str(tmp_path / "s.zarr"), "--drop", "id",
                  "--scheduler", cluster_client.scheduler.address, "--no-progress", *option]) == 0
     assert f"read 600  stored {stored}  rejected {600 - stored}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("option", "order"), [([], "shuffled (seed 3)"), (["--no-shuffle"], "as input")])
+def test_ingest_shuffle_option(tmp_path, cluster_client, capsys, option, order):
+    path = tmp_path / "d.csv"
+    bigdl.datasets.make_tabular(600, n_numeric=3, seed=4).to_csv(path, index=False)
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(path), "--target", "target", "--store", str(store), "--drop", "id", "--seed", "3",
+                 "--scheduler", cluster_client.scheduler.address, "--no-progress", *option]) == 0
+    assert f"row order    {order}" in capsys.readouterr().out
+    records = bigdl.open(store).group["record"][:]
+    assert (records == np.arange(600)).all() == (order == "as input")
+
+
+def test_ingest_date_time_and_category_options(tmp_path, cluster_client, capsys):
+    import pandas as pd
+
+    frame = bigdl.datasets.make_tabular(300, n_numeric=2, seed=6)
+    frame["when"] = pd.date_range("2022-03-01", periods=300, freq="5h").strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["ts"] = (pd.date_range("2020-01-01", periods=300, freq="D") - pd.Timestamp("1970-01-01")) \
+        // pd.Timedelta("1ms")
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    store = tmp_path / "s.zarr"
+    status = main(["ingest", str(path), "--target", "target", "--store", str(store), "--drop", "id",
+                   "--datetime", "when", "--datetime", "ts=ms", "--datetime-parts", "year,hour",
+                   "--categorical-encoding", "carrier=frequency", "--max-categories", "all",
+                   "--scheduler", cluster_client.scheduler.address, "--no-progress"])
+    assert status == 0, capsys.readouterr().err
+    ds = bigdl.open(store)
+    assert [name for name in ds.feature_names if "__" in name] == ["when__year", "when__hour", "ts__year",
+                                                                   "ts__hour", "carrier__frequency"]
+    assert [entry["unit"] for entry in ds.attrs["preprocessing"]["datetime"]] == [None, "ms"]
+    assert main(["ingest", str(path), "--target", "target", "--store", str(tmp_path / "t.zarr"),
+                 "--datetime-parts", "year,hours"]) == 2
+    assert "The 'datetime_parts' parameter" in capsys.readouterr().err

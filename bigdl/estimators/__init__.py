@@ -1,4 +1,4 @@
-"""Estimators on the store: out-of-core forests, dask-ml integration, torch estimators, search.
+"""Estimators on the store: out-of-core forests, XGBoost, dask-ml integration, torch estimators, search.
 
 Module names mirror scikit-learn's and dask-ml's, so imports swap one for one.
 Each name loads its module on first use: a Dask worker that unpickles a
@@ -14,12 +14,13 @@ _MODULES = {
     "HyperbandSearch": "_search",
     "NotInitializedError": "_torch", "TorchClassifier": "_torch", "TorchRegressor": "_torch",
     "Incremental": "_wrappers", "ParallelPostFit": "_wrappers", "predict_to_store": "_wrappers",
+    "XGBClassifier": "_xgb", "XGBRegressor": "_xgb",
     "classification_metrics": "_metrics",
 }
 
 __all__ = ["ChunkForest", "ChunkForestClassifier", "ChunkForestRegressor", "HyperbandSearch", "Incremental",
-           "NotInitializedError", "ParallelPostFit", "TorchClassifier", "TorchRegressor", "classification_metrics",
-           "predict_to_store"]
+           "NotInitializedError", "ParallelPostFit", "TorchClassifier", "TorchRegressor", "XGBClassifier",
+           "XGBRegressor", "classification_metrics", "predict_to_store"]
 
 
 def __getattr__(name):

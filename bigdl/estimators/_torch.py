@@ -29,6 +29,7 @@ so the caller's global RNG state is left as it was.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import numbers
 import warnings
@@ -45,11 +46,13 @@ from sklearn.utils.validation import check_array, column_or_1d, validate_data
 from torch import nn
 
 from bigdl._validation import Hidden, Interval, Options, Predicate, check_estimator_params
-from bigdl.errors import BigdlError, SchemaError
+from bigdl.errors import BigdlError, ParameterError, SchemaError
 from bigdl.estimators._data import as_dask_arrays, is_store
 from bigdl.loaders._predict import predict_blocks
 from bigdl.models import MLP
+from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight
 from bigdl.train._loop import TrainingLoop
+from bigdl.train._metrics import ClassificationMetrics, mean_loss_weight
 from bigdl.train._trainer import (CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, _device, _loss_function,
                                   _optimizer)
 
@@ -279,6 +282,7 @@ class _TorchEstimator(BaseEstimator):
     _default_loss: str
     _metric = None  # score(y, predicted, sample_weight=)
     _loop_class = _BlockLoop  # the training loop of one epoch
+    _task_constraints: dict = {}  # parameters only one task has (TorchClassifier's class_weight)
 
     def __init__(self, module=None, *, module_params=None, hidden=(64, 64), optimizer="adam", lr=None, loss=None,
                  batch_size=256, max_epochs=10, random_state=0, device="cpu", warm_start=False):
@@ -298,7 +302,7 @@ class _TorchEstimator(BaseEstimator):
     def _check_params(self) -> None:
         loss = [Options(self._losses), Predicate(lambda value: _is_factory(value) or isinstance(value, nn.Module),
                                                  "a callable loss(output, target)"), None]
-        check_estimator_params(self, {**_CONSTRAINTS, "loss": loss})
+        check_estimator_params(self, {**_CONSTRAINTS, **self._task_constraints, "loss": loss})
         if self.module is None and self.module_params and "hidden" in self.module_params:
             raise SchemaError(f"{type(self).__name__}: give the default MLP's widths either as hidden= or in "
                               "module_params, not both.")
@@ -329,15 +333,16 @@ class _TorchEstimator(BaseEstimator):
 
     def _partial_fit(self, X, y, classes=None):
         self._check_params()
-        data = self._prepare(X, y, reset=not self.__sklearn_is_fitted__(), classes=classes)
+        data = self._prepare(X, y, reset=not self.__sklearn_is_fitted__(), classes=classes, partial=True)
         self._run_epoch(data)
         return self
 
-    def _prepare(self, X, y, *, reset: bool, classes=None) -> _TrainingData:
-        """Validate the training data; on ``reset`` learn the targets and build the module."""
+    def _prepare(self, X, y, *, reset: bool, classes=None, partial: bool = False) -> _TrainingData:
+        """Validate the training data; on ``reset`` learn the targets (and class weights) and build the module."""
         data = self._training_data(X, y, reset=reset)
         if reset:
             self._learn_targets(data, classes)
+            self._learn_class_weight(data, partial=partial)
             self._initialize()
         else:
             self._check_classes(classes)
@@ -407,7 +412,9 @@ class _TorchEstimator(BaseEstimator):
 
     def _build_loss(self):
         loss = self._default_loss if self.loss is None else self.loss
-        return loss() if isinstance(loss, type) else _loss_function(loss)
+        loss = loss() if isinstance(loss, type) else loss
+        return _loss_function(loss, getattr(self, "class_weight_", None), owner=type(self).__name__,
+                              device=self.device_)
 
     # -- validation -----------------------------------------------------
     def _training_data(self, X, y, *, reset: bool) -> _TrainingData:
@@ -471,6 +478,9 @@ class _TorchEstimator(BaseEstimator):
         """Set ``n_outputs_`` (and ``classes_``) from the first training data."""
         raise NotImplementedError
 
+    def _learn_class_weight(self, data: _TrainingData, *, partial: bool) -> None:
+        """Set ``class_weight_`` from the first training data (classifiers only)."""
+
     def _check_classes(self, classes) -> None:
         """Refuse a later ``classes=`` that disagrees with the fitted ones."""
 
@@ -532,6 +542,7 @@ class _TorchEstimator(BaseEstimator):
         if "module_" in state:
             state["module_"] = _dumps(self.module_.state_dict())
             state["optimizer_"] = _dumps(self.optimizer_.state_dict())
+            state.pop("_criterion", None)  # rebuilt on load: class weights are a tensor on device_
         return state
 
     def __setstate__(self, state):
@@ -548,6 +559,7 @@ class _TorchEstimator(BaseEstimator):
         self.module_.load_state_dict(_loads(module_state, self.device_))
         self.optimizer_ = self._build_optimizer()
         self.optimizer_.load_state_dict(_loads(optimizer_state, self.device_))
+        self._criterion = self._build_loss()
 
 
 # ------------------------------------------------------------------ the task classes
@@ -557,11 +569,25 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     Fits NumPy arrays in memory, or a store / dask arrays chunk by chunk; has
     ``partial_fit`` for ``Incremental``.  The module outputs one logit per
     class; ``predict_proba`` is their softmax.
-    """ + _parameters_doc('"cross_entropy"', '"cross_entropy"') + """
+    """ + _parameters_doc('"cross_entropy"', '"cross_entropy"') + """\
+    class_weight : None, "balanced" or dict, default None
+        Weigh each class's rows in the loss (``CrossEntropyLoss(weight=...)``).
+        ``"balanced"``: ``n_samples / (n_classes * count)`` from the training
+        labels (a store's train split counts, read once); a dict maps labels
+        (or, for a store, its class names or codes) to weights, others weigh 1
+        (see :func:`bigdl.preprocessing.resolve_class_weight`).  Resolved
+        when the module is built (``fit``, or the first ``partial_fit``).
+        ``partial_fit`` on arrays sees one block at a time and refuses
+        ``"balanced"`` (as scikit-learn's estimators do): pass the dict.
+        A custom ``loss`` must be a ``CrossEntropyLoss`` or ``NLLLoss``
+        (class or instance, without weights of its own) to take them.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The labels, sorted (for a store: its class codes ``0 .. n_classes-1``).
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The weight of each class of ``classes_`` in the loss (None: unweighted).
     n_features_in_ : int
     n_outputs_ : int
         Outputs of the module (``len(classes_)``).
@@ -595,6 +621,14 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
     _losses = CLASSIFICATION_LOSSES
     _default_loss = "cross_entropy"
     _metric = staticmethod(accuracy_score)
+    _task_constraints = {"class_weight": CLASS_WEIGHT}
+
+    def __init__(self, module=None, *, module_params=None, hidden=(64, 64), optimizer="adam", lr=None, loss=None,
+                 batch_size=256, max_epochs=10, random_state=0, device="cpu", warm_start=False, class_weight=None):
+        super().__init__(module, module_params=module_params, hidden=hidden, optimizer=optimizer, lr=lr, loss=loss,
+                         batch_size=batch_size, max_epochs=max_epochs, random_state=random_state, device=device,
+                         warm_start=warm_start)
+        self.class_weight = class_weight
 
     def partial_fit(self, X, y=None, classes=None):
         """One shuffled epoch over ``X, y``; the first call builds the module.
@@ -666,6 +700,86 @@ class TorchClassifier(ClassifierMixin, _TorchEstimator):
         float
         """
         return self._score(X, y, sample_weight)
+
+    def evaluate(self, X, y=None) -> dict:
+        """Loss, accuracy, balanced accuracy and ROC-AUC on ``X, y``, or on a store's test split.
+
+        One pass over the rows, a block at a time for a store or dask input;
+        memory holds one block and the counts of
+        :class:`bigdl.train._metrics.ClassificationMetrics` (a confusion matrix
+        and score histograms), not the predictions.  :meth:`score` stays the
+        accuracy (scikit-learn's contract).
+
+        Parameters
+        ----------
+        X : array-like, dask array or Dataset
+            Rows; a store is evaluated on its test split (and gives its own targets).
+        y : array-like or dask array, optional
+            Labels; omit them when ``X`` is a store.
+
+        Returns
+        -------
+        dict
+            ``loss`` (the training loss, class-weighted when ``class_weight``
+            is set), ``accuracy``, ``balanced_accuracy`` (mean recall over the
+            classes present), ``roc_auc`` (of the probability of
+            ``classes_[1]`` when binary, else one-vs-rest macro; binned, within
+            about 1e-4 of the exact value; NaN when a class is absent) and
+            ``n_samples``.
+        """
+        self._check_fitted("evaluate")
+        if _is_lazy(X):
+            X, y, _ = as_dask_arrays(X, y, split="test")
+            if X.ndim != 2:
+                raise SchemaError(f"{type(self).__name__} needs 2-D X (samples x features); got shape {X.shape}.")
+            self._check_width(X)
+            data = _TrainingData(self._validate_lazy(X, reset=False), y)
+        else:
+            X, y = self._validate_arrays(X, y, reset=False)
+            data = _TrainingData(X, y)
+        metrics = ClassificationMetrics(len(self.classes_))
+        total_loss, loss_weight = 0.0, 0.0
+        # A CPU copy: the logits come back to the CPU, the training criterion's class weights stay on device_.
+        criterion = (copy.deepcopy(self._criterion).cpu() if isinstance(self._criterion, nn.Module)
+                     else self._criterion)
+        for index in range(len(data)):
+            X_block, y_block = data.block(index)
+            X_block, target = self._block_tensors(X_block, y_block, validated=not data.lazy)
+            logits = torch.from_numpy(self._forward(X_block.numpy()))
+            with torch.no_grad():
+                loss = float(criterion(logits.float(), target))
+            weight = mean_loss_weight(criterion, target)
+            total_loss, loss_weight = total_loss + loss * weight, loss_weight + weight
+            metrics.update(torch.softmax(logits, dim=1), target, predicted=logits.argmax(1))
+        if not metrics.n_samples:
+            raise SchemaError(f"{type(self).__name__}.evaluate: no rows to evaluate (an empty store split?).")
+        return {"loss": total_loss / loss_weight if loss_weight else 0.0, **metrics.result(),
+                "n_samples": metrics.n_samples}
+
+    def _learn_class_weight(self, data: _TrainingData, *, partial: bool) -> None:
+        if self.class_weight is None:
+            self.class_weight_ = None
+            return
+        name = type(self).__name__
+        labels = list(data.dataset.classes) if data.dataset is not None else list(self.classes_)
+        counts = np.zeros(len(self.classes_), dtype=np.int64)  # a dict needs no counts
+        if isinstance(self.class_weight, str):  # "balanced": the training labels' counts
+            if data.dataset is not None:
+                counts = data.dataset.class_counts("train")
+            elif partial:
+                raise ParameterError(
+                    f"{name}.partial_fit sees one block at a time, so it cannot compute class_weight='balanced'; "
+                    "pass a dict of weights (bigdl.preprocessing.resolve_class_weight('balanced', classes, counts, "
+                    f"owner='{name}') computes them from the class counts), or fit on the whole data or a store.")
+            elif data.lazy:
+                import dask
+                import dask.array as da
+
+                values, found = dask.compute(*da.unique(data.y, return_counts=True))  # one more read of y
+                counts[np.searchsorted(self.classes_, values)] = found
+            else:
+                counts = np.bincount(np.searchsorted(self.classes_, data.y), minlength=len(self.classes_))
+        self.class_weight_ = resolve_class_weight(self.class_weight, labels, counts, owner=name)
 
     def _check_targets(self, y) -> None:
         try:

@@ -40,7 +40,7 @@ from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
                                   resolve_image_source)
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
-                                    run_ingest, write_chunk, write_rejects_part)
+                                    run_ingest, shuffle_rows, write_chunk, write_rejects_part)
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import assign_split, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
@@ -61,8 +61,9 @@ FILE_DEFAULTS = {"mode": "L", "size": (28, 28)}  # image files vary: without mod
 
 def images(source, *, store: str | os.PathLike, mode: str | None = None, size=None, resize: str = "stretch",
            labels=None, path_column: str = "path", label_column: str = "label", format: str | None = None,
-           validation: float = 0.0, test: float = 0.2, seed: int = 0, rows_per_chunk: int | None = None,
-           compression: str = "lz4", overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
+           validation: float = 0.0, test: float = 0.2, seed: int = 0, shuffle: bool = True,
+           rows_per_chunk: int | None = None, compression: str = "lz4", overwrite: bool = False,
+           progress: bool = True, client=None) -> Dataset:
     """Ingest labelled images into a Zarr store, decoding in parallel on Dask.
 
     Parameters
@@ -119,7 +120,14 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
         Seed of the split.  A sample's split is a hash of a stable key and
         the seed: the path relative to the folder, the path as written in
         the manifest, or the array file's name and row index; so adding
-        files (or manifest rows) never moves existing samples.
+        files (or manifest rows) never moves existing samples.  Also the seed
+        of the shuffle.
+    shuffle : bool, default True
+        Store the images in a seeded random order across the whole source (a
+        folder lists its classes one after another), so every chunk is a
+        random sample; done inside the decode and write passes, memory stays
+        that of one batch and one chunk.  ``False`` keeps the listing order.
+        ``record`` is the item's position in the listing either way.
     rows_per_chunk : int, optional
         Images per store chunk; default: about 16 MiB of ``X`` per chunk.
     compression : {"lz4", "zstd", "none"}, default "lz4"
@@ -181,7 +189,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
     >>> ds = bigdl.ingest.images("mnist/train-images-idx3-ubyte.gz", store="work/mnist.zarr")     # doctest: +SKIP
     >>> ds = bigdl.ingest.images("photos/manifest.parquet", store="work/p.zarr", mode="RGB", size=64)  # doctest: +SKIP
     """
-    check_params("images", {"mode": mode, "size": size, "resize": resize}, PARAMETERS)
+    check_params("images", {"mode": mode, "size": size, "resize": resize, "shuffle": shuffle}, PARAMETERS)
     check_split_parameters("images", validation=validation, test=test, seed=seed, rows_per_chunk=rows_per_chunk,
                            compression=compression, unit="images")
     listing = resolve_image_source(source, format=format, labels=labels, path_column=path_column,
@@ -191,6 +199,7 @@ def images(source, *, store: str | os.PathLike, mode: str | None = None, size=No
                        split_spec={"seed": seed, "validation": validation, "test": test},
                        rows_per_chunk=rows_per_chunk, compression=compression)
     steps.inputs = (source, labels)
+    steps.shuffle_seed = seed if shuffle else None
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
 
 
@@ -230,7 +239,7 @@ class ImageSteps(IngestSteps):
 
     def read_jobs(self, staging: str) -> list[tuple]:
         batches = self.listing.batches(_decode_batch_rows(self.listing.n_items, self.rows_per_chunk))
-        return [(staging, index, start, batch, self.options, self.split_spec)
+        return [(staging, index, start, batch, self.options, self.split_spec, self.shuffle_seed)
                 for index, (start, batch) in enumerate(batches)]
 
     def account(self, read_results: list[dict]) -> dict:
@@ -261,7 +270,7 @@ class ImageSteps(IngestSteps):
                       x_dtype="uint8", y_dtype="int64", x_dimensions=X_DIMENSIONS, compression=self.compression)
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
-        return (root, staging, start, pieces)
+        return (root, staging, start, pieces, self.shuffle_seed)
 
     def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
         # Image rejects are few and small (a name and a reason each): the decode tasks return them.
@@ -297,6 +306,7 @@ PARAMETERS = {
                               and all(_SIDE.is_satisfied_by(side) for side in size),
                               "a (height, width) pair of ints >= 1"), None],
     "resize": [Options(RESIZES)],
+    "shuffle": [bool],
 }
 
 
@@ -617,7 +627,8 @@ def _read_array(batch: dict, start: int, options: dict):
 BATCH_READERS = {"files": _read_files, "array": _read_array}
 
 
-def _decode_task(staging: str, index: int, start: int, batch: dict, options: dict, split_spec: dict) -> dict:
+def _decode_task(staging: str, index: int, start: int, batch: dict, options: dict, split_spec: dict,
+                 shuffle_seed: int | None = None) -> dict:
     channels, size = MODES[options["mode"]], tuple(options["size"])
     arrays, labels, records, keys, rejects, scaled = BATCH_READERS[batch["kind"]](batch, start, options)
     if arrays and arrays[0].ndim == 4:  # array batches arrive as stacked blocks
@@ -626,9 +637,12 @@ def _decode_task(staging: str, index: int, start: int, batch: dict, options: dic
         X = np.stack(arrays) if arrays else np.zeros((0, channels, *size), dtype=np.uint8)
     split = assign_split(split_keys(keys), split_spec["seed"], split_spec["validation"], split_spec["test"]) \
         if keys else np.zeros(0, dtype=np.uint8)
+    labels, records = np.asarray(labels, dtype=np.int64), np.asarray(records, dtype=np.int64)
+    order = shuffle_rows(len(X), shuffle_seed, index)
+    if order is not None:
+        X, labels, records, split = X[order], labels[order], records[order], split[order]
     np.save(os.path.join(staging, f"X-{index:06d}.npy"), X)
-    np.savez(os.path.join(staging, f"meta-{index:06d}.npz"), y=np.asarray(labels, dtype=np.int64),
-             record=np.asarray(records, dtype=np.int64), split=split)
+    np.savez(os.path.join(staging, f"meta-{index:06d}.npz"), y=labels, record=records, split=split)
     n_items = len(batch["items"]) if batch["kind"] == "files" else batch["high"] - batch["low"]
     sums, squares = _pixel_sums(X)
     return {
@@ -671,11 +685,13 @@ def _statistics(results: list[dict], channels: int) -> tuple[list[float], list[f
 
 
 # ---------------------------------------------------------------- pass 2
-def _write_task(root: str, staging: str, start: int, pieces: list[tuple]) -> np.ndarray:
+def _write_task(root: str, staging: str, start: int, pieces: list[tuple],
+                shuffle_seed: int | None = None) -> np.ndarray:
     arrays: dict[str, list] = {"X": [], "y": [], "split": [], "record": []}
     for index, low, high in pieces:
         arrays["X"].append(np.load(os.path.join(staging, f"X-{index:06d}.npy"), mmap_mode="r")[low:high])
         with np.load(os.path.join(staging, f"meta-{index:06d}.npz")) as meta:
             for name in ("y", "split", "record"):
                 arrays[name].append(meta[name][low:high])
-    return write_chunk(root, start, {name: np.concatenate(parts) for name, parts in arrays.items()})
+    return write_chunk(root, start, {name: np.concatenate(parts) for name, parts in arrays.items()},
+                       shuffle_seed=shuffle_seed)

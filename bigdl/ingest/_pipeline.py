@@ -33,7 +33,8 @@ from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import check_whole_chunk
 from bigdl.store._write import finish_store
 
-__all__ = ["IngestSteps", "run_ingest", "account", "check_accounting", "chunk_jobs", "write_chunk",
+__all__ = ["IngestSteps", "run_ingest", "account", "check_accounting", "chunk_jobs", "write_chunk", "shuffle_rng",
+           "shuffle_rows", "row_order",
            "register_reason_family", "reason_family", "count_reasons", "write_rejects_part", "empty_message"]
 
 # Store kind -> the function that folds a reject reason into its family, for counting
@@ -160,8 +161,55 @@ def account(results: Sequence[dict], *, expected: int | None = None, what: str =
 
 
 # ---------------------------------------------------------------- chunk jobs and writes
-def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
-               ids: Sequence | None = None) -> list[tuple[int, list[tuple]]]:
+# The first word of every shuffle seed, so the row order never shares a random stream with the split.
+SHUFFLE_STREAM = 0x5348554646  # "SHUFF"
+
+
+def shuffle_rng(seed: int, *where: int) -> np.random.Generator:
+    """The random stream of one step of the seeded row shuffle (``where``: the step and its block or chunk).
+
+    Parameters
+    ----------
+    seed : int
+        The ingest's seed.
+    *where : int
+        What the stream is for: ``(1, block)`` orders a staged block,
+        ``(2,)`` assigns rows to chunks, ``(3, chunk start)`` orders a chunk.
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    return np.random.default_rng([SHUFFLE_STREAM, int(seed), *(int(value) for value in where)])
+
+
+def shuffle_rows(n_rows: int, seed: int | None, block: int) -> np.ndarray | None:
+    """The order a read task stages a block's ``n_rows`` valid rows in (None: as read, no shuffle).
+
+    With the shuffle on, each block is staged in a seeded random order, so
+    that any run of its staged rows is a random sample of the block; the
+    write plan (:func:`chunk_jobs`) then takes one such run of every block
+    for each chunk.
+
+    Parameters
+    ----------
+    n_rows : int
+    seed : int or None
+        The ingest's shuffle seed; None when the shuffle is off.
+    block : int
+        The block's index (its staging file number).
+
+    Returns
+    -------
+    numpy.ndarray of int64 or None
+    """
+    if seed is None:
+        return None
+    return shuffle_rng(seed, 1, block).permutation(n_rows)
+
+
+def chunk_jobs(counts: Sequence[int], rows_per_chunk: int, ids: Sequence | None = None, *,
+               shuffle_seed: int | None = None) -> list[tuple[int, list[tuple]]]:
     """For each store chunk, the ``(piece id, from, to)`` staged row ranges it holds.
 
     Parameters
@@ -172,6 +220,17 @@ def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
         Rows per store chunk.
     ids : sequence, optional
         The id of each piece (its staging file number); default: its position.
+    shuffle_seed : int, optional
+        Spread every piece's rows over all chunks in a seeded random way
+        instead of keeping them in order: chunk ``k`` takes from each piece a
+        number of rows drawn from the multivariate hypergeometric distribution
+        (the counts a uniformly random permutation of all rows would give),
+        as one run of the piece's staged rows, which the read tasks staged in
+        random order (:func:`shuffle_rows`).  With the rows of each chunk
+        permuted when written (:func:`write_chunk`), the store's order is a
+        uniformly random permutation of the input, and every task still
+        reads each staged row once.  The plan holds at most one range per
+        piece and chunk.
 
     Returns
     -------
@@ -186,6 +245,8 @@ def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
     [(0, [(0, 0, 3), (2, 0, 2)]), (5, [(2, 2, 4)])]
     """
     ids = list(range(len(counts))) if ids is None else list(ids)
+    if shuffle_seed is not None:
+        return _shuffled_chunk_jobs(np.asarray(counts, dtype=np.int64), rows_per_chunk, ids, shuffle_seed)
     starts = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))]).astype(np.int64)
     n_rows = int(starts[-1])
     jobs = []
@@ -204,7 +265,28 @@ def chunk_jobs(counts: Sequence[int], rows_per_chunk: int,
     return jobs
 
 
-def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndarray:
+def _shuffled_chunk_jobs(counts: np.ndarray, rows_per_chunk: int, ids: list, seed: int) -> list:
+    n_rows = int(counts.sum())
+    starts = list(range(0, n_rows, rows_per_chunk))
+    capacity = np.array([min(rows_per_chunk, n_rows - start) for start in starts], dtype=np.int64)
+    rng = shuffle_rng(seed, 2)
+    jobs: list[tuple[int, list[tuple]]] = [(start, []) for start in starts]
+    for number, n_piece in enumerate(counts.tolist()):
+        if n_piece == 0:
+            continue
+        # The piece's rows among the chunks' remaining places, as a random permutation would put them.
+        taken = rng.multivariate_hypergeometric(capacity, n_piece)
+        capacity -= taken
+        low = 0
+        for chunk in np.flatnonzero(taken).tolist():
+            high = low + int(taken[chunk])
+            jobs[chunk][1].append((ids[number], low, high))
+            low = high
+    return jobs
+
+
+def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray], *,
+                shuffle_seed: int | None = None) -> np.ndarray:
     """Write one whole store chunk of every array in ``arrays``; return its rows per split.
 
     Runs inside a write task.
@@ -217,6 +299,9 @@ def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndar
         The chunk's first row.
     arrays : dict of str to numpy.ndarray
         The chunk's values of each array (``X``, ``split``, ...).
+    shuffle_seed : int, optional
+        Write the chunk's rows in a seeded random order (the same for every
+        array), so rows gathered piece by piece are mixed within the chunk.
 
     Returns
     -------
@@ -228,6 +313,9 @@ def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray]) -> np.ndar
     import zarr
 
     stop = start + len(arrays["split"])
+    if shuffle_seed is not None:
+        order = shuffle_rng(shuffle_seed, 3, start).permutation(stop - start)
+        arrays = {name: values[order] for name, values in arrays.items()}
     group = zarr.open_group(root, mode="r+")
     check_whole_chunk(group["X"], start, stop)
     for name, values in arrays.items():
@@ -332,10 +420,16 @@ class IngestSteps:
         Blosc codec of the arrays, recorded in the store's attributes.
     inputs : tuple
         The input paths: the store may not be one of them, lie inside one or contain one.
+    shuffle_seed : int or None
+        Store the rows in a seeded random order across the whole input (see
+        :func:`chunk_jobs`); None keeps the input order.  A kind that
+        shuffles also stages each block in the order :func:`shuffle_rows`
+        gives and passes the seed to :func:`write_chunk`.
     """
 
     kind: str = ""
     inputs: tuple = ()
+    shuffle_seed: int | None = None
     name: str = ""
     read_stage: str = "read"
     rows_per_chunk: int = 0
@@ -498,6 +592,20 @@ class IngestSteps:
         raise NotImplementedError
 
 
+def row_order(shuffle_seed: int | None) -> dict:
+    """The store's ``row_order`` attribute: ``{"shuffled": bool, "seed": int or None}``.
+
+    Parameters
+    ----------
+    shuffle_seed : int or None
+
+    Returns
+    -------
+    dict
+    """
+    return {"shuffled": shuffle_seed is not None, "seed": shuffle_seed}
+
+
 def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool, progress: bool,
                client=None) -> Dataset:
     """Run the ingest pipeline with one kind's ``steps``; return the committed store, opened.
@@ -548,11 +656,12 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         steps.create_arrays(temporary, int(sum(counts)))
         chunk_split_counts = run("write", steps.write_task,
                                  [steps.write_job(str(temporary), str(staging), start, pieces)
-                                  for start, pieces in chunk_jobs(counts, steps.rows_per_chunk, ids)])
+                                  for start, pieces in chunk_jobs(counts, steps.rows_per_chunk, ids,
+                                                                  shuffle_seed=steps.shuffle_seed)])
         steps.write_rejects(temporary, staging, read_results, accounting, run)
         shutil.rmtree(staging)
         attributes = steps.attributes(accounting)
         finish_store(temporary, kind=steps.kind, accounting=accounting, chunk_split_counts=chunk_split_counts,
                      compression=steps.compression, ingest_seconds=round(time.perf_counter() - started, 3),
-                     **attributes)
+                     row_order=row_order(steps.shuffle_seed), **attributes)
     return open_store(store)

@@ -21,14 +21,16 @@ import pyarrow as pa
 
 from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
-from bigdl.ingest._pipeline import IngestSteps, empty_message, write_rejects_part
+from bigdl.ingest._pipeline import IngestSteps, empty_message, shuffle_rows, write_rejects_part
 from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
            "parse_numbers", "checked_numbers", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
-           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples"]
+           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples", "log_time_zones"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
+# Rows a read task gathers at once when it stages its block in shuffled order.
+SHUFFLE_BATCH_ROWS = 65_536
 # What a non-finite number (inf, -inf, Infinity, 1e309) in a value column becomes: the row is
 # quarantined ("not a finite number"), or the cell is read as missing and filled like one.
 NON_FINITE = ("reject", "missing")
@@ -90,7 +92,8 @@ class RowSteps(IngestSteps):
         self.offsets: list[dict] = []
 
     def read_jobs(self, staging: str) -> list[tuple]:
-        options = dict(self.plan.options, all_columns=self.plan.columns)
+        # shuffle_seed: the read task stages its valid rows in the order shuffle_rows gives (None: as read).
+        options = dict(self.plan.options, all_columns=self.plan.columns, shuffle_seed=self.shuffle_seed)
         return [(block, self.read_spec, options, staging) for block in self.plan.blocks]
 
     def account(self, read_results: list[dict]) -> dict:
@@ -238,6 +241,28 @@ def checked_numbers(column: pa.ChunkedArray, name: str, reject: Callable, *, lab
     return values
 
 
+def log_time_zones(logger, what: str, aware: int, naive: int) -> None:
+    """Say what became of time zones: times with one converted to UTC; a warning when times without one mix in.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        The ingest kind's logger.
+    what : str
+        The column, as the message starts: ``"Time column 'day'"``.
+    aware, naive : int
+        Times read with a time zone (converted to UTC), and without one (taken as UTC).
+    """
+    if not aware:
+        return
+    message = (f"{what}: {aware} time(s) with a time zone were converted to UTC"
+               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
+    if naive:
+        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
+    else:
+        logger.info(message)
+
+
 def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
     """The rejects of a parsed block: rows the parser refused, then the ``bad`` rows with their ``reasons``.
 
@@ -265,14 +290,24 @@ def rejected_rows(raw: RawBlock, bad: np.ndarray, reasons: list) -> list[dict]:
         record = int(raw.records[index])
         line, text = raw.physical(record)
         if text is None:
-            text = json.dumps({name: raw.table.column(name)[index].as_py() for name in raw.table.column_names},
+            text = json.dumps({name: _cell_value(raw.table.column(name), index) for name in raw.table.column_names},
                               default=str)
         rejects.append({"record": record, "line": line, "raw": text, "reason": reasons[index]})
     rejects.sort(key=lambda item: item["record"])
     return rejects
 
 
-def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
+def _cell_value(column: pa.ChunkedArray, index: int):
+    """A cell as Python, or as Arrow's text where Python cannot hold it (a timestamp after the year 9999)."""
+    import pyarrow.compute as pc
+
+    try:
+        return column[index].as_py()
+    except (OverflowError, ValueError):
+        return pc.cast(column.slice(index, 1), pa.string())[0].as_py()
+
+
+def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed: int | None = None) -> None:
     """Stage a block's valid rows as Arrow IPC (memory-mapped by the later tasks).
 
     Parameters
@@ -280,10 +315,19 @@ def stage_table(staging: str, block_index: int, table: pa.Table) -> None:
     staging : str
     block_index : int
     table : pyarrow.Table
+    shuffle_seed : int, optional
+        Stage the rows in the seeded random order of
+        :func:`bigdl.ingest._pipeline.shuffle_rows` (the store's row shuffle).
     """
+    order = shuffle_rows(table.num_rows, shuffle_seed, block_index)
     with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
         with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+            if order is None:
+                writer.write_table(table)
+                return
+            # Gathered a batch at a time, so the shuffled copy never holds more than one batch.
+            for start in range(0, len(order), SHUFFLE_BATCH_ROWS):
+                writer.write_table(table.take(pa.array(order[start:start + SHUFFLE_BATCH_ROWS])))
 
 
 def read_staged(staging: str, block_index: int) -> pa.Table:

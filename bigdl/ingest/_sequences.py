@@ -47,6 +47,7 @@ from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
+from bigdl.preprocessing._dates import parse_times
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import SPLIT_CODES, check_split_parameters, rows_per_chunk_for
 from bigdl.store._write import create_arrays
@@ -319,15 +320,7 @@ def _time_zone_attributes(time_zones: dict) -> dict:
 
 def _log_time_zones(spec: dict, time_zones: dict) -> None:
     """Say what became of time zones: converted to UTC; a warning when zone-aware and naive times mix."""
-    aware, naive = time_zones["aware"], time_zones["naive"]
-    if not aware:
-        return
-    message = (f"Time column {spec['time']!r}: {aware} time(s) with a time zone were converted to UTC"
-               + (f" and {naive} time(s) without one were taken as UTC" if naive else "") + ".")
-    if naive:
-        logger.warning(message + " If those are local times, give them an offset (or a time zone) in the source.")
-    else:
-        logger.info(message)
+    _rows.log_time_zones(logger, f"Time column {spec['time']!r}", time_zones["aware"], time_zones["naive"])
 
 
 @register_reason_family("sequence")
@@ -479,61 +472,6 @@ def _rejector(bad: np.ndarray, reasons: list):
         bad[mask] = True
 
     return reject
-
-
-# A time of day followed by a time zone: "Z", "UTC", "GMT" or an offset such as +01:00 or -0500.
-_ZONE_SUFFIX = r"\d:\d\d(:\d\d([.,]\d+)?)?\s*(Z|UTC|GMT|[+-]\d\d(:?\d\d)?)$"
-
-
-def parse_times(column: pa.ChunkedArray, text: pd.Series, present: np.ndarray,
-                time_format: str | None) -> tuple[pd.Series, np.ndarray]:
-    """Dates and times as naive UTC, and which of them carried a time zone.
-
-    Times with a time zone (an offset, ``Z``, a zone-aware Arrow or Parquet
-    timestamp) are converted to UTC; times without one are taken as UTC, as
-    written.  So a column may mix both.  Text is parsed in the format
-    inferred from its first time (or ``time_format``); without
-    ``time_format``, times that do not fit it are parsed again as ISO 8601,
-    so that ``2020-01-01``, ``2020-01-01 12:00`` and ``2020-01-01T12:00Z``
-    can share a column.
-
-    Parameters
-    ----------
-    column : pyarrow.ChunkedArray
-        The time column as read.
-    text : pandas.Series
-        The same column in pandas.
-    present : numpy.ndarray of bool
-        The cells that are not missing.
-    time_format : str or None
-        A ``strftime`` format, or None to infer it.
-
-    Returns
-    -------
-    (pandas.Series, numpy.ndarray)
-        The times (NaT where missing or not a time) without a time zone, in
-        UTC, and the mask of the cells that carried a time zone.
-    """
-    import pyarrow.compute as pc
-
-    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        parsed = pd.to_datetime(text, utc=True)
-        aware = np.full(len(text), pa.types.is_timestamp(column.type) and column.type.tz is not None)
-    else:
-        cells = text.where(present, None)
-        parsed = pd.to_datetime(cells, errors="coerce", format=time_format, utc=True)
-        retry = (parsed.isna().to_numpy() & present) if time_format is None else np.zeros(len(text), dtype=bool)
-        if retry.any():
-            parsed = parsed.copy()
-            parsed[retry] = pd.to_datetime(cells[retry], errors="coerce", format="ISO8601", utc=True)
-        try:
-            strings = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
-                else pc.cast(column, pa.string())
-            aware = pc.match_substring_regex(pc.utf8_trim_whitespace(strings), _ZONE_SUFFIX, ignore_case=True)
-            aware = aware.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            aware = np.zeros(len(text), dtype=bool)
-    return parsed.dt.tz_localize(None), aware
 
 
 def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray) -> dict:

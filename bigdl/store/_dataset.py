@@ -447,8 +447,11 @@ class StoreInfo:
         -------
         dict
             ``path``, ``kind``, ``task``, ``n_samples``, ``n_features``, ``target``,
-            ``classes``, ``rows``, ``splits``, ``chunks``, sizes, compression,
-            source, creation time and bigdl version.
+            ``classes``, ``rows``, ``splits``, ``row_order``, ``chunks``, sizes, compression,
+            source, creation time and bigdl version; and the kind's own
+            values (tabular: ``categories``, per categorical column
+            ``{"encoding", "kept", "folded_values", "folded_rows"}``, and
+            ``datetime``, per date/time column its parts and time zones).
         """
         ds = self.dataset
         X = ds._group["X"]
@@ -462,6 +465,7 @@ class StoreInfo:
             "classes": ds.classes,
             "rows": ds.row_counts,
             "splits": ds.split_counts,
+            "row_order": ds.attrs.get("row_order"),
             "chunks": {"rows_per_chunk": ds.rows_per_chunk, "n_chunks": int(X.nchunks),
                        "chunk_bytes": int(ds.rows_per_chunk * np.prod(X.shape[1:]) * X.dtype.itemsize)},
             "bytes_on_disk": ds.size_on_disk(),
@@ -470,6 +474,7 @@ class StoreInfo:
             "source": ds.attrs.get("source"),
             "created": ds.attrs.get("created"),
             "bigdl_version": ds.attrs.get("bigdl_version"),
+            **ds.view.info_values(),
         }
 
     def __str__(self) -> str:
@@ -488,6 +493,9 @@ class StoreInfo:
             lines.append(f"               rejects in {ds.rejects_path}")
         splits = info["splits"]
         lines.append("splits       " + "  ".join(f"{name} {count:,}" for name, count in splits.items()))
+        order = info["row_order"]
+        if order is not None:  # stores written before bigdl shuffled rows do not say
+            lines.append("row order    " + (f"shuffled (seed {order['seed']})" if order["shuffled"] else "as input"))
         names = ds.feature_names
         if names:
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")

@@ -16,7 +16,7 @@ from bigdl.errors import ParameterError, StoreFormatError
 
 __all__ = [
     "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for",
-    "check_split_parameters", "check_whole_chunk", "assign_split", "open_group", "check_format_version",
+    "check_split_parameters", "check_whole_chunk", "assign_split", "assign_folds", "open_group", "check_format_version",
     "TARGET_CHUNK_BYTES", "READABLE_FORMATS",
 ]
 
@@ -175,6 +175,33 @@ def assign_split(keys: np.ndarray, seed: int, validation: float, test: float) ->
     codes[uniform < test + validation] = SPLIT_CODES["validation"]
     codes[uniform < test] = SPLIT_CODES["test"]
     return codes
+
+
+def assign_folds(keys: np.ndarray, seed: int, n_folds: int) -> np.ndarray:
+    """Fold numbers in ``[0, n_folds)`` from the stable keys :func:`assign_split` takes, independent of the split.
+
+    Out-of-fold statistics (target encoding) use them: a sample's fold, like
+    its split, depends only on its key and the seed.  The fold is drawn from
+    a second mixing of the bits the split is drawn from, so the training
+    split's samples fall evenly into the folds.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray of int
+        One stable key per sample.
+    seed : int
+        The split's seed.
+    n_folds : int
+        At least 1.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    with np.errstate(over="ignore"):
+        mixed = _splitmix64(keys.astype(np.uint64) ^ _splitmix64(np.array([seed], dtype=np.uint64))[0])
+        mixed = _splitmix64(mixed ^ np.uint64(0xD1B54A32D192ED03))
+    return (mixed % np.uint64(n_folds)).astype(np.int64)
 
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:

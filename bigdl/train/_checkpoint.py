@@ -5,7 +5,7 @@ the history, and is loaded with ``torch.load(weights_only=True)``, which
 runs no code from the file: only tensors, dicts, lists, numbers and strings
 come back.  Beside it, ``epoch-NNNNN.json`` (a sidecar, written after the
 ``.pt``) records the run id and the run's identity (model architecture,
-optimizer, store, seed, batch size), so deciding whether to continue from a
+optimizer, store, seed, batch size, class weights), so deciding whether to continue from a
 checkpoint reads no pickle at all.  A checkpoint is only unpickled to resume:
 with ``fit(resume=True)``, or by a rescheduled attempt of the same run.
 """
@@ -127,11 +127,13 @@ def read_sidecar(checkpoint: str) -> dict | None:
 
 # ---------------------------------------------------------------- the identity of a run
 def run_identity(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ds, *, seed: int,
-                 batch_size: int) -> dict:
-    """What makes two runs the same run: architecture, optimizer, store, seed, batch size (JSON-ready).
+                 batch_size: int, class_weight=None) -> dict:
+    """What makes two runs the same run: architecture, optimizer, store, seed, batch size, class weights (JSON-ready).
 
-    The weights are not part of it (they are what a checkpoint carries on),
-    nor is the number of ranks (a run may resume on another number of workers).
+    The model's weights are not part of it (they are what a checkpoint
+    carries on), nor is the number of ranks (a run may resume on another
+    number of workers).  ``class_weight`` is the resolved list of per-class
+    weights, or None for an unweighted loss.
     """
     path = str(ds.path)
     return {
@@ -141,6 +143,7 @@ def run_identity(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ds, *
         "store": {"path": path if "://" in path else os.path.abspath(path), "created": ds.attrs.get("created")},
         "seed": int(seed),
         "batch_size": int(batch_size),
+        "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
     }
 
 
@@ -171,6 +174,10 @@ def identity_differences(recorded: dict, current: dict) -> list[str]:
     for key in ("seed", "batch_size"):
         if recorded.get(key) != current[key]:
             differences.append(f"{key} is {recorded.get(key)} in the checkpoint, {current[key]} here")
+    # A checkpoint written before class weights existed trained unweighted: no key means None.
+    if recorded.get("class_weight") != current.get("class_weight"):
+        differences.append(f"the class weights are {recorded.get('class_weight')} in the checkpoint, "
+                           f"{current.get('class_weight')} here")
     return differences
 
 
@@ -206,6 +213,6 @@ def checkpoint_to_resume(directory: str, *, resume: bool, run_id: str | None, id
     if differences:
         raise CheckpointError(
             f"The checkpoint {latest!r} belongs to another run: {'; '.join(differences)}. Resume with the same "
-            "model, optimizer, store, seed and batch_size, or use another checkpoint_dir for this run."
+            "model, optimizer, store, seed, batch_size and class_weight, or use another checkpoint_dir for this run."
         )
     return latest, state

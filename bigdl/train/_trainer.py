@@ -28,11 +28,13 @@ import torch
 from torch import nn
 
 from bigdl._validation import Interval, Options, Predicate, check_params
-from bigdl.errors import EmptyResultError, SchemaError, TrainingError, public_message
+from bigdl.errors import EmptyResultError, ParameterError, SchemaError, TrainingError, public_message
+from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.train._checkpoint import checkpoint_path, checkpoint_to_resume, run_identity, save_checkpoint
 from bigdl.train._loop import Callback, TrainingLoop, target_for as _target_for
+from bigdl.train._metrics import ClassificationMetrics, mean_loss_weight
 
 __all__ = ["Trainer", "EVENT_TOPIC"]
 
@@ -42,6 +44,8 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adadelta": torc
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "adadelta": 1.0, "rmsprop": 1e-3}
 CLASSIFICATION_LOSSES = {"cross_entropy": nn.CrossEntropyLoss}
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
+#: Losses that take class weights (``weight=``, one per class, for class-code targets).
+WEIGHTED_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 
 
 def _is_callback_list(value) -> bool:
@@ -71,6 +75,7 @@ TRAINER_CONSTRAINTS = {
     "loader_options": [dict, None],
     "callbacks": [Predicate(_is_callback_list, "a list of bigdl.train.Callback instances"), None],
     "loop_class": [Predicate(_is_loop_class, "a subclass of bigdl.train.TrainingLoop"), None],
+    "class_weight": CLASS_WEIGHT,
 }
 
 
@@ -129,27 +134,46 @@ class Trainer:
         A :class:`~bigdl.train.TrainingLoop` subclass to train with (to
         override ``train_step``, ``get_iterator``...); it must be importable
         on the workers.
+    class_weight : None, "balanced" or dict, optional
+        Classification stores only: weigh each class's samples in the loss,
+        as ``torch.nn.CrossEntropyLoss(weight=...)``.  ``"balanced"`` is
+        ``n_train / (n_classes * count)`` from the train split's class counts
+        (:meth:`~bigdl.store.Dataset.class_counts`, one read of ``y``); a dict
+        maps class labels (or codes) to weights, others weigh 1 (see
+        :func:`bigdl.preprocessing.resolve_class_weight`).  The weights are
+        resolved when ``fit`` starts, travel to the worker with the run and
+        are part of its checkpoint identity (a resume with other weights is
+        refused).  With a ``loss`` of your own it needs a
+        ``torch.nn.CrossEntropyLoss`` or ``NLLLoss`` instance without a
+        ``weight`` of its own (a copy of it gets the weights); any other
+        callable is refused, as are regression stores.  The validation and
+        :meth:`evaluate` losses are then the class-weighted mean too.
 
     Attributes
     ----------
     history : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` and the metric
-        (``val_accuracy`` or ``val_r2``) when there is a validation split,
-        ``samples_per_second``, ``seconds``, ``worker``, ``checkpoint``.
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` and the metrics
+        (``val_accuracy``, ``val_balanced_accuracy``, ``val_roc_auc``, or
+        ``val_mse``, ``val_mae``, ``val_r2``) when there is a validation
+        split, ``samples_per_second``, ``seconds``, ``worker``, ``checkpoint``.
+    class_weight_ : numpy.ndarray of shape (n_classes,) or None
+        The class weights the last ``fit`` trained with, in class-code order
+        (None: unweighted).
 
     Examples
     --------
     >>> trainer = Trainer(MLP(ds.n_features, [64, 64], ds.n_classes), epochs=5)  # doctest: +SKIP
     >>> trainer.fit(ds)                                                          # doctest: +SKIP
     >>> trainer.evaluate(ds, split="test")                                       # doctest: +SKIP
-    {'loss': 0.21, 'accuracy': 0.93, 'n_samples': 20077}
+    {'loss': 0.21, 'accuracy': 0.93, 'balanced_accuracy': 0.93, 'roc_auc': 0.99, 'n_samples': 20077}
     """
 
     def __init__(self, model: nn.Module, *, optimizer="adam", lr: float | None = None, loss=None,
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
-                 loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None):
+                 loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
+                 class_weight=None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -167,6 +191,7 @@ class Trainer:
         self.loader_options = loader_options
         self.callbacks = callbacks
         self.loop_class = loop_class
+        self.class_weight = class_weight
         self.history: list[dict] = []
 
     # ------------------------------------------------------------ fit
@@ -227,6 +252,7 @@ class Trainer:
         self.model.load_state_dict(result["model"])
         self.history = result["history"]
         self.task_ = ds.task  # predict on plain arrays then knows to give class codes
+        self.class_weight_ = None if spec["class_weight"] is None else np.asarray(spec["class_weight"])
         return self.history
 
     def _client(self):
@@ -283,6 +309,7 @@ class Trainer:
         _check_model_shapes(self.model, ds)
         if self.early_stopping is not None and not ds.split_counts.get("validation"):
             raise SchemaError("early_stopping needs a validation split: ingest with validation=0.1 (for example).")
+        class_weight = self._class_weights(ds, loss)
         return {
             "model": self.model, "optimizer": self.optimizer, "lr": self.lr, "loss": loss,
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
@@ -291,11 +318,30 @@ class Trainer:
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
             "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
             "loop_class": self.loop_class or TrainingLoop,
+            # Plain floats: the weights travel with the spec to the worker and into the checkpoint identity.
+            "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
         }
+
+    def _class_weights(self, ds: Dataset, loss) -> np.ndarray | None:
+        """``class_weight`` resolved against the store's classes (and train counts, for "balanced")."""
+        if self.class_weight is None:
+            return None
+        if ds.task != "classification":
+            raise ParameterError(f"The 'class_weight' parameter of Trainer weighs classes, but the store "
+                                 f"{str(ds.path)!r} holds regression targets; leave class_weight=None.")
+        balanced = isinstance(self.class_weight, str)
+        counts = ds.class_counts("train") if balanced else np.zeros(ds.n_classes, dtype=np.int64)
+        weights = resolve_class_weight(self.class_weight, ds.classes, counts, owner="Trainer")
+        _loss_function(loss, weights, owner="Trainer")  # refuses a loss that cannot take them, before any work
+        return weights
 
     # ------------------------------------------------------------ evaluate / predict
     def evaluate(self, ds, split: str = "test") -> dict:
-        """Loss and metrics of the model on one split: accuracy, or MSE / MAE / R2.
+        """Loss and metrics of the model on one split: accuracy, balanced accuracy, ROC-AUC, or MSE / MAE / R2.
+
+        One pass over the split in batches; memory does not grow with it (the
+        classification metrics are counts: see
+        :class:`bigdl.train._metrics.ClassificationMetrics`).
 
         Parameters
         ----------
@@ -305,13 +351,20 @@ class Trainer:
         Returns
         -------
         dict
-            ``loss``, ``accuracy`` (classification) or ``mse``, ``mae``,
-            ``r2`` (regression, over every target value), and ``n_samples``.
+            ``loss`` (the training loss, class-weighted when ``class_weight``
+            is set) and, for classification, ``accuracy``,
+            ``balanced_accuracy`` (mean recall over the classes present) and
+            ``roc_auc`` (of the positive class's probability when binary,
+            else one-vs-rest macro over the softmax probabilities; binned,
+            within about 1e-4 of the exact value, NaN when a class is absent
+            from the split), or for regression ``mse``, ``mae``, ``r2`` (over
+            every target value); and ``n_samples``.
         """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
         device = _device(self.device)
-        loop = TrainingLoop(self.model.to(device), None, _loss_function(spec["loss"]), task=spec["task"],
+        criterion = _loss_function(spec["loss"], spec["class_weight"], owner="Trainer", device=device)
+        loop = TrainingLoop(self.model.to(device), None, criterion, task=spec["task"],
                             device=device, batch_size=spec["batch_size"])
         return _evaluate(loop, ds, split)
 
@@ -458,14 +511,16 @@ def _run(spec: dict, path: str, resume: bool, run_id: str, report: Callable[[dic
 def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, worker_name, run_id=None) -> dict:
     optimizer = _optimizer(spec["optimizer"], spec["lr"], trained)
     batches = BatchLossReporter(report, ds.split_counts.get("train"), world_size=world_size)
+    criterion = _loss_function(spec["loss"], spec.get("class_weight"), owner="Trainer", device=device)
     loop = spec.get("loop_class", TrainingLoop)(
-        model, optimizer, _loss_function(spec["loss"]), task=spec["task"], device=device,
+        model, optimizer, criterion, task=spec["task"], device=device,
                         callbacks=[_LiveLoss(batches), *spec.get("callbacks", ())], trained=trained,
                         batch_size=spec["batch_size"], seed=spec["seed"], loader_options=spec["loader_options"],
                         rank=rank, world_size=world_size)
     loader = loop.get_iterator(ds, split="train", training=True)
     start_epoch = 0
-    identity = run_identity(model, optimizer, ds, seed=spec["seed"], batch_size=spec["batch_size"])
+    identity = run_identity(model, optimizer, ds, seed=spec["seed"], batch_size=spec["batch_size"],
+                            class_weight=spec.get("class_weight"))
     # A task that finds a checkpoint of its own run is a rescheduled attempt
     # (its worker died): it carries on from there, like resume=True.
     found = checkpoint_to_resume(spec["checkpoint_dir"], resume=resume, run_id=run_id,
@@ -539,23 +594,27 @@ class _LiveLoss(Callback):
 
 
 def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
-    """Loss and metrics of ``loop.module`` on ``split``: accuracy, or MSE / MAE / R2 over every target value."""
+    """Loss and metrics of ``loop.module`` on ``split``: see :meth:`Trainer.evaluate`."""
     if not ds.split_counts.get(split):
         raise SchemaError(f"The store {str(ds.path)!r} has no {split!r} rows (splits: {ds.split_counts}).")
     model = loop.module
     was_training = model.training
     model.eval()
     classify = loop.task == "classification"
-    total_loss, count, correct = 0.0, 0, 0
+    total_loss, loss_weight, count = 0.0, 0.0, 0
+    metrics = ClassificationMetrics(ds.n_classes) if classify else None
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
     n_values = 0  # target values: a sample holds several for multi-step or multi-output targets
     with torch.no_grad():
         for X, y in loop.get_iterator(ds, split=split, training=False):
             output, target = loop.evaluation_step(X, y)
-            total_loss += float(loop.criterion(output, target)) * len(X)
+            weight = mean_loss_weight(loop.criterion, target)
+            total_loss += float(loop.criterion(output, target)) * weight
+            loss_weight += weight
             count += len(X)
             if classify:
-                correct += int((output.argmax(1) == target).sum())
+                # float64 softmax: the ROC-AUC histograms keep scores near 0 and 1 apart.
+                metrics.update(torch.softmax(output.double(), dim=1), target, predicted=output.argmax(1))
             else:
                 error = (output.reshape(-1) - target.reshape(-1)).double()
                 values = target.reshape(-1).double()
@@ -565,9 +624,9 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
                 sum_y2 += float((values ** 2).sum())
                 n_values += values.numel()
     model.train(was_training)
-    result = {"loss": total_loss / max(count, 1)}
+    result = {"loss": total_loss / loss_weight if loss_weight else 0.0}
     if classify:
-        result["accuracy"] = correct / max(count, 1)
+        result.update(metrics.result())
     else:
         variance = sum_y2 - sum_y ** 2 / max(n_values, 1)
         result.update({"mse": sum_err2 / max(n_values, 1), "mae": sum_abs / max(n_values, 1),
@@ -674,11 +733,33 @@ def _optimizer(choice, lr, model) -> torch.optim.Optimizer:
     return OPTIMIZERS[choice](model.parameters(), lr=lr if lr is not None else DEFAULT_LR[choice])
 
 
-def _loss_function(loss):
-    if callable(loss) and not isinstance(loss, str):
-        return loss
-    factory = CLASSIFICATION_LOSSES.get(loss) or REGRESSION_LOSSES[loss]
-    return factory()
+def _loss_function(loss, class_weight=None, *, owner: str = "Trainer", device=None):
+    """The criterion for ``loss`` (a name or a callable), weighing classes by ``class_weight`` when given.
+
+    A named loss is built with ``weight=``; a ``CrossEntropyLoss`` or
+    ``NLLLoss`` instance without weights of its own is copied and given
+    them (the caller's object is left as it is); anything else cannot take
+    class weights and is refused.  The weights are a float32 tensor on ``device``.
+    """
+    if class_weight is None:
+        if callable(loss) and not isinstance(loss, str):
+            return loss
+        factory = CLASSIFICATION_LOSSES.get(loss) or REGRESSION_LOSSES[loss]
+        return factory()
+    weight = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
+    if isinstance(loss, str) and loss in CLASSIFICATION_LOSSES:
+        return CLASSIFICATION_LOSSES[loss](weight=weight)
+    if isinstance(loss, WEIGHTED_LOSSES) and loss.weight is None:
+        weighted = copy.deepcopy(loss)
+        weighted.weight = weight  # the registered buffer: it moves with .to(device)
+        return weighted
+    has_own = isinstance(loss, WEIGHTED_LOSSES)
+    reason = "it has weight= of its own" if has_own else "it takes no class weights"
+    raise ParameterError(
+        f"{owner}: class_weight cannot be applied to the loss {loss!r}: {reason}. Use loss='cross_entropy' (the "
+        "default), or a torch.nn.CrossEntropyLoss / NLLLoss instance without weight= (it gets a copy with the "
+        "weights), or weigh the classes inside your loss and leave class_weight=None."
+    )
 
 
 def _check_model_shapes(model: nn.Module, ds: Dataset) -> None:

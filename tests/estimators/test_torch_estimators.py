@@ -64,12 +64,15 @@ def _assert_same_weights(first, second) -> None:
         assert torch.equal(a, b)
 
 
-def reference_fit(blocks, n_classes: int, *, hidden, epochs: int, batch_size: int, lr: float, seed: int = 0):
+def reference_fit(blocks, n_classes: int, *, hidden, epochs: int, batch_size: int, lr: float, seed: int = 0,
+                  weight=None):
     """A plain torch loop: the same MLP, Adam, seeds and batch order the estimators document.
 
     Per epoch a generator seeded with ``SeedSequence([seed, epoch])`` permutes
-    the blocks (when there are several), then each block's rows.
+    the blocks (when there are several), then each block's rows.  ``weight``:
+    class weights of the cross-entropy.
     """
+    weight = None if weight is None else torch.tensor(weight, dtype=torch.float32)
     torch.manual_seed(seed)
     model = MLP(blocks[0][0].shape[1], list(hidden), n_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -82,7 +85,7 @@ def reference_fit(blocks, n_classes: int, *, hidden, epochs: int, batch_size: in
             for start in range(0, len(X), batch_size):
                 batch = rows[start:start + batch_size]
                 optimizer.zero_grad()
-                nn.functional.cross_entropy(model(X[batch].float()), y[batch].long()).backward()
+                nn.functional.cross_entropy(model(X[batch].float()), y[batch].long(), weight=weight).backward()
                 optimizer.step()
     return model.eval()
 
@@ -294,6 +297,17 @@ def test_cuda_fit_and_pickle(classification):
     assert model.score(X, y) > 0.8
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_class_weight_fit_evaluate_and_pickle(imbalanced):
+    X, y = imbalanced
+    model = TorchClassifier(**SMALL, device="cuda", class_weight="balanced").fit(X, y)
+    assert model._criterion.weight.is_cuda
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._criterion.weight.is_cuda
+    assert copy.evaluate(X, y) == pytest.approx(model.evaluate(X, y))
+    model.partial_fit(X, y)  # evaluate left the training criterion on the GPU
+
+
 # ------------------------------------------------------------------ custom modules and optimizers
 def test_module_factory_and_optimizer_factory(classification):
     import functools
@@ -357,6 +371,10 @@ def test_labels_unseen_by_the_first_partial_fit(classification):
     ({"module": nn.Linear(6, 3)}, "not a built module"),
     ({"device": "gpu0"}, "'device' parameter"),
     ({"module_params": {"hidden": [4]}}, "either as hidden= or in module_params"),
+    ({"class_weight": "auto"}, r"^The 'class_weight' parameter of TorchClassifier must be None, a str among "
+                               r"\{'balanced'\} or an instance of 'collections.abc.Mapping'. Got 'auto' instead.$"),
+    ({"class_weight": {7: 2.0}}, r"TorchClassifier: class_weight names 7, which is not a class"),
+    ({"class_weight": {0: 2.0}, "loss": lambda output, target: output.sum()}, "it takes no class weights"),
 ])
 def test_bad_parameters_are_named(classification, parameters, match):
     X, y = classification
@@ -373,3 +391,99 @@ def test_factory_with_the_wrong_signature(classification):
 
     with pytest.raises(SchemaError, match=r"calls module\(in_features=, out_features=.*build failed"):
         TorchClassifier(build).fit(X, y)
+
+
+# ------------------------------------------------------------------ class weights and evaluate
+@pytest.fixture(scope="module")
+def imbalanced():
+    """1,000 rows, about 8% of class 1, overlapping class 0."""
+    X, y = make_classification(n_samples=1000, n_features=5, n_informative=3, n_redundant=0, weights=[0.92],
+                               class_sep=0.6, flip_y=0, random_state=2)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def test_class_weight_equals_a_weighted_plain_torch_loop(imbalanced):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    X, y = imbalanced
+    options = dict(hidden=(8,), max_epochs=3, batch_size=32, lr=0.01)
+    model = TorchClassifier(**options, class_weight="balanced").fit(X, y)
+    weight = compute_class_weight("balanced", classes=np.unique(y), y=y)
+    np.testing.assert_allclose(model.class_weight_, weight, rtol=1e-12)
+    reference = reference_fit([(X, y)], 2, epochs=3, weight=weight,
+                              **{k: options[k] for k in ("hidden", "batch_size", "lr")})
+    _assert_same_weights(reference, model)
+    as_dict = TorchClassifier(**options, class_weight=dict(zip([0, 1], weight))).fit(X, y)
+    _assert_same_weights(model, as_dict)
+    assert TorchClassifier(**options).fit(X, y).class_weight_ is None
+    assert "class_weight" in model.get_params() and "class_weight" not in TorchRegressor().get_params()
+
+
+def test_balanced_class_weight_raises_minority_recall(imbalanced):
+    X, y = imbalanced
+    recalls = {}
+    for class_weight in (None, "balanced"):
+        model = TorchClassifier(hidden=(16,), max_epochs=10, batch_size=64, class_weight=class_weight).fit(X, y)
+        recalls[class_weight] = np.mean(model.predict(X[y == 1]) == 1)
+    assert recalls["balanced"] > recalls[None] + 0.2
+
+
+def test_class_weight_on_a_store_and_in_partial_fit(store, imbalanced):
+    X, y = imbalanced
+    with pytest.raises(SchemaError, match="partial_fit sees one block at a time.*pass a dict"):
+        TorchClassifier(**SMALL, class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    stepped = TorchClassifier(**SMALL, class_weight={1: 5.0}).partial_fit(X, y, classes=[0, 1])
+    np.testing.assert_array_equal(stepped.class_weight_, [1.0, 5.0])
+    from_store = TorchClassifier(**SMALL, class_weight="balanced").partial_fit(store)  # the store knows its counts
+    counts = store.class_counts("train")
+    np.testing.assert_allclose(from_store.class_weight_, counts.sum() / (3 * counts))
+    lazy = TorchClassifier(**SMALL, class_weight="balanced").fit(da.from_array(X, chunks=300),
+                                                                 da.from_array(y, chunks=300))
+    counts = np.bincount(y)
+    np.testing.assert_allclose(lazy.class_weight_, len(y) / (2 * counts))
+
+
+def test_class_weight_survives_pickling(imbalanced):
+    X, y = imbalanced
+    model = TorchClassifier(**SMALL, class_weight="balanced").fit(X, y)
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copy.class_weight_, model.class_weight_)
+    torch.testing.assert_close(copy._criterion.weight, model._criterion.weight)
+    model.partial_fit(X, y)
+    copy.partial_fit(X, y)
+    _assert_same_weights(model, copy)
+
+
+def test_evaluate_matches_scikit_learns_metrics(classification, store):
+    from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+
+    X, y = classification
+    model = TorchClassifier(**dict(SMALL, max_epochs=2)).fit(X, y)
+    metrics = model.evaluate(X, y)
+    assert set(metrics) == {"loss", "accuracy", "balanced_accuracy", "roc_auc", "n_samples"}
+    probabilities = model.predict_proba(X)
+    assert metrics["accuracy"] == pytest.approx(model.score(X, y))
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, model.predict(X)))
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, probabilities, multi_class="ovr"), abs=1e-4)
+    assert metrics["loss"] == pytest.approx(log_loss(y, probabilities), rel=1e-5)
+    assert metrics["n_samples"] == len(y)
+    # A store: its test split, block by block, as the same rows in memory; dask arrays the same.
+    X_test, y_test = (part.compute() for part in store.arrays("test"))
+    chunked = model.evaluate(store)
+    assert chunked == pytest.approx(model.evaluate(X_test, y_test), rel=1e-6)
+    lazy = model.evaluate(da.from_array(X_test, chunks=20), da.from_array(y_test, chunks=20))
+    assert lazy == pytest.approx(chunked)
+    with pytest.raises(NotInitializedError, match="before evaluate"):
+        TorchClassifier().evaluate(X, y)
+
+
+def test_evaluate_binary_with_class_weights(imbalanced):
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    X, y = imbalanced
+    model = TorchClassifier(**SMALL, class_weight="balanced").fit(X, y)
+    metrics = model.evaluate(X, y)
+    probabilities = model.predict_proba(X)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, probabilities[:, 1]), abs=1e-4)
+    expected = log_loss(y, probabilities, sample_weight=model.class_weight_[y])
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)

@@ -124,7 +124,8 @@ def test_attributions_on_an_image_store_see_the_normalised_pixels(tmp_path):
     frame = bigdl.explain.attributions(model, ds, split="test", n_steps=16)
     split = ds.split.compute()
     assert ds.sample_shape == (1, 4, 4)
-    seen = ds.view.to_model(pixels[split == 2][:, None])
+    records = ds.group["record"][:]  # the store keeps the images shuffled: record is each one's input row
+    seen = ds.view.to_model(pixels[records[split == 2]][:, None])
     assert abs(float(seen.mean())) < 0.5  # centred: normalised, not 0..255
     expected = np.abs(bigdl.explain.integrated_gradients(model, seen, n_steps=16)).reshape(len(seen), -1)
     # The frame is sorted by attribution: compare the sorted values.

@@ -50,7 +50,8 @@ def _write_idx(folder, pixels, labels, compressed: bool, prefix: str = "train"):
 
 def _stored(ds):
     group = zarr.open_group(str(ds.path), mode="r")
-    return group["X"][:], group["y"][:], group["record"][:], group["split"][:]
+    order = np.argsort(group["record"][:])  # input order (the store keeps its rows shuffled)
+    return group["X"][:][order], group["y"][:][order], group["record"][:][order], group["split"][:][order]
 
 
 def _rejects(ds):

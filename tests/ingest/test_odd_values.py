@@ -325,13 +325,19 @@ def test_two_classes_are_enough(tmp_path):
 
 # ---------------------------------------------------------------- tabular date/time columns
 @pytest.mark.parametrize("zone", [None, "Europe/Oslo"])
-def test_tabular_refuses_timestamp_columns_with_or_without_a_time_zone(tmp_path, zone):
+def test_tabular_timestamp_columns_become_utc_parts_with_or_without_a_time_zone(tmp_path, zone):
+    # Zoned timestamps are converted to UTC; naive ones are taken as UTC (tests/ingest/test_dates.py has the rest).
     times = pd.date_range("2021-01-01", periods=10, freq="h", tz=zone)
     path = tmp_path / "times.parquet"
     pd.DataFrame({"when": times, "a": np.arange(10.0), "t": list("pq" * 5)}).to_parquet(path)
-    with pytest.raises(SchemaError, match=r"^Column 'when' holds dates or times, which tabular ingest does not "
-                                          r"encode; drop it \(drop=\['when'\]\)"):
-        bigdl.ingest.tabular(path, target="t", store=tmp_path / "s.zarr", progress=False)
+    ds = bigdl.ingest.tabular(path, target="t", store=tmp_path / "s.zarr", datetime_parts=["hour", "epoch_seconds"],
+                              progress=False)
+    assert ds.feature_names == ["a", "when__hour", "when__epoch_seconds"]
+    entry = ds.attrs["preprocessing"]["datetime"][0]
+    assert (entry["converted_to_utc"], entry["taken_as_utc"]) == ((10, 0) if zone else (0, 10))
+    utc = times.tz_convert("UTC") if zone else times.tz_localize("UTC")
+    hours = ds.preprocessor.numeric_[1]
+    assert (hours["min"], hours["max"]) == (utc.hour.min(), utc.hour.max())
 
 
 # ---------------------------------------------------------------- sequences: non-finite values (item 6)

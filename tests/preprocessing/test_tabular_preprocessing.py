@@ -16,6 +16,7 @@ from support import (
     TARGET,
     expected_codes,
     expected_features,
+    in_input_order,
     read_store,
 )
 
@@ -72,7 +73,7 @@ def test_constant_numeric_column_scales_to_zero(tmp_path):
     frame.to_parquet(tmp_path / "c.parquet")
     ds = bigdl.ingest.tabular(tmp_path / "c.parquet", target=TARGET, store=tmp_path / "c.zarr", progress=False)
     X_expected, _ = expected_features(frame, numeric=["const", "v"], categorical=[])
-    np.testing.assert_allclose(ds.X.compute(), X_expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(in_input_order(ds, "X")[0], X_expected, rtol=RTOL, atol=ATOL)
 
 
 # ---------------------------------------------------------------- unit level
@@ -152,7 +153,8 @@ def test_blocksize_does_not_change_the_fit(tmp_path, sources, ingest_kwargs):
     small = bigdl.ingest.tabular(source, store=tmp_path / "small.zarr", **ingest_kwargs, **extra)
     ingest_kwargs["blocksize"] = "64MiB"
     whole = bigdl.ingest.tabular(source, store=tmp_path / "whole.zarr", **ingest_kwargs, **extra)
-    np.testing.assert_allclose(small.X.compute(), whole.X.compute(), rtol=1e-6, atol=1e-6)
+    # The row order depends on the blocks; the fitted preprocessing and so each row's features do not.
+    np.testing.assert_allclose(in_input_order(small, "X")[0], in_input_order(whole, "X")[0], rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- non-finite numbers and feature names (issue 13)
@@ -185,3 +187,32 @@ def test_feature_names_must_be_unique():
         "Two features would be named 'c=y': the numeric column 'c=y' and the one-hot column of value 'y' of the "
         "categorical column 'c'. Rename the column 'c=y' (or drop it: drop=['c=y']) so that every feature name "
         "is unique.")
+
+
+def test_a_state_from_before_encodings_and_dates_still_transforms():
+    preprocessor = _fit(pd.DataFrame({"a": [1.0, 3.0], "c": ["x", "y"]}), numeric=["a"], categorical=["c"],
+                        max_categories=32)
+    state = preprocessor.to_state()
+    old = {**state, "categorical": [{key: value for key, value in entry.items() if key != "encoding"}
+                                    for entry in state["categorical"]]}
+    del old["datetime"]
+    X = TabularPreprocessor.from_state(old).transform(pd.DataFrame({"a": [1.0], "c": ["y"]}))
+    np.testing.assert_array_equal(X, [[-1.0, 0.0, 1.0]])
+    assert TabularPreprocessor.from_state(old).category_report() == {
+        "c": {"encoding": "onehot", "kept": 2, "folded_values": 0, "folded_rows": 0}}
+
+
+def test_datetime_parts_are_numeric_features_imputed_and_scaled():
+    from bigdl.preprocessing._tabular import summarize
+
+    times = pd.Series(pd.to_datetime(["2024-01-01 06:00", None, "2024-03-01 18:00"]))
+    table = pa.table({"when": pa.array(times.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us"),
+                                       from_pandas=True)})
+    spec = [{"name": "when", "unit": None, "parts": ["month", "hour"]}]
+    summary = summarize(table, [], [], None, None, seed=0, datetime=spec)
+    preprocessor = TabularPreprocessor.fit_summary(summary, numeric=[], categorical=[], target=None, task=None,
+                                                   impute="mean", max_categories=32, datetime=spec)
+    assert preprocessor.feature_names_ == ["when__month", "when__hour"] and preprocessor.input_columns == ["when"]
+    X = preprocessor.transform(pd.DataFrame({"when": ["2024-01-01T06:00:00+00:00", None, "2024-03-01 18:00"]}))
+    # The missing row gets the mean; scaled after imputation, as StandardScaler behind SimpleImputer.
+    np.testing.assert_allclose(X, np.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]]) * np.sqrt(1.5), rtol=1e-6)

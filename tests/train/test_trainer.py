@@ -257,18 +257,31 @@ def test_resume_on_a_cluster_worker(classification_store, full_run, dask_client,
 
 # ---------------------------------------------------------------- evaluate
 def test_evaluate_classification_matches_in_memory_metrics(classification_store, full_run):
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from bigdl.train._metrics import ClassificationMetrics
+
     ds = classification_store
     metrics = full_run.evaluate(ds, "test")
-    assert set(metrics) == {"loss", "accuracy", "n_samples"}
+    assert set(metrics) == {"loss", "accuracy", "balanced_accuracy", "roc_auc", "n_samples"}
     X, y = in_memory(ds, "test")
     with torch.no_grad():
         output = full_run.model(X)
     assert metrics["n_samples"] == ds.split_counts["test"] == len(y)
     assert metrics["accuracy"] == pytest.approx(float((output.argmax(1) == y).double().mean()))
     assert metrics["loss"] == pytest.approx(float(nn.functional.cross_entropy(output, y)), rel=1e-5)
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, output.argmax(1)), abs=1e-12)
+    probabilities = torch.softmax(output.double(), dim=1).numpy()
+    exact = roc_auc_score(y.numpy(), probabilities, multi_class="ovr")
+    assert 0.5 < exact < 1  # a model that ranks, imperfectly: the comparison means something
+    binned = ClassificationMetrics(ds.n_classes)
+    binned.update(probabilities, y)
+    assert abs(metrics["roc_auc"] - exact) <= binned.roc_auc_bound() <= 1e-3
+    assert metrics["roc_auc"] == pytest.approx(exact, abs=1e-4)
     validation = full_run.evaluate(ds, "validation")
-    assert validation["loss"] == pytest.approx(full_run.history[-1]["val_loss"], rel=1e-6)
-    assert validation["accuracy"] == pytest.approx(full_run.history[-1]["val_accuracy"])
+    last = full_run.history[-1]
+    for name in ("loss", "accuracy", "balanced_accuracy", "roc_auc"):  # each epoch's validation is evaluate's
+        assert validation[name] == pytest.approx(last[f"val_{name}"], rel=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -399,6 +399,15 @@ class SampleView:
         """
         return []
 
+    def info_values(self) -> dict:
+        """Values this kind adds to ``Dataset.info().to_dict()`` (tabular stores: how categories were encoded).
+
+        Returns
+        -------
+        dict
+        """
+        return {}
+
     def unscale(self, values, channels=None):
         """Undo the store's scaling of values (sequence stores; see :meth:`SequenceView.unscale`).
 

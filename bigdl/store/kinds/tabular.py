@@ -21,6 +21,17 @@ class TabularView(SampleView):
             return super().preprocessor
         return TabularPreprocessor.from_state(self.attrs["preprocessing"])
 
+    def info_values(self) -> dict:
+        """``categories``: per categorical column its encoding, the values kept, and the distinct values and rows
+        folded into ``__other__``; ``datetime``: per date/time column its parts and what became of time zones."""
+        state = self.attrs.get("preprocessing") or {}
+        categories = self.attrs.get("categories")
+        if categories is None and state:
+            categories = self.preprocessor.category_report()
+        datetimes = {entry["name"]: {key: value for key, value in entry.items() if key != "name"}
+                     for entry in state.get("datetime") or []}
+        return {"categories": categories or {}, "datetime": datetimes}
+
     def info_lines(self) -> list[str]:
         if "preprocessing" not in self.attrs:
             return []
