@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_sco
 
 from bigdl.errors import SchemaError
 from bigdl.estimators import ChunkForestClassifier, Incremental, ParallelPostFit, classification_metrics
-from bigdl.estimators._metrics import add_counts, block_counts, metrics_from_counts
+from bigdl.estimators._metrics import _add, _counts
+from bigdl.train._metrics import ClassificationMetrics
 
 from conftest import split_numpy
 
@@ -55,16 +56,25 @@ def test_incremental_evaluate_binary(imbalanced_store):
                                                    abs=1e-4)
 
 
-def test_counts_add_up_block_by_block():
+def test_counts_add_up_block_by_block_and_rank_saturated_probabilities():
+    """Blocks' counts sum to the whole's; probabilities within 1e-10 of 0 or 1 still rank (asinh bins)."""
     rng = np.random.default_rng(0)
-    probabilities = rng.dirichlet(np.ones(4), size=900)
-    labels = rng.integers(0, 4, size=900)
-    whole = block_counts(probabilities, labels, 4)
-    parts = add_counts(*(block_counts(probabilities[start:start + 200], labels[start:start + 200], 4)
-                         for start in range(0, 900, 200)))
-    for name in whole:
-        np.testing.assert_array_equal(parts[name], whole[name])
-    assert metrics_from_counts(whole) == pytest.approx(_expected(labels, probabilities), abs=1e-4)
+    for scale in (1.0, 40.0):  # scale 40: log-odds out to about +-160, most p below 1e-10 or above 1 - 1e-10
+        logits = rng.normal(size=(900, 4)) * scale
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        labels = (logits + rng.normal(size=logits.shape) * scale).argmax(axis=1)
+        whole = _counts(probabilities, labels, 4, 10_000)
+        parts = _add(*(_counts(probabilities[start:start + 200], labels[start:start + 200], 4, 10_000)
+                       for start in range(0, 900, 200)))
+        for name in whole:
+            np.testing.assert_array_equal(parts[name], whole[name])
+        metrics = ClassificationMetrics(4)
+        for name, value in whole.items():
+            getattr(metrics, name)[...] = value
+        expected = _expected(labels, probabilities)
+        assert metrics.result()["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-4)
+        assert metrics.result()["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=1e-12)
 
 
 def test_metrics_errors(classification_store):
