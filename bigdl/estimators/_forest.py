@@ -367,8 +367,9 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
     n_estimators : int, default 100
         Trees in the merged forest, shared out between the groups.
     chunks_per_task : int or "auto", default "auto"
-        Store chunks (or dask row blocks) one task trains on: each tree sees
-        the rows of one group of this many chunks.  ``"auto"``: the largest
+        Store chunks (or dask row blocks) one task trains on, at most: each
+        tree sees the rows of one group of consecutive chunks, the groups as
+        few and as even as this allows.  ``"auto"``: the largest
         groups whose task fits a third of a worker's memory (its
         ``memory_limit`` over its threads) and whose merged forest fits a
         third of a worker's memory; the choice is logged (logger
@@ -401,7 +402,7 @@ class ChunkForestClassifier(ClassifierMixin, _ChunkForest):
     class_weight_ : ndarray of shape (n_classes,) or None
         The weight of each class of ``classes_`` (None: unweighted).
     chunks_per_task_ : int
-        Chunks per group, as chosen (``"auto"``) or given.
+        Chunks in the largest group, as chosen (``"auto"``) or allowed.
     n_groups_ : int
         Groups of chunks; each tree learnt from one.
     n_tasks_ : int
@@ -645,20 +646,25 @@ def _plan(forest, sizes: list, *, row_bytes: int, copy_bytes: int, n_values: int
     """Groups of chunks and the tasks that grow their trees, sized to the workers' memory.
 
     ``sizes`` are the training rows of each non-empty chunk, in order.
-    Returns ``groups`` (lists of positions in ``sizes``), ``tasks``
-    (``(group, first tree, stop tree)`` in the merged forest's order),
-    ``chunks_per_task`` and ``estimate`` (bytes: ``task``, ``forest``,
-    ``task_memory``).
+    Returns ``groups`` (lists of positions in ``sizes``: as few consecutive
+    groups of at most ``chunks_per_task`` chunks as there can be, as even as
+    can be), ``tasks`` (``(group, first tree, stop tree)`` in the merged
+    forest's order), ``chunks_per_task`` (the largest group's chunks) and
+    ``estimate`` (bytes: ``task``, ``forest``, ``task_memory``).
     """
     from dask.utils import format_bytes
 
     owner = type(forest).__name__
     n_chunks, n_trees = len(sizes), forest.n_estimators
     node_bytes = NODE_BYTES + 8 * n_values
-    ends = np.concatenate([[0], np.cumsum(sizes)])
+    sizes = np.asarray(sizes, dtype=np.int64)
+
+    def layout(per: int) -> list:
+        # As few groups as hold at most ``per`` chunks each, as even as can be (never 7 chunks and 1).
+        return np.array_split(np.arange(n_chunks), -(-n_chunks // per))
 
     def group_rows(per: int) -> list:
-        return [int(ends[min(start + per, n_chunks)] - ends[start]) for start in range(0, n_chunks, per)]
+        return [int(sizes[group].sum()) for group in layout(per)]
 
     def shares(n_groups: int) -> list:
         return [n_trees // n_groups + (1 if index < n_trees % n_groups else 0) for index in range(n_groups)]
@@ -671,9 +677,11 @@ def _plan(forest, sizes: list, *, row_bytes: int, copy_bytes: int, n_values: int
         # result pickled to be sent back.
         return rows * (DATA_COPIES * row_bytes + copy_bytes + FIT_BYTES_PER_ROW) + (2 * trees + 1) * tree_bytes(rows)
 
-    def forest_bytes(per: int) -> float:
-        rows = group_rows(per)
+    def trees_bytes(rows: list) -> float:
         return float(sum(share * tree_bytes(count) for share, count in zip(shares(len(rows)), rows)))
+
+    def forest_bytes(per: int) -> float:
+        return trees_bytes(group_rows(per))
 
     def fits(per: int, budget: float) -> bool:
         return task_peak(max(group_rows(per)), 1) <= budget
@@ -713,8 +721,9 @@ def _plan(forest, sizes: list, *, row_bytes: int, copy_bytes: int, n_values: int
                 f"{fewest} chunks, and at most {largest} fit what one task may use ({memory['where']}). Use "
                 f"n_estimators>={-(-n_chunks // largest)}.")
         per = fewest
-    rows = group_rows(per)
-    groups = [list(range(start, min(start + per, n_chunks))) for start in range(0, n_chunks, per)]
+    groups = [group.tolist() for group in layout(per)]
+    per = max(len(group) for group in groups)
+    rows = [int(sizes[group].sum()) for group in groups]
     tasks, first = [], 0
     for index, (share, count) in enumerate(zip(shares(len(groups)), rows)):
         # Trees per task: as many as fit the auto budget (at least one), and enough tasks to use every thread.
@@ -724,9 +733,9 @@ def _plan(forest, sizes: list, *, row_bytes: int, copy_bytes: int, n_values: int
         tasks += [(index, start, stop) for start, stop in zip(bounds, bounds[1:]) if stop > start]
         first += share
     largest_task = max(task_peak(rows[group], stop - start) for group, start, stop in tasks)
-    estimate = {"task": int(largest_task), "forest": int(forest_bytes(per)),
+    estimate = {"task": int(largest_task), "forest": int(trees_bytes(rows)),
                 "task_memory": int(task_memory) if task_memory else None}
-    logger.info("%s: %d chunks in %d group(s) of %d (%s), %d trees in %d task(s); about %s for the largest task and "
+    logger.info("%s: %d chunks in %d group(s) of up to %d (%s), %d trees in %d task(s); about %s for the largest task and "
                 "%s of trees, for %s", owner, n_chunks, len(groups), per,
                 "auto" if forest.chunks_per_task == "auto" else "chunks_per_task", n_trees, len(tasks),
                 format_bytes(estimate["task"]), format_bytes(estimate["forest"]), memory["where"])

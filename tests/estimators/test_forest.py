@@ -218,7 +218,7 @@ def test_auto_groups_shrink_to_the_workers_memory(classification_store, monkeypa
     with caplog.at_level("INFO", logger="bigdl.estimators"):
         tight = ChunkForestClassifier(n_estimators=8, random_state=0).fit(classification_store)
     [message] = [record.getMessage() for record in caplog.records if record.name.startswith("bigdl.estimators")]
-    assert f"8 chunks in {tight.n_groups_} group(s) of {tight.chunks_per_task_} (auto)" in message
+    assert f"8 chunks in {tight.n_groups_} group(s) of up to {tight.chunks_per_task_} (auto)" in message
     assert roomy.n_groups_ == 1
     assert 1 < tight.n_groups_ < classification_store.n_chunks
     assert tight.memory_estimate_["task"] <= 1_000_000 / 3
