@@ -41,7 +41,6 @@ from benchmarks._harness import (
     machine_info,
     measure_alternating,
     summarize,
-    target_row,
     write_results,
 )
 
@@ -191,8 +190,8 @@ def run(args) -> int:
                                                ("bigdl-chunkforest", "randomforest-memory", 1.0)):
                 if side in runs and reference in runs:
                     gap = 100 * (_median(runs, reference, "accuracy") - _median(runs, side, "accuracy"))
-                    verdicts.append(target_row(f"{scale}x: {reference} - {side}, accuracy points", gap, threshold,
-                                               at_least=False))
+                    verdicts.append([f"{scale}x: accuracy of {reference} - {side} <= {threshold} points",
+                                     f"{gap:.2f} points", "pass" if gap <= threshold else "MISS"])
             payload[f"{scale}x"] = summary
     finally:
         client.close()
