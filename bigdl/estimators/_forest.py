@@ -43,7 +43,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdl._validation import Interval, Options, check_estimator_params
 from bigdl.errors import ParameterError, SchemaError
-from bigdl.estimators._data import as_dask_arrays, is_lazy
+from bigdl.estimators._data import BlockPredictorMixin, as_dask_arrays, is_lazy
 from bigdl.loaders._predict import predict_blocks
 from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight
 from bigdl.runtime import active_client, run_tasks
@@ -95,7 +95,7 @@ _MEMORY_WARNING = """    .. warning::
 """
 
 
-class _ChunkForest(BaseEstimator):
+class _ChunkForest(BlockPredictorMixin, BaseEstimator):
     _forest_class: type = RandomForestClassifier
     # The forest's own parameters; the scikit-learn forest's (max_depth...) are checked by its own table.
     _constraints = {"n_estimators": [Interval(int, 1, None)],
@@ -272,20 +272,10 @@ class _ChunkForest(BaseEstimator):
 
     # -- prediction, chunk by chunk --------------------------------------
     def _apply(self, method: str, X, *, split=None, width: int | None = None):
-        import dask.array as da
-
         check_is_fitted(self, "forest_")
         if not is_lazy(X):
-            X = X if hasattr(X, "shape") else np.asarray(X)  # lists: know the width before scikit-learn's checks
-            self._check_width(X.shape)
-            X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite=self._finite())
-            return getattr(self.forest_, method)(X)
-        if not isinstance(X, da.Array):
-            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
-        if X.ndim != 2:
-            raise SchemaError(f"{type(self).__name__}.{method} needs 2-D X (samples x features); got shape "
-                              f"{X.shape}.")
-        self._check_width(X.shape)
+            return getattr(self.forest_, method)(self._in_memory_samples(X, ensure_all_finite=self._finite()))
+        X = self._lazy_samples(X, method, split)
         if width is None:
             tail, dtype = (), (np.float64 if isinstance(self, RegressorMixin) else self.forest_.classes_.dtype)
         else:
@@ -309,12 +299,6 @@ class _ChunkForest(BaseEstimator):
         [future] = client.scatter([self.forest_], broadcast=True, hash=False)
         self._scattered = (client.id, future)
         return future
-
-    def _check_width(self, shape) -> None:
-        if len(shape) == 2 and shape[1] != self.n_features_in_:
-            raise SchemaError(f"X has {shape[1]} features, but {type(self).__name__} is expecting "
-                              f"{self.n_features_in_} features as input; pass the columns it was fitted on "
-                              "(or fit again).")
 
     def predict(self, X, *, split: str | None = None):
         """Predictions, chunk by chunk for a store or a dask array.
@@ -342,20 +326,6 @@ class _ChunkForest(BaseEstimator):
             ``X`` with another number of features than the training data.
         """
         return self._apply("predict", X, split=split)
-
-    def _score_any(self, X, y=None, sample_weight=None):
-        from bigdl.estimators._data import is_store
-
-        if is_store(X) or hasattr(X, "__fspath__"):
-            X, y, _ = as_dask_arrays(X, split="test")
-        import dask.array as da
-
-        predicted = self.predict(X)
-        if isinstance(predicted, da.Array):
-            import dask
-
-            predicted, y = dask.compute(predicted, y)
-        return self._score(np.asarray(y), np.asarray(predicted), sample_weight)
 
 
 class ChunkForestClassifier(ClassifierMixin, _ChunkForest):

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdl._validation import Interval, Options, check_estimator_params, parameter_error
 from bigdl.errors import SchemaError
-from bigdl.estimators._data import as_dask_arrays, is_lazy, is_store
+from bigdl.estimators._data import BlockPredictorMixin, as_dask_arrays, is_lazy, is_store
 from bigdl.loaders._predict import predict_blocks
 from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight, sample_weights
 from bigdl.runtime import active_client, run_on_workers
@@ -60,7 +60,7 @@ _OWN_KEYS = {"n_estimators": "n_estimators", "num_boost_round": "n_estimators", 
              "early_stopping_rounds": "early_stopping_rounds"}
 
 
-class _XGBEstimator(BaseEstimator):
+class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
     """What the classifier and the regressor share: parameters, the training paths and block prediction."""
 
     _constraints = {
@@ -303,32 +303,16 @@ class _XGBEstimator(BaseEstimator):
         return _BoosterFunction(self.booster_, self.best_iteration_ + 1, method, classes)
 
     def _apply(self, method: str, X, *, split=None, width: int | None = None):
-        import dask.array as da
-
         check_is_fitted(self, "booster_")
         function = self._function(method)
         if not is_lazy(X):
-            X = X if hasattr(X, "shape") else np.asarray(X)  # lists: know the width before scikit-learn's checks
-            self._check_width(np.shape(X))
-            X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite="allow-nan")
-            return function(X)
-        if not isinstance(X, da.Array):
-            X, _, _ = as_dask_arrays(X, split=split or "all", need_y=False)
-        if X.ndim != 2:
-            raise SchemaError(f"{type(self).__name__}.{method} needs 2-D X (samples x features); got shape "
-                              f"{X.shape}.")
-        self._check_width(X.shape)
+            return function(self._in_memory_samples(X, ensure_all_finite="allow-nan"))
+        X = self._lazy_samples(X, method, split)
         model = _shipped(function, active_client())
         if width is None:
             dtype = self.classes_.dtype if method == "predict" and function.classes is not None else np.float64
             return predict_blocks(model, X, dtype=dtype, name=f"bigdl-xgb-{method}")
         return predict_blocks(model, X, tail=(width,), dtype=np.float64, name=f"bigdl-xgb-{method}")
-
-    def _check_width(self, shape) -> None:
-        if len(shape) == 2 and shape[1] != self.n_features_in_:
-            raise SchemaError(f"X has {shape[1]} features, but {type(self).__name__} is expecting "
-                              f"{self.n_features_in_} features as input; pass the columns it was fitted on "
-                              "(or fit again).")
 
     def predict(self, X, *, split: str | None = None):
         """Predictions, chunk by chunk for a store or a dask array.
@@ -355,19 +339,6 @@ class _XGBEstimator(BaseEstimator):
         """
         return self._apply("predict", X, split=split)
 
-    def _score_any(self, X, y, sample_weight, split):
-        import dask
-        import dask.array as da
-
-        if is_store(X):
-            X, y, _ = as_dask_arrays(X, split=split)
-        predicted = self.predict(X)
-        if isinstance(predicted, da.Array) or isinstance(y, da.Array):
-            predicted, y = dask.compute(predicted, y)
-        return self._score(np.asarray(y), np.asarray(predicted), sample_weight)
-
-    def _score(self, y, predicted, sample_weight):
-        raise NotImplementedError
 
 
 
