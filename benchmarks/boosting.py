@@ -27,7 +27,6 @@ put the largest train split above one worker's memory limit.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +56,9 @@ def write_sorted_table(folder: Path, rows: int, seed: int = 0) -> list[Path]:
     done = folder / "DONE"
     if done.exists():
         return sorted(folder.glob("part-*.parquet"))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("part-*.parquet"):  # an interrupted earlier write of this benchmark: only its files
+        stale.unlink()
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(rows, N_FEATURES)).astype(np.float32)
     weights = rng.normal(size=(N_FEATURES, 3)).astype(np.float32)

@@ -340,8 +340,6 @@ class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
         return self._apply("predict", X, split=split)
 
 
-
-
 class XGBClassifier(ClassifierMixin, _XGBEstimator):
     """XGBoost classifier on a store, dask arrays or in-memory arrays, in cluster or external memory.
 
