@@ -4,8 +4,9 @@
 reads them, before normalisation (so padding is black, as in the usual
 ``RandomCrop(padding=...)`` recipe), with one vectorised gather per batch.
 Randomness comes only from the generator the loader passes in, seeded by
-``(seed, epoch, rank, worker)``: the same run gives the same augmented
-batches, in a ``DataLoader`` worker process as in the main process.  The
+``(seed, epoch, step)``: the numbers are drawn for the whole global step and
+each rank takes its samples' share, so a sample is augmented the same way
+whatever the world size or the ``DataLoader`` workers.  The
 loader applies it to the split it was asked for; :class:`bigdl.train.Trainer`
 passes ``loader_options`` to its training loader only, so evaluation never
 sees augmented images.
@@ -53,22 +54,40 @@ class Augment:
         self.crop = int(crop)
         self.flip = flip
 
-    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Augment a ``(B, C, H, W)`` batch with random numbers drawn from ``rng``."""
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator, *, of: int | None = None,
+                 at: int = 0) -> torch.Tensor:
+        """Augment a ``(B, C, H, W)`` batch with random numbers drawn from ``rng``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            The batch.
+        rng : numpy.random.Generator
+        of, at : int, optional
+            The batch is samples ``at .. at + B`` of a step of ``of`` samples
+            (default: the whole step): the numbers are drawn for all ``of``
+            and this batch takes its share.
+
+        Returns
+        -------
+        torch.Tensor
+        """
         if x.ndim != 4:
             raise SchemaError(f"Augment works on image batches (B, C, H, W); got a batch of shape {tuple(x.shape)}.")
         n, channels, height, width = x.shape
+        total = n if of is None else int(of)
+        share = slice(at, at + n)
         if self.crop:
             pad = self.crop
             padded = torch.zeros((n, channels, height + 2 * pad, width + 2 * pad), dtype=x.dtype)
             padded[:, :, pad:pad + height, pad:pad + width] = x
-            top = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=n))
-            left = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=n))
+            top = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=total)[share])
+            left = torch.from_numpy(rng.integers(0, 2 * pad + 1, size=total)[share])
             rows = (top[:, None] + torch.arange(height))[:, None, :, None]
             cols = (left[:, None] + torch.arange(width))[:, None, None, :]
             x = padded[torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows, cols]
         if self.flip:
-            mirrored = torch.from_numpy(rng.random(n) < 0.5)
+            mirrored = torch.from_numpy(rng.random(total)[share] < 0.5)
             x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
         return x
 

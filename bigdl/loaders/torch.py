@@ -3,11 +3,16 @@
 Whole Zarr chunks are read and decompressed in background threads (a bounded
 queue, so memory is about ``chunk size x (prefetch + buffer_chunks)`` whatever
 the store size), filtered to one split, and sliced into batches.  Shuffling
-is two-level: the chunk order is permuted each epoch, then rows are permuted
-inside a buffer of several chunks.  Chunks are dealt to ranks (``rank``,
-``world_size``) and then to ``DataLoader`` worker processes, so data-parallel
-consumers see disjoint samples.  Store kinds plug in a batch transform
-(tabular: none; images: normalisation with the stored mean/std).
+is two-level: the chunk order is permuted each epoch, then the samples of
+each buffer of several chunks are permuted by a generator of that buffer's
+own.  That fixes one global order per seed and epoch; global step ``s`` is
+the next ``global_batch_size`` samples of it, and each rank takes its share
+of every step, each ``DataLoader`` worker process every n-th step.  So the
+order does not depend on the world size or the worker processes ("elastic
+determinism", as in mosaicml-streaming), every rank gets the same number of
+batches, and a position in the epoch (``state_dict``) is all a resume needs:
+the buffers before it are skipped unread.  Store kinds plug in a batch
+transform (tabular: none; images: normalisation with the stored mean/std).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class ChunkLoader(IterableDataset):
     split : {"train", "validation", "test", "all"}, default "train"
     batch_size : int, default 256
     shuffle : bool, default True
-        Permute chunk order and rows within a buffer of ``buffer_chunks``
+        Permute chunk order and samples within a buffer of ``buffer_chunks``
         chunks each epoch; False yields the stored order exactly.
     seed : int, default 0
         Seed of the shuffles; epoch ``e`` of seed ``s`` is always the same order.
@@ -63,8 +68,13 @@ class ChunkLoader(IterableDataset):
     drop_last : bool, default False
         Drop the last, smaller batch of an epoch.
     rank, world_size : int, default 0 and 1
-        Shard: this consumer reads chunks ``rank, rank + world_size, ...`` of
-        the (shuffled) chunk order; ranks see disjoint samples.
+        Data parallelism: each global step of ``global_batch_size`` samples
+        is cut into ``world_size`` near-equal shares and this consumer takes
+        share ``rank``; ranks see disjoint samples, the same number of
+        batches, and together exactly the steps a single consumer would see.
+        Each rank reads the chunks (a rank's share of a buffer is spread over
+        all of its chunks), so reading costs ``world_size`` times what one
+        consumer's does; decompression is cheap next to a training step.
     threads : int, default 2
         Threads reading and decompressing chunks.
     transform : callable, optional
@@ -81,6 +91,12 @@ class ChunkLoader(IterableDataset):
     window, horizon, stride : int, optional
         Sequence stores only: override the store's window spec (input steps,
         forecast steps, steps between window starts); None keeps it.
+    global_batch_size : int, optional
+        Samples of one step of all ranks together; default ``batch_size *
+        world_size``.  Give it to keep the steps of a run that continues on
+        another number of ranks (a rank then gets ``global_batch_size /
+        world_size`` samples, rounded down or up).  With ``world_size > 1``
+        a last step smaller than ``world_size`` samples is dropped.
 
     Raises
     ------
@@ -93,10 +109,15 @@ class ChunkLoader(IterableDataset):
 
     Notes
     -----
-    Iterating the loader itself advances the epoch after each full pass.  When
-    it is wrapped in a ``DataLoader`` with worker processes, each worker reads
-    its own share of the chunks; call :meth:`set_epoch` before each epoch
-    (as with ``DistributedSampler``) to get a new order.
+    Iterating the loader itself advances the epoch after each full pass and
+    keeps track of the position within it (:meth:`state_dict`).  When it is
+    wrapped in a ``DataLoader`` with worker processes, worker ``k`` of ``n``
+    yields steps ``k, k + n, ...``, which the ``DataLoader`` hands out in step
+    order; call :meth:`set_epoch` before each epoch (as with
+    ``DistributedSampler``) to get a new order, and give
+    :meth:`state_dict` the number of batches taken.  The order, the
+    augmentation and the resume position are the same whatever the number
+    of worker processes.
 
     Examples
     --------
@@ -109,7 +130,7 @@ class ChunkLoader(IterableDataset):
                  seed: int = 0, buffer_chunks: int = 4, prefetch: int = 2, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
                  transform: Callable | None = None, device=None, augment=None, window: int | None = None,
-                 horizon: int | None = None, stride: int | None = None):
+                 horizon: int | None = None, stride: int | None = None, global_batch_size: int | None = None):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
         check_params("ChunkLoader", {"split": split, "batch_size": batch_size, "buffer_chunks": buffer_chunks,
@@ -145,54 +166,132 @@ class ChunkLoader(IterableDataset):
             message = f"ChunkLoader has nothing to load from the store {self.path!r}: {self.view.why_empty(split)}."
             raise EmptyResultError(message, public=message)  # counts and sizes only: the dashboard may show it
         self.windows = getattr(self.view, "windows", None)
+        if global_batch_size is not None:
+            check_params("ChunkLoader", {"global_batch_size": global_batch_size},
+                         {"global_batch_size": [Interval(int, world_size, None)]})
+        #: Samples of one step of all ranks together.
+        self.global_batch_size = int(global_batch_size) if global_batch_size is not None else batch_size * world_size
+        self.step_samples = self.global_batch_size
+        self._start_sample = self._position = 0
 
     # -- epochs and state ---------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Use the shuffle order of ``epoch`` for the next pass.
 
+        A position restored by :meth:`load_state_dict` is kept when ``epoch``
+        is the restored epoch, so ``set_epoch`` before each epoch (as with
+        ``DistributedSampler``) resumes mid-epoch; any other epoch starts at
+        its first batch.
+
         Parameters
         ----------
         epoch : int
         """
-        self.epoch = int(epoch)
+        epoch = int(epoch)
+        if epoch != self.epoch:
+            self._start_sample = 0
+        self.epoch = epoch
+        self._position = self._start_sample
 
-    def state_dict(self) -> dict:
-        """What a checkpoint needs to resume the same sequence of epochs.
+    def state_dict(self, batches: int | None = None) -> dict:
+        """Where the sequence of epochs stands: enough to continue with exactly the next batch.
+
+        Parameters
+        ----------
+        batches : int, optional
+            Batches taken from this loader, or from a ``DataLoader`` around
+            it, since the current pass over the epoch began.  Needed only
+            with ``DataLoader`` worker processes, whose copies of the loader
+            cannot tell this one how far they got; iterating the loader itself
+            keeps count.
 
         Returns
         -------
         dict
-            ``epoch`` and ``seed``.
+            ``epoch``, ``seed``, ``sample_in_epoch`` (samples of the epoch
+            consumed by all ranks together, a multiple of the global batch
+            size), ``global_batch_size`` and ``world_size`` (for the record:
+            another world size may resume with the same global batch size).
         """
-        return {"epoch": self.epoch, "seed": self.seed}
+        position = self._position
+        if batches is not None:
+            check_params("ChunkLoader.state_dict", {"batches": batches}, {"batches": [Interval(int, 0, None)]})
+            steps = self._step_sizes()
+            first = self._first_step(self._start_sample)
+            position = int(steps[:min(first + batches, len(steps))].sum())
+        epoch = self.epoch
+        if position and position >= self._epoch_total():  # a finished pass: the next epoch, from its start
+            epoch, position = epoch + 1, 0
+        return {"epoch": epoch, "seed": self.seed, "sample_in_epoch": int(position),
+                "global_batch_size": self.global_batch_size, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a :meth:`state_dict`: the same seed, at its epoch.
+        """Continue from a :meth:`state_dict`: the same seed, at its epoch and position in it.
 
         Parameters
         ----------
         state : dict
-            ``epoch`` and ``seed``.
+            ``epoch`` and ``seed``, and ``sample_in_epoch`` (0 when absent,
+            as in checkpoints written at epoch ends by earlier versions).
+
+        Raises
+        ------
+        ParameterError
+            ``sample_in_epoch`` does not fall at a step boundary of this
+            loader's global batch size (it was saved with another one).
         """
         self.epoch = int(state["epoch"])
         self.seed = int(state["seed"])
+        start = int(state.get("sample_in_epoch", 0))
+        if start:
+            ends = np.cumsum(self._step_sizes())
+            if start not in ends and start < self._epoch_total():
+                raise ParameterError(
+                    f"ChunkLoader cannot resume at sample {start:,} of epoch {self.epoch}: it is not where a "
+                    f"step of its global batch size {self.global_batch_size:,} ends (the state was saved with "
+                    f"global batch size {state.get('global_batch_size')}). Resume with the batch size and "
+                    "world size whose product is the saved global batch size.")
+        self._start_sample = start
+        self._position = start
 
-    # -- sizes --------------------------------------------------------
-    def _my_chunks(self, epoch: int, worker: int = 0, n_workers: int = 1) -> np.ndarray:
+    # -- the epoch's order ----------------------------------------------
+    def _epoch_total(self) -> int:
+        """Samples of the split in an epoch (before drop_last)."""
+        return int(self.chunk_counts.sum())
+
+    def _step_sizes(self) -> np.ndarray:
+        """Samples of each global step of an epoch (all ranks together)."""
+        total, size = self._epoch_total(), self.global_batch_size
+        full, rest = divmod(total, size)
+        # A short last step is kept unless drop_last, or unless some rank would get no sample of it.
+        keep = rest and not self.drop_last and rest >= self.world_size
+        return np.array([size] * full + ([rest] if keep else []), dtype=np.int64)
+
+    def _first_step(self, sample: int) -> int:
+        """The step that starts at global position ``sample`` (steps after the end for a finished epoch)."""
+        ends = np.cumsum(self._step_sizes())
+        return int(np.searchsorted(ends, sample, side="right"))
+
+    def _buffers(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's chunks in reading order, grouped into shuffle buffers (one chunk each in order)."""
         chunks = np.flatnonzero(self.chunk_counts)
-        if self.shuffle:
-            chunks = np.random.default_rng([self.seed, epoch, 0]).permutation(chunks)
-        chunks = chunks[self.rank::self.world_size]
-        return chunks[worker::n_workers]
+        if not self.shuffle:
+            return [chunks[i:i + 1] for i in range(len(chunks))]
+        chunks = np.random.default_rng([self.seed, epoch, 0]).permutation(chunks)
+        return [chunks[i:i + self.buffer_chunks] for i in range(0, len(chunks), self.buffer_chunks)]
+
+    def _share(self, size: int) -> tuple[int, int]:
+        """This rank's positions ``[low, high)`` within a global step of ``size`` samples."""
+        return (self.rank * size) // self.world_size, ((self.rank + 1) * size) // self.world_size
 
     @property
     def n_samples(self) -> int:
         """Samples this rank yields per epoch (all worker processes together)."""
-        return int(self.chunk_counts[self._my_chunks(self.epoch)].sum())
+        return int(sum(high - low for low, high in map(self._share, self._step_sizes())))
 
     def __len__(self) -> int:
-        n = self.n_samples
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        """Batches per epoch: the same on every rank."""
+        return len(self._step_sizes())
 
     # -- iteration ----------------------------------------------------
     def _read_chunk(self, chunk: int):
@@ -216,48 +315,70 @@ class ChunkLoader(IterableDataset):
                 for future in pending:
                     future.cancel()
 
-    def _buffers(self, chunks: np.ndarray):
-        """Groups of ``buffer_chunks`` chunks (one when not shuffling), as read."""
-        group = self.buffer_chunks if self.shuffle else 1
-        pending = []
-        for item in self._chunks_in_order(chunks):
-            pending.append(item)
-            if len(pending) == group:
-                yield pending
-                pending = []
-        if pending:
-            yield pending
+    def _batches(self, epoch: int, worker: int, n_workers: int, first: int):
+        """``(step, step size, low, X, y)`` of this rank's share of steps ``first, first + n_workers...``.
 
-    def _batches(self, epoch: int, worker: int, n_workers: int):
-        chunks = self._my_chunks(epoch, worker, n_workers)
-        rng = np.random.default_rng([self.seed, epoch, 1, self.rank, worker])
-        size = self.batch_size
-        view = self.view
-        carry = []
-        for items in self._buffers(chunks):
-            # Samples left over from the previous buffer go first, so every batch
-            # but the epoch's last is full.  Within a few-chunk buffer the rows stay in cache.
-            x_all, y_all, rows = view.join(carry + items)
+        The epoch's global order is the chunks' shuffled order, cut into
+        buffers of ``buffer_chunks`` chunks whose samples are permuted by a
+        generator of their own; global step ``s`` is positions
+        ``s * G .. (s + 1) * G`` of that order (``G`` the global batch size)
+        and rank ``r`` takes its ``r``-th share of each step.  None of it
+        depends on the world size or on DataLoader workers, and buffers
+        before ``first`` or holding none of this worker's samples are never read.
+        """
+        buffers = self._buffers(epoch)
+        offsets = np.concatenate([[0], np.cumsum([self.chunk_counts[chunks].sum() for chunks in buffers])])
+        sizes = self._step_sizes()
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        wanted = []  # (step, its size, my share's first offset in it, global [begin, end))
+        for step in range(first + worker, len(sizes), n_workers):
+            low, high = self._share(int(sizes[step]))
+            if high > low:
+                wanted.append((step, int(sizes[step]), low, int(starts[step]) + low, int(starts[step]) + high))
+        if not wanted:
+            return
+        needed = sorted({int(buffer) for _, _, _, begin, end in wanted
+                         for buffer in range(np.searchsorted(offsets, begin, side="right") - 1,
+                                             np.searchsorted(offsets, end - 1, side="right"))})
+        reads = self._chunks_in_order(np.concatenate([buffers[buffer] for buffer in needed]))
+        try:
+            yield from self._cut(buffers, needed, offsets, wanted, reads, epoch)
+        finally:
+            reads.close()  # a consumer that stops early cancels the reads in flight
+
+    def _cut(self, buffers, needed, offsets, wanted, reads, epoch: int):
+        view, pieces, at = self.view, [], 0
+        for buffer in needed:
+            x_all, y_all, rows = view.join([next(reads) for _ in buffers[buffer]])
             if self.shuffle:
-                rows = rows[rng.permutation(len(rows))]
-            n = len(rows)
-            full = n - n % size
-            for start in range(0, full, size):
-                yield view.gather(x_all, y_all, rows[start:start + size])
-            carry = [] if full == n else [view.carry(x_all, y_all, rows[full:])]
-        if carry and not self.drop_last:
-            x_rest, y_rest, rows = carry[0]
-            yield view.gather(x_rest, y_rest, rows)
+                rows = rows[np.random.default_rng([self.seed, epoch, 1, buffer]).permutation(len(rows))]
+            low, high = int(offsets[buffer]), int(offsets[buffer + 1])
+            while at < len(wanted):
+                step, size, share, begin, end = wanted[at]
+                if begin >= high:
+                    break
+                # Within a few-chunk buffer the rows stay in cache; np.take gathers them.
+                pieces.append(view.gather(x_all, y_all, rows[max(begin, low) - low:min(end, high) - low]))
+                if end > high:  # the rest of this batch is in the next buffer
+                    break
+                x = pieces[0][0] if len(pieces) == 1 else np.concatenate([piece[0] for piece in pieces])
+                y = pieces[0][1] if len(pieces) == 1 or pieces[0][1] is None else np.concatenate(
+                    [piece[1] for piece in pieces])
+                pieces = []
+                at += 1
+                yield step, size, share, x, y
 
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = self.epoch
+        ends = np.cumsum(self._step_sizes())
+        first = self._first_step(self._start_sample)
         pin = self.device is not None and self.device.type == "cuda"
-        augment_rng = np.random.default_rng([self.seed, epoch, 2, self.rank, worker])
-        for x_np, y_np in self._batches(epoch, worker, n_workers):
+        for step, size, share, x_np, y_np in self._batches(epoch, worker, n_workers, first):
             if self.augment is not None:  # on the stored pixels, so padding is black
-                x_np = self.augment(torch.from_numpy(np.ascontiguousarray(x_np)), augment_rng).numpy()
+                rng = np.random.default_rng([self.seed, epoch, 2, step])
+                x_np = self.augment(torch.from_numpy(np.ascontiguousarray(x_np)), rng, of=size, at=share).numpy()
             x = torch.from_numpy(np.ascontiguousarray(self.view.to_model(x_np)))
             y = torch.from_numpy(np.ascontiguousarray(y_np)) if y_np is not None else None
             if self.transform is not None:
@@ -268,9 +389,13 @@ class ChunkLoader(IterableDataset):
                     y = y.pin_memory() if y is not None else None
                 x = x.to(self.device, non_blocking=pin)
                 y = y.to(self.device, non_blocking=pin) if y is not None else None
+            self.step_samples = size  # the global step's size: DDP losses are weighed by it
+            if info is None:
+                self._position = int(ends[step])  # set before the yield: consumed once the caller has it
             yield (x, y) if self.has_target else x
         if info is None:
             self.epoch = epoch + 1
+            self._start_sample = self._position = 0
 
     def __repr__(self) -> str:
         return (f"ChunkLoader({self.path!r}, split={self.split!r}, batch_size={self.batch_size}, "

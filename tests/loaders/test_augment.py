@@ -70,8 +70,8 @@ def test_loader_augments_reproducibly_and_keeps_labels(image_store):
     # each augmented image is the plain one shifted by up to 4 pixels with black fill, maybe mirrored:
     # augmentation works on the stored pixels, then both are normalised the same way
     black = image_store.view.to_model(np.zeros((1, 1, SIZE, SIZE), dtype=np.uint8))[0, 0, 0, 0]
-    rng = np.random.default_rng([3, 0, 2, 0, 0])
-    for (xa, _), (xp, _) in zip(first, reference):
+    for step, ((xa, _), (xp, _)) in enumerate(zip(first, reference)):
+        rng = np.random.default_rng([3, 0, 2, step])  # one generator per step of the epoch
         shifted = _reference(xp.numpy() - black, 4, True, rng) + black
         np.testing.assert_allclose(xa.numpy(), shifted, rtol=0, atol=1e-6)
     changed = sum(int((xa != xp).flatten(1).any(1).sum()) for (xa, _), (xp, _) in zip(first, reference))
@@ -106,9 +106,9 @@ def test_trainer_augments_the_train_split_only(image_store, monkeypatch):
     calls = []
     original = _augment.Augment.__call__
 
-    def counted(self, x, rng):
+    def counted(self, x, rng, **share):
         calls.append(len(x))
-        return original(self, x, rng)
+        return original(self, x, rng, **share)
 
     monkeypatch.setattr(_augment.Augment, "__call__", counted)
     trainer = Trainer(CNN(1, 3, (SIZE, SIZE)), epochs=2, batch_size=32, on_cluster=False, progress=False,

@@ -272,23 +272,6 @@ class SampleView:
         # np.take gathers rows several times faster than fancy indexing.
         return np.take(X, index, axis=0), (np.take(y, index) if y is not None else None)
 
-    def carry(self, X: np.ndarray, y, index: np.ndarray):
-        """The samples at ``index`` as a small piece that goes first into the next buffer.
-
-        Parameters
-        ----------
-        X : numpy.ndarray
-        y : numpy.ndarray or None
-        index : numpy.ndarray of int
-
-        Returns
-        -------
-        (numpy.ndarray, numpy.ndarray or None, numpy.ndarray)
-            A piece ``(X, y, rows)`` as :meth:`read_chunk` returns.
-        """
-        X, y = self.gather(X, y, index)
-        return X, y, np.arange(len(index))
-
     def join(self, pieces: list):
         """Several ``(X, y, rows)`` pieces as one (a copy), rows renumbered.
 

@@ -115,13 +115,6 @@ class SequenceView(SampleView):
         targets = spans[:, self.windows["target_index"], window:]
         return inputs, (targets[:, 0] if targets.shape[1] == 1 else np.ascontiguousarray(targets.transpose(0, 2, 1)))
 
-    def carry(self, X: np.ndarray, y, index: np.ndarray):
-        # A window needs its steps, not just its start row: keep each window's span, back to back.
-        span = self.windows["window"] + self.windows["horizon"]
-        steps = X[index[:, None] + np.arange(span)].reshape(len(index) * span, -1)
-        return steps, None, np.arange(0, len(steps), span)
-
-    # -- scaling -------------------------------------------------------------
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
 
