@@ -1,7 +1,10 @@
 """Checkpoints: one file per epoch under a local path or an fsspec URL, and the identity of the run that wrote it.
 
 Each ``epoch-NNNNN.pt`` holds the model, optimizer, RNG and loader state and
-the history, and is loaded with ``torch.load(weights_only=True)``, which
+the history; ``epoch-NNNNN-step-NNNNNNNN.pt`` is one taken within an epoch
+(``Trainer(checkpoint_every=...)``), after that many steps of it, and only the
+newest of those is kept (a run removes its own older ones, named by their
+sidecars, never another run's).  It and is loaded with ``torch.load(weights_only=True)``, which
 runs no code from the file: only tensors, dicts, lists, numbers and strings
 come back.  Beside it, ``epoch-NNNNN.json`` (a sidecar, written after the
 ``.pt``) records the run id and the run's identity (model architecture,
@@ -25,7 +28,8 @@ __all__ = ["checkpoint_path", "save_checkpoint", "latest_checkpoint", "load_chec
            "run_identity", "identity_differences", "checkpoint_to_resume"]
 
 NAME = "epoch-{epoch:05d}.pt"
-PATTERN = re.compile(r"epoch-(\d{5})\.pt$")
+STEP_NAME = "epoch-{epoch:05d}-step-{step:08d}.pt"
+PATTERN = re.compile(r"epoch-(\d{5})(?:-step-(\d{8}))?\.pt$")
 # What every checkpoint holds; a file without one of them is not a bigdl checkpoint.
 STATE_KEYS = ("epoch", "model", "optimizer", "torch_rng", "loader", "history")
 
@@ -37,10 +41,11 @@ def _fs(directory: str):
     return fs, path.rstrip("/")
 
 
-def checkpoint_path(directory: str, epoch: int) -> str:
-    """Where the checkpoint of ``epoch`` goes (0-based epoch)."""
+def checkpoint_path(directory: str, epoch: int, step: int | None = None) -> str:
+    """Where the checkpoint of ``epoch`` goes (0-based epoch), or of its first ``step`` steps."""
     fs, root = _fs(directory)
-    return f"{root}/{NAME.format(epoch=epoch)}"
+    name = NAME.format(epoch=epoch) if step is None else STEP_NAME.format(epoch=epoch, step=step)
+    return f"{root}/{name}"
 
 
 def sidecar_path(checkpoint: str) -> str:
@@ -55,19 +60,35 @@ def _write_atomically(fs, final: str, data: bytes) -> None:
     fs.mv(temporary, final)
 
 
-def save_checkpoint(directory: str, epoch: int, state: dict) -> str:
-    """Write ``state`` for ``epoch`` atomically (temporary name, then move), then its sidecar."""
+def save_checkpoint(directory: str, epoch: int, state: dict, step: int | None = None) -> str:
+    """Write ``state`` for ``epoch`` (or its first ``step`` steps) atomically, then its sidecar.
+
+    The run's older within-epoch checkpoints are removed once this one is complete.
+    """
     fs, root = _fs(directory)
     fs.makedirs(root, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    final = checkpoint_path(directory, epoch)
+    final = checkpoint_path(directory, epoch, step)
+    older = [path for path in _checkpoints(directory) if _order(path) < (epoch, _END if step is None else step)
+             and PATTERN.search(path).group(2) is not None]
     _write_atomically(fs, final, buffer.getvalue())
     # After the .pt: a sidecar always describes a complete checkpoint.
-    sidecar = {"epoch": epoch, "run": state.get("run"), "identity": state.get("identity"),
+    sidecar = {"epoch": epoch, "step": step, "run": state.get("run"), "identity": state.get("identity"),
                "checkpoint": final.rsplit("/", 1)[-1]}
     _write_atomically(fs, sidecar_path(final), json.dumps(sidecar, indent=1).encode())
+    for path in older:  # only this run's own files: the sidecar says who wrote them
+        if state.get("run") is not None and (read_sidecar(path) or {}).get("run") == state.get("run"):
+            fs.rm([sidecar_path(path), path])
     return final
+
+
+_END = float("inf")  # an epoch's end comes after all of its steps
+
+
+def _order(path: str) -> tuple:
+    match = PATTERN.search(path)
+    return int(match.group(1)), _END if match.group(2) is None else int(match.group(2))
 
 
 def _checkpoints(directory: str) -> list[str]:
@@ -75,8 +96,7 @@ def _checkpoints(directory: str) -> list[str]:
     fs, root = _fs(directory)
     if not fs.exists(root):
         return []
-    found = [(int(match.group(1)), path) for path in fs.ls(root, detail=False)
-             if (match := PATTERN.search(path))]
+    found = [(_order(path), path) for path in fs.ls(root, detail=False) if PATTERN.search(path)]
     return [path for _, path in sorted(found, reverse=True)]
 
 

@@ -140,6 +140,15 @@ class TrainingLoop:
         One entry per finished epoch (filled by the caller of :meth:`train_epoch`).
     stop : bool
         Set by a callback to end training after the current epoch.
+    epoch_loss_sum, epoch_samples, epoch_steps : float, int, int
+        This rank's running totals within the current epoch (its summed
+        batch losses weighted by batch size, its samples, the steps taken
+        in this pass), for callbacks such as a mid-epoch checkpoint.
+    loss_scale : float
+        What :meth:`train_step` multiplies the loss by before ``backward``:
+        under data parallelism ``len(X) * world_size / step samples``, so a
+        step whose shares differ in size by one sample still averages the
+        gradient over the whole step; 1 otherwise.
     """
 
     def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, criterion, *, task: str,
@@ -159,6 +168,9 @@ class TrainingLoop:
         self.rank, self.world_size = rank, world_size
         self.history: list[dict] = []
         self.stop = False
+        self.epoch_loss_sum, self.epoch_samples, self.epoch_steps = 0.0, 0, 0
+        self.loss_scale = 1.0
+        self._evaluation_iterators: dict = {}
 
     # -- the batches ------------------------------------------------------
     def get_iterator(self, data, *, split: str = "train", training: bool = True) -> Iterable:
@@ -188,6 +200,30 @@ class TrainingLoop:
                                device=self.device, rank=self.rank, world_size=self.world_size, **options)
         return ChunkLoader(data, split, batch_size=max(self.batch_size, 1024), shuffle=False, device=self.device)
 
+    def evaluation_iterator(self, data, split: str) -> Iterable:
+        """:meth:`get_iterator` for evaluating ``split``, made once per store and split and then reused.
+
+        Only stores (a Dataset or a path) are remembered; other data gets a new iterator each time.
+
+        Parameters
+        ----------
+        data : Dataset or str
+        split : str
+
+        Returns
+        -------
+        iterable of (tensor, tensor)
+        """
+        import os
+
+        path = getattr(data, "path", data)
+        if not isinstance(path, (str, os.PathLike)):
+            return self.get_iterator(data, split=split, training=False)
+        key = (os.fspath(path), split)
+        if key not in self._evaluation_iterators:
+            self._evaluation_iterators[key] = self.get_iterator(data, split=split, training=False)
+        return self._evaluation_iterators[key]
+
     # -- the steps ----------------------------------------------------------
     def train_step(self, X: torch.Tensor, y: torch.Tensor) -> float:
         """One optimisation step on one batch.
@@ -205,11 +241,11 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         output = self.trained(X)
         loss = self.criterion(output, target_for(output, y, self.task))
-        loss.backward()
+        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
         self.optimizer.step()
         return float(loss.detach())
 
-    def train_epoch(self, batches: Iterable, epoch: int) -> tuple[float, int]:
+    def train_epoch(self, batches: Iterable, epoch: int, *, start: tuple[float, int] = (0.0, 0)) -> tuple[float, int]:
         """One pass over ``batches``: the mean loss and the number of samples (over all ranks with DDP).
 
         Parameters
@@ -218,6 +254,9 @@ class TrainingLoop:
             From :meth:`get_iterator`.
         epoch : int
             0-based; passed to the callbacks.
+        start : (float, int), default (0.0, 0)
+            This rank's summed loss and samples of the epoch's steps taken
+            before a resume, so a resumed epoch reports the loss of the whole epoch.
 
         Returns
         -------
@@ -225,17 +264,25 @@ class TrainingLoop:
         """
         self.notify("on_epoch_begin", epoch)
         self.trained.train()
-        total, count = 0.0, 0
+        self.epoch_loss_sum, self.epoch_samples = float(start[0]), int(start[1])
+        self.epoch_steps = 0
         data_parallel = self.world_size > 1
-        # Ranks hold shards of different sizes; DDP's join lets the ones that run
-        # out first shadow the others' collectives instead of hanging.
-        joined = self.trained.join() if data_parallel else contextlib.nullcontext()
+        # A ChunkLoader gives every rank the same number of batches; other
+        # iterators may not, and DDP's join lets the ranks that run out first
+        # shadow the others' collectives instead of hanging.
+        step_samples = data_parallel and hasattr(batches, "step_samples")
+        joined = self.trained.join() if data_parallel and not step_samples else contextlib.nullcontext()
         with joined:
             for X, y in batches:
+                if step_samples:  # the size of the global step this batch is a share of
+                    self.loss_scale = len(X) * self.world_size / batches.step_samples
                 loss = self.train_step(X, y)
-                total += loss * len(X)
-                count += len(X)
+                self.epoch_loss_sum += loss * len(X)
+                self.epoch_samples += len(X)
+                self.epoch_steps += 1
                 self.notify("on_batch_end", loss, len(X))
+        self.loss_scale = 1.0
+        total, count = self.epoch_loss_sum, self.epoch_samples
         if data_parallel:
             import torch.distributed as dist
 

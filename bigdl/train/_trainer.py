@@ -9,8 +9,12 @@ read: by default inside one Dask task on a worker of the current cluster
 or in the calling process with ``on_cluster=False``.  Each epoch ends with a
 checkpoint (model, optimizer, RNG and loader state, history) and a Dask
 event on the topic ``bigdl-train`` that the caller's progress bar (and the
-dashboard) listen to.  ``fit(resume=True)`` continues from the last
-checkpoint and ends with the same weights as an uninterrupted run.
+dashboard) listen to; ``checkpoint_every`` adds checkpoints within epochs.
+``fit(resume=True)`` continues from the last checkpoint, at the next batch,
+and ends with the same weights as an uninterrupted run.  A data-parallel job
+that loses a worker starts again from its last checkpoint on the workers it
+has, with the same global batch size (the loader's order does not depend on
+the world size).
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ def _is_loop_class(value) -> bool:
     return isinstance(value, type) and issubclass(value, TrainingLoop)
 
 
+def _is_duration(value) -> bool:
+    from dask.utils import parse_timedelta
+
+    if not isinstance(value, str):
+        return False
+    try:
+        return parse_timedelta(value) > 0
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 #: What each Trainer parameter accepts (checked when ``fit`` or ``evaluate`` starts; ``__init__`` only stores).
 TRAINER_CONSTRAINTS = {
     "model": [nn.Module],
@@ -76,6 +91,10 @@ TRAINER_CONSTRAINTS = {
     "callbacks": [Predicate(_is_callback_list, "a list of bigdl.train.Callback instances"), None],
     "loop_class": [Predicate(_is_loop_class, "a subclass of bigdl.train.TrainingLoop"), None],
     "class_weight": CLASS_WEIGHT,
+    "checkpoint_every": [Interval(int, 1, None), Predicate(_is_duration, "a duration such as '30s' or '5 minutes'"),
+                         None],
+    "max_restarts": [Interval(int, 0, None)],
+    "restart_wait": [Interval(float, 0, None), Predicate(_is_duration, "a duration such as '30s'")],
 }
 
 
@@ -97,7 +116,16 @@ class Trainer:
     device : str, default "auto"
         ``"auto"`` uses CUDA when the machine running the loop has it.
     checkpoint_dir : str, optional
-        Local path or fsspec URL; a checkpoint is written after every epoch.
+        Local path or fsspec URL; a checkpoint is written after every epoch
+        (``epoch-NNNNN.pt``, with a JSON sidecar naming its run).
+    checkpoint_every : int or str, optional
+        Also checkpoint within epochs: every this many steps (an int), or
+        when this much time has passed since the last checkpoint (a duration
+        such as ``"30s"`` or ``"10 minutes"``).  Only the newest of these is
+        kept (``epoch-NNNNN-step-NNNNNNNN.pt``); a resume continues with the
+        next batch, loader position and shuffle included, and ends with the
+        weights of an uninterrupted run.  Needs ``checkpoint_dir``.  Under
+        data parallelism a time is checked on rank 0 every 16 steps.
     early_stopping : int, optional
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
@@ -109,8 +137,19 @@ class Trainer:
     n_workers : int, default 1
         Data-parallel training on this many Dask workers: one task per worker,
         joined with ``torch.distributed`` (gloo on CPU, nccl on GPU) and
-        ``DistributedDataParallel``; each rank streams its own shard of chunks.
-        Uneven shards are handled with DDP's ``join``.
+        ``DistributedDataParallel``.  A step is ``batch_size * n_workers``
+        samples of the loader's global order, shared among the ranks (each
+        gets the same number of batches), so the steps are those of one
+        process with that batch size.
+    max_restarts : int, default 3
+        Data parallelism: how many times a job that lost a worker starts
+        again (from its last checkpoint, or from the start without
+        ``checkpoint_dir``) before :class:`~bigdl.errors.TrainingError` ends it.
+    restart_wait : float or str, default "60s"
+        Data parallelism: after a loss, how long to wait for the cluster to
+        have ``n_workers`` workers again (a nanny restarting the worker, or
+        a replacement); after that the job goes on with the workers there
+        are, at the same global batch size.
     torch_threads : int, optional
         Intra-op threads torch uses while training.  Default: one core fewer
         than the machine has (at most what torch would use anyway), leaving a
@@ -173,7 +212,8 @@ class Trainer:
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
                  loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
-                 class_weight=None):
+                 class_weight=None, checkpoint_every: int | str | None = None, max_restarts: int = 3,
+                 restart_wait: float | str = "60s"):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -192,6 +232,9 @@ class Trainer:
         self.callbacks = callbacks
         self.loop_class = loop_class
         self.class_weight = class_weight
+        self.checkpoint_every = checkpoint_every
+        self.max_restarts = max_restarts
+        self.restart_wait = restart_wait
         self.history: list[dict] = []
 
     # ------------------------------------------------------------ fit
@@ -221,19 +264,24 @@ class Trainer:
         EmptyResultError
             The store has no training samples (and why).
         TrainingError
-            A data-parallel job lost a worker.
+            A data-parallel job lost workers more than ``max_restarts`` times,
+            or no worker was left to go on with.
 
         On a cluster, when the worker running the loop dies (killed, out of
         memory), Dask reschedules the task on another worker (up to
         ``distributed.scheduler.allowed-failures`` times, 3 by default) and,
         with ``checkpoint_dir`` set, it continues from this run's last
-        checkpoint: the weights equal an uninterrupted run's.  (Data-parallel
-        tasks are pinned to their workers and are not rescheduled.)
+        checkpoint: the weights equal an uninterrupted run's.  A
+        data-parallel job (its tasks are pinned to their workers) starts
+        again on the workers there are, up to ``max_restarts`` times, and
+        continues the same global order from its last checkpoint.
         """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
         if resume and not self.checkpoint_dir:
             raise SchemaError("fit(resume=True) needs checkpoint_dir= to find the last checkpoint.")
+        if self.checkpoint_every is not None and not self.checkpoint_dir:
+            raise SchemaError("checkpoint_every= needs checkpoint_dir= to write the checkpoints to.")
         client = self._client()
         run_id = uuid.uuid4().hex[:8]
         bar = _EpochBar(self.epochs, enabled=self.progress)
@@ -269,26 +317,45 @@ class Trainer:
                               topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update)[0]
 
     def _fit_data_parallel(self, client, spec, path, resume, run_id, bar):
+        from dask.utils import parse_timedelta
+
         from bigdl.runtime import run_on_workers
 
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if len(workers) < self.n_workers:
             raise SchemaError(f"n_workers={self.n_workers} but the cluster has only {len(workers)} workers; "
                               "start more workers or lower n_workers.")
-        chosen = workers[:self.n_workers]
-        host = chosen[0].split("://", 1)[-1].rsplit(":", 1)[0]
-        port = client.run(_free_port, workers=[chosen[0]])[chosen[0]]
-        calls = [(dict(spec, world={"rank": rank, "world_size": self.n_workers, "init_method": f"tcp://{host}:{port}"}),
-                  path, resume, run_id) for rank in range(self.n_workers)]
-        try:
-            results = run_on_workers(client, _run_on_worker, calls, key=f"bigdl-train-{run_id}",
-                                     topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update, workers=chosen)
-        except Exception as error:
-            lost = _lost_workers(client, chosen)
-            if not lost:
-                raise
-            raise TrainingError(_lost_message(lost, chosen, self.checkpoint_dir, bar.epochs_done)) from error
-        return results[0]
+        # The step stays batch_size * n_workers samples whatever the number of ranks after a restart.
+        spec = dict(spec, loader_options={**spec["loader_options"],
+                                          "global_batch_size": self.batch_size * self.n_workers})
+        chosen, losses = workers[:self.n_workers], []
+        for attempt in range(self.max_restarts + 1):
+            host = chosen[0].split("://", 1)[-1].rsplit(":", 1)[0]
+            port = client.run(_free_port, workers=[chosen[0]])[chosen[0]]
+            world = {"world_size": len(chosen), "init_method": f"tcp://{host}:{port}"}
+            # After a restart the run's own checkpoint is found by its run id (as a rescheduled task does).
+            calls = [(dict(spec, world=dict(world, rank=rank)), path, resume and attempt == 0, run_id)
+                     for rank in range(len(chosen))]
+            try:
+                results = run_on_workers(client, _run_on_worker, calls, key=f"bigdl-train-{run_id}-{attempt}",
+                                         topic=f"{EVENT_TOPIC}-{run_id}", on_event=bar.update, workers=chosen)
+                return results[0]
+            except Exception as error:
+                lost = _lost_workers(client, chosen, patience=10.0 if _collective_failed(error) else 0.0)
+                if not lost:
+                    raise
+                losses.append(_lost_message(lost, chosen, self.checkpoint_dir, bar.epochs_done))
+                if attempt == self.max_restarts:
+                    raise TrainingError(f"{losses[-1]} It started again {self.max_restarts} time(s) (max_restarts="
+                                        f"{self.max_restarts}) and lost a worker each time.") from error
+                chosen = _workers_after_loss(client, self.n_workers, lost,
+                                             parse_timedelta(self.restart_wait, default="seconds"))
+                if not chosen:
+                    raise TrainingError(f"{losses[-1]} No worker was left to go on with after waiting "
+                                        f"{self.restart_wait} (restart_wait=).") from error
+                print(f"bigdl: {losses[-1].split(';')[0]}; starting again on {len(chosen)} worker(s) from "
+                      f"{_latest(self.checkpoint_dir) or 'the start'}.", file=sys.stderr)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _spec(self, ds: Dataset) -> dict:
         """Validate parameters against the store; everything the loop needs, picklable."""
@@ -320,6 +387,7 @@ class Trainer:
             "loop_class": self.loop_class or TrainingLoop,
             # Plain floats: the weights travel with the spec to the worker and into the checkpoint identity.
             "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
+            "checkpoint_every": self.checkpoint_every,
         }
 
     def _class_weights(self, ds: Dataset, loss) -> np.ndarray | None:
@@ -518,7 +586,7 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
                         batch_size=spec["batch_size"], seed=spec["seed"], loader_options=spec["loader_options"],
                         rank=rank, world_size=world_size)
     loader = loop.get_iterator(ds, split="train", training=True)
-    start_epoch = 0
+    start_epoch, partial = 0, None
     identity = run_identity(model, optimizer, ds, seed=spec["seed"], batch_size=spec["batch_size"],
                             class_weight=spec.get("class_weight"))
     # A task that finds a checkpoint of its own run is a rescheduled attempt
@@ -532,8 +600,10 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
         torch.set_rng_state(state["torch_rng"])
         loader.load_state_dict(state["loader"])
         loop.history = state["history"]
-        start_epoch = state["epoch"] + 1
-        report({"kind": "resumed", "epoch": state["epoch"], "checkpoint": latest})
+        # An epoch's end saves the loader at the next epoch's start; a step checkpoint at its position.
+        start_epoch = int(state["loader"]["epoch"]) if "loader" in state else state["epoch"] + 1
+        partial = state.get("partial")
+        report({"kind": "resumed", "epoch": len(loop.history), "checkpoint": latest})
     history = loop.history
     has_validation = bool(ds.split_counts.get("validation"))
     report({"kind": "started", "epochs": spec["epochs"], "model": type(model).__name__, "store": str(ds.path),
@@ -545,14 +615,21 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             best, since_best = entry["val_loss"], 0
         elif entry.get("val_loss") is not None:
             since_best += 1
+    if spec.get("checkpoint_every") is not None:
+        loop.callbacks.append(_StepCheckpoints(spec, loader, identity, run_id, rank, world_size))
     loop.notify("on_train_begin")
     for epoch in range(start_epoch, spec["epochs"]):
         if loop.stop or (spec["early_stopping"] is not None and since_best >= spec["early_stopping"]):
             break
         started = time.perf_counter()
         loader.set_epoch(epoch)
-        train_loss, n_seen = loop.train_epoch(loader, epoch)
-        seconds = time.perf_counter() - started
+        start, before = (0.0, 0), 0.0
+        if partial is not None and epoch == start_epoch:
+            # rank 0 carries the steps taken before the resume (summed over the ranks of that run)
+            start = (partial["loss_sum"], partial["samples"]) if rank == 0 else (0.0, 0)
+            before = float(partial["seconds"])
+        train_loss, n_seen = loop.train_epoch(loader, epoch, start=start)
+        seconds = time.perf_counter() - started + before
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "samples_per_second": n_seen / max(seconds, 1e-9),
                  "seconds": seconds, "worker": worker_name}
         if world_size > 1:
@@ -578,6 +655,66 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
         report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
     loop.notify("on_train_end")
     return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
+
+
+class _StepCheckpoints(Callback):
+    """Checkpoints within epochs: every N steps, or when T seconds have passed (``checkpoint_every``).
+
+    All ranks take part (they add up the epoch's running loss); rank 0 writes.
+    Under data parallelism a time is checked on rank 0 and broadcast every
+    ``CHECK_EVERY`` steps, so every rank agrees on the step.
+    """
+
+    CHECK_EVERY = 16
+
+    def __init__(self, spec: dict, loader, identity: dict, run_id: str | None, rank: int, world_size: int):
+        from dask.utils import parse_timedelta
+
+        every = spec["checkpoint_every"]
+        self.steps = every if isinstance(every, int) else None
+        self.seconds = None if self.steps is not None else parse_timedelta(every)
+        self.spec, self.loader, self.identity, self.run_id = spec, loader, identity, run_id
+        self.rank, self.world_size = rank, world_size
+        self._since, self._last, self._started = 0, time.monotonic(), time.perf_counter()
+
+    def on_epoch_begin(self, loop, epoch: int) -> None:
+        self._epoch, self._started = epoch, time.perf_counter()
+        self._seconds_before = 0.0
+
+    def _due(self, state: dict) -> bool:
+        if self.steps is not None:  # steps of the epoch, so a resumed run checkpoints where the first one did
+            return (state["sample_in_epoch"] // state["global_batch_size"]) % self.steps == 0
+        self._since += 1
+        if self.world_size == 1:
+            return time.monotonic() - self._last >= self.seconds
+        if self._since % self.CHECK_EVERY:
+            return False
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(time.monotonic() - self._last >= self.seconds)])
+        dist.broadcast(flag, src=0)  # rank 0's clock decides for all
+        return bool(flag[0])
+
+    def on_batch_end(self, loop, loss: float, n_samples: int) -> None:
+        state = self.loader.state_dict()
+        if state["epoch"] != self._epoch or not self._due(state):  # the epoch's last step: its end checkpoint follows
+            return
+        self._since, self._last = 0, time.monotonic()
+        totals = torch.tensor([loop.epoch_loss_sum, float(loop.epoch_samples)], dtype=torch.float64)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(totals)
+        if self.rank != 0:
+            return
+        step = state["sample_in_epoch"] // state["global_batch_size"]
+        save_checkpoint(self.spec["checkpoint_dir"], self._epoch, {
+            "epoch": self._epoch, "run": self.run_id, "model": loop.module.state_dict(),
+            "optimizer": loop.optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "loader": state,
+            "history": loop.history, "identity": self.identity,
+            "partial": {"loss_sum": float(totals[0]), "samples": int(totals[1]),
+                        "seconds": time.perf_counter() - self._started},
+        }, step=step)
 
 
 class _LiveLoss(Callback):
@@ -606,7 +743,7 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
     n_values = 0  # target values: a sample holds several for multi-step or multi-output targets
     with torch.no_grad():
-        for X, y in loop.get_iterator(ds, split=split, training=False):
+        for X, y in loop.evaluation_iterator(ds, split):
             output, target = loop.evaluation_step(X, y)
             weight = mean_loss_weight(loop.criterion, target)
             total_loss += float(loop.criterion(output, target)) * weight
@@ -681,22 +818,56 @@ def _output_shape(model, sample_shape) -> tuple:
 
 
 # ------------------------------------------------------------------ helpers
-def _lost_workers(client, chosen: list[str]) -> list[str]:
-    """The workers of a data-parallel job that are no longer in the cluster (their addresses left it)."""
-    try:
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
-    except Exception:  # the scheduler itself is gone: every worker is lost to this job
-        return list(chosen)
-    return [address for address in chosen if address not in alive]
+def _lost_workers(client, chosen: list[str], patience: float = 0.0) -> list[str]:
+    """The workers of a data-parallel job that are no longer in the cluster (their addresses left it).
+
+    A surviving rank's collective fails the moment its peer's socket closes,
+    which can be before the scheduler has noticed the death: ``patience``
+    seconds are given for the loss to show.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:  # the scheduler itself is gone: every worker is lost to this job
+            return list(chosen)
+        lost = [address for address in chosen if address not in alive]
+        if lost or time.monotonic() >= deadline:
+            return lost
+        time.sleep(0.1)
+
+
+def _collective_failed(error: BaseException) -> bool:
+    """Whether ``error`` is torch.distributed's word that a peer went away (gloo/NCCL socket errors)."""
+    text = f"{type(error).__name__} {error}"
+    return any(word in text for word in ("gloo", "NCCL", "DistBackendError", "Connection reset", "Connection closed"))
+
+
+def _latest(checkpoint_dir: str | None) -> str | None:
+    from bigdl.train._checkpoint import latest_checkpoint
+
+    return latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+
+
+def _workers_after_loss(client, wanted: int, lost: list[str], wait: float) -> list[str]:
+    """The workers to start again on: ``wanted`` of them as soon as there are, else those there are after ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            alive = sorted(address for address in client.scheduler_info(n_workers=-1)["workers"]
+                           if address not in lost)
+        except Exception:  # the scheduler itself is gone
+            return []
+        if len(alive) >= wanted or time.monotonic() >= deadline:
+            return alive[:wanted]
+        time.sleep(0.2)
 
 
 def _lost_message(lost: list[str], chosen: list[str], checkpoint_dir: str | None, epochs_done: int) -> str:
-    from bigdl.train._checkpoint import latest_checkpoint
-
     ranks = ", ".join(f"{address} (rank {chosen.index(address)})" for address in lost)
     message = (f"Data-parallel training over {len(chosen)} workers lost {ranks} after {epochs_done} finished "
                "epoch(s); torch.distributed cannot go on without every rank.")
-    latest = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    latest = _latest(checkpoint_dir)
     if latest is not None:
         return f"{message} Resume with fit(ds, resume=True): it continues from {latest}."
     if checkpoint_dir:
