@@ -178,6 +178,35 @@ def test_a_trainer_whose_worker_is_killed_continues_from_its_checkpoint(training
     _wait_for(lambda: len(fault_client.ncores()) == 2, "the nanny to bring the killed worker back")
 
 
+def test_a_trainer_killed_mid_epoch_continues_from_its_step_checkpoint(training_store, fault_client, tmp_path):
+    ds = training_store
+    uninterrupted = _trainer(ds, tmp_path / "uninterrupted")
+    uninterrupted.checkpoint_every = 25
+    with fault_client.as_current():
+        uninterrupted.fit(ds)
+
+    directory = tmp_path / "interrupted"
+    # The first epoch has 200 steps: its step-25 checkpoint appears long before it ends.
+    within_epoch = lambda: any(directory.glob("epoch-00000-step-*.json"))  # noqa: E731
+    killer = WorkerKiller(fault_client, within_epoch, "bigdl-train-")
+    killer.start()
+    interrupted = _trainer(ds, directory)
+    interrupted.checkpoint_every = 25
+    try:
+        with fault_client.as_current():
+            history = interrupted.fit(ds)
+    finally:
+        killer.finish()
+    assert [entry["epoch"] for entry in history] == list(range(1, 11))
+    assert history[-1]["worker"] != killer.killed
+    for name, value in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(interrupted.model.state_dict()[name], value, rtol=1e-6, atol=1e-7,
+                                   msg=f"parameter {name}")
+    for left, right in zip(history, uninterrupted.history):
+        assert left["train_loss"] == pytest.approx(right["train_loss"], rel=1e-6)
+    _wait_for(lambda: len(fault_client.ncores()) == 2, "the nanny to bring the killed worker back")
+
+
 # ---------------------------------------------------------------- interrupting the client
 THREADED_SCRIPT = textwrap.dedent("""
     import sys
