@@ -286,7 +286,20 @@ class SequenceSteps(_rows.RowSteps):
                       extra_arrays={"time": time_dtype, **EXTRA_ARRAYS})
 
     def write_job(self, root: str, staging: str, start: int, pieces: list[tuple]) -> tuple:
+        self.root = root  # the written store, where the windows per chunk are counted
         return (root, staging, start, pieces, self.layout["segments"], self.spec, self.mean, self.std)
+
+    def window_counts(self, targets: list[str]) -> dict:
+        """Windows of each split in each chunk for the store's window spec, counted once from the small arrays.
+
+        Loaders plan an epoch from them without reading ``run``, ``position`` or ``split``.
+        """
+        from bigdl.store.kinds.sequence import SequenceView
+
+        attrs = {"window": {**self.window, "targets": list(targets)}, "feature_names": list(self.spec["values"])}
+        view = SequenceView(self.root, attrs, n_rows=self.layout["n_steps"], rows_per_chunk=self.rows_per_chunk,
+                            stored_shape=(len(self.spec["values"]),), has_target=True)
+        return {split: view.chunk_counts(split).tolist() for split in (*SPLIT_CODES, "all")}
 
     def write_rejects(self, root: Path, staging: Path, read_results: list[dict], accounting: dict, run) -> None:
         super().write_rejects(root, staging, read_results, accounting, run)
@@ -301,6 +314,7 @@ class SequenceSteps(_rows.RowSteps):
             task="regression", class_names=None,
             steps={"observed": layout["n_observed"], "inserted": layout["n_inserted"], "total": layout["n_steps"]},
             window={**self.window, "targets": list(targets)},
+            chunk_window_counts=self.window_counts(targets),
             series={"column": spec["series"], "names": layout["series_names"], "lengths": layout["series_lengths"]},
             preprocessing={"channels": list(spec["values"]), "mean": self.mean, "std": self.std,
                            "scaled": bool(self.scale),

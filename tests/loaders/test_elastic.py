@@ -202,3 +202,19 @@ def test_skipped_buffers_are_never_read(loader_store, monkeypatch):
     loader.load_state_dict(state)
     assert len(list(loader)) == 2
     assert len(reads) <= 2 * 3, "only the buffers of the last two steps are read"
+
+
+# ---------------------------------------------------------------- planning an epoch reads no array
+def test_planning_an_epoch_reads_no_per_sample_array(store, monkeypatch):
+    from bigdl.store.kinds._base import SampleView
+
+    reopened = bigdl.open(store.path)  # a fresh view: nothing counted yet
+    read = []
+    original = SampleView.read
+    monkeypatch.setattr(SampleView, "read", lambda self, name, rows: read.append(name) or original(self, name, rows))
+    loader = ChunkLoader(reopened, "train", batch_size=32, seed=1)
+    assert len(loader) > 0 and loader.n_samples == int(store.view.chunk_counts("train").sum())
+    assert read == [], "the chunk counts come from the store's attributes"
+    other_window = ChunkLoader(reopened, "train", batch_size=32, window=3) if store.kind == "sequence" else None
+    if other_window is not None:  # another window spec than the stored one is counted from the small arrays
+        assert set(read) <= {"run", "position", "split"} and len(other_window) > 0

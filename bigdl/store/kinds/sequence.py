@@ -95,6 +95,11 @@ class SequenceView(SampleView):
 
     def chunk_counts(self, split: str = "all") -> np.ndarray:
         split = check_split(split)
+        stored = self.attrs.get("chunk_window_counts") or {}
+        spec = self.attrs.get("window", {})
+        if split in stored and len(stored[split]) == self.n_chunks and all(
+                self.windows.get(key) == spec.get(key) for key in ("window", "horizon", "stride", "targets")):
+            return np.asarray(stored[split], dtype=np.int64)  # counted at ingest for the store's own window spec
         if split not in self._counts:
             # One pass over the small per-step arrays (X is not read).
             self._counts[split] = np.array([len(self._window_starts(chunk, split)[1]) for chunk in range(self.n_chunks)],
