@@ -603,7 +603,8 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
         # An epoch's end saves the loader at the next epoch's start; a step checkpoint at its position.
         start_epoch = int(state["loader"]["epoch"]) if "loader" in state else state["epoch"] + 1
         partial = state.get("partial")
-        report({"kind": "resumed", "epoch": len(loop.history), "checkpoint": latest})
+        # "epoch": the last finished epoch (0-based), as the progress bar and the dashboard count
+        report({"kind": "resumed", "epoch": len(loop.history) - 1, "checkpoint": latest})
     history = loop.history
     has_validation = bool(ds.split_counts.get("validation"))
     report({"kind": "started", "epochs": spec["epochs"], "model": type(model).__name__, "store": str(ds.path),
