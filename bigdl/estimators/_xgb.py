@@ -35,7 +35,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdl._validation import Interval, Options, check_estimator_params, parameter_error
-from bigdl.errors import SchemaError
+from bigdl.errors import SchemaError, public_message
 from bigdl.estimators._data import BlockPredictorMixin, as_dask_arrays, is_lazy, is_store
 from bigdl.loaders._predict import predict_blocks
 from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight, sample_weights
@@ -158,9 +158,12 @@ class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
         -----
         With ``memory="auto"`` the training rows (and the validation rows)
         are sized as stored (float32 features, the target, a weight) and
-        compared with :data:`MEMORY_FRACTION` of the sum of the workers'
-        memory limits; one line on the ``bigdl.estimators`` logger says which
-        way was chosen and why.  Dask arrays (not a store) that go to
+        compared with :data:`MEMORY_FRACTION` of the workers' free memory
+        (their memory limits minus what their processes hold now); one line
+        on the ``bigdl.estimators`` logger says which way was chosen and why.
+        When an ``xgboost.dask`` fit loses a worker (xgboost.dask cannot go
+        on without it), ``"auto"`` trains from external memory instead, with
+        a warning.  Dask arrays (not a store) that go to
         external memory are fed to XGBoost in this process, one block at a
         time, each block computed on the active scheduler.
         """
@@ -174,21 +177,31 @@ class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
         else:
             client = active_client()
             memory = self._choose_memory(data, client)
+            fitted = None
             if memory == "cluster" and client is not None:
-                booster, history = _train_dask(client, params, rounds, stopping, data.train, data.evals,
-                                               self.max_bin)
+                try:
+                    fitted = _train_dask(client, params, rounds, stopping, data.train, data.evals, self.max_bin)
+                except Exception as error:
+                    # xgboost.dask cannot survive a worker that dies (out of memory, killed): "Resilience is
+                    # not yet supported" (xgboost.dask's own error).  With memory="auto" the fit goes on from
+                    # external memory, which needs one chunk in memory at a time.
+                    if self.memory != "auto" or not _lost_a_worker(error):
+                        raise
+                    logger.warning("%s: xgboost.dask lost a worker (%s); training from external memory instead.",
+                                   type(self).__name__, public_message(error, limit=200))
+                    memory = "external"
             elif memory == "cluster":
                 import dask
 
                 train, evals = dask.compute(data.train, data.evals)
-                booster, history = _train_in_process(params, rounds, stopping, train, evals, self.max_bin)
-            elif data.dataset is not None and client is not None:
+                fitted = _train_in_process(params, rounds, stopping, train, evals, self.max_bin)
+            if fitted is None and data.dataset is not None and client is not None:
                 key = f"bigdl-xgb-fit-{os.urandom(4).hex()}"
-                booster, history = run_on_workers(client, _train_external, [
+                fitted = run_on_workers(client, _train_external, [
                     (params, rounds, stopping, data.train_source, data.eval_source, self.max_bin)], key=key)[0]
-            else:
-                booster, history = _train_external(params, rounds, stopping, data.train_source, data.eval_source,
-                                                   self.max_bin)
+            elif fitted is None:
+                fitted = _train_external(params, rounds, stopping, data.train_source, data.eval_source, self.max_bin)
+            booster, history = fitted
             self.memory_ = memory if memory == "external" or client is not None else "in-memory"
         self.booster_ = booster
         self.evals_result_ = {name: {metric: [float(value) for value in values] for metric, values in metrics.items()}
@@ -791,7 +804,7 @@ def _workers(client) -> dict:
 
 
 def _memory_budget(client) -> tuple[float, str]:
-    """Bytes training may be sized against, and whose they are."""
+    """Bytes training may be sized against, and whose they are: what the workers' limits leave free now."""
     import psutil
 
     if client is None:
@@ -800,9 +813,24 @@ def _memory_budget(client) -> tuple[float, str]:
     if not workers:
         raise SchemaError("The Dask cluster has no workers to train on; start some, or close the client to train "
                           "in this process.")
-    # A worker without a limit may use its machine's memory: this machine's is the best guess here.
-    limits = [float(info.get("memory_limit") or psutil.virtual_memory().total) for info in workers.values()]
-    return sum(limits), f"the {len(limits)} workers' memory limits"
+    # A worker without a limit may use its machine's memory: this machine's is the best guess here.  What a
+    # worker process already holds (the interpreter, libraries, other results) is not free for training:
+    # on 512 MiB workers that was more than half of the limit.
+    headroom = []
+    for info in workers.values():
+        limit = float(info.get("memory_limit") or psutil.virtual_memory().total)
+        used = float((info.get("metrics") or {}).get("memory") or 0)
+        headroom.append(max(limit - used, 0.0))
+    return sum(headroom), f"the {len(headroom)} workers' free memory (memory limits minus what they hold)"
+
+
+def _lost_a_worker(error: BaseException) -> bool:
+    """Whether a failed xgboost.dask fit failed because one of its workers died."""
+    from distributed.scheduler import KilledWorker
+
+    text = str(error)
+    return isinstance(error, KilledWorker) or "worker" in text.lower() and (
+        "died" in text or "Resilience" in text or "lost" in text.lower())
 
 
 # ------------------------------------------------------------------ prediction

@@ -138,7 +138,32 @@ def test_auto_picks_external_memory_when_the_split_does_not_fit(classification_s
     assert "in cluster memory (xgboost.dask on 2 workers)" in lines[0] and "under 33.3% of" in lines[0]
     assert lines[1].startswith("XGBClassifier trains from external memory (ExtMemQuantileDMatrix fed one store "
                                "chunk at a time, in one task on a worker): the training rows take 0.1 MiB, not "
-                               "under 0.0001% of the 2 workers' memory limits (2048.0 MiB)"), lines[1]
+                               "under 0.0001% of the 2 workers' free memory (memory limits minus what they hold) ("), \
+        lines[1]
+    # the free memory is the limits less what the worker processes hold now
+    free = float(lines[1].rsplit("(", 1)[1].split(" MiB")[0])
+    held = sum(info["metrics"]["memory"] for info in cluster_client.scheduler_info(n_workers=-1)["workers"].values())
+    assert 0 < free < 2048.0 and abs(free - (2048.0 - held / 2 ** 20)) < 200
+
+
+def test_a_cluster_fit_that_loses_a_worker_goes_on_from_external_memory(classification_store, cluster_client,
+                                                                        caplog, monkeypatch):
+    def dies(*args, **kwargs):  # xgboost.dask's own words when a worker it trains on dies
+        raise ValueError("Invalid worker address: tcp://127.0.0.1:1, expecting tcp://127.0.0.1:2. This is likely "
+                         "caused by one of the workers died and Dask re-scheduled a different one. Resilience is "
+                         "not yet supported.")
+
+    monkeypatch.setattr(_xgb, "_train_dask", dies)
+    caplog.set_level(logging.INFO, logger="bigdl.estimators")
+    with cluster_client.as_current():
+        model = XGBClassifier(n_estimators=5).fit(classification_store)
+        reference = XGBClassifier(n_estimators=5, memory="external").fit(classification_store)
+        with pytest.raises(ValueError, match="Resilience is not yet supported"):
+            XGBClassifier(n_estimators=5, memory="cluster").fit(classification_store)  # asked for: no fallback
+    assert model.memory_ == "external"
+    assert any("xgboost.dask lost a worker" in record.getMessage() for record in caplog.records)
+    np.testing.assert_array_equal(model.predict(classification_store).compute(),
+                                  reference.predict(classification_store).compute())
 
 
 def test_without_a_client_both_paths_train_in_this_process(classification_store, caplog):
