@@ -66,6 +66,7 @@ TRAINER_CONSTRAINTS = {
     "batch_size": [Interval(int, 1, None)],
     "device": [str, torch.device],
     "checkpoint_dir": [str, os.PathLike, None],
+    "log_dir": [str, os.PathLike, None],
     "early_stopping": [Interval(int, 1, None), None],
     "seed": [Interval(int, 0, None)],
     "on_cluster": ["boolean"],
@@ -98,6 +99,12 @@ class Trainer:
         ``"auto"`` uses CUDA when the machine running the loop has it.
     checkpoint_dir : str, optional
         Local path or fsspec URL; a checkpoint is written after every epoch.
+    log_dir : str, optional
+        Write TensorBoard event files there (a :class:`~bigdl.train.TensorBoardLogger`):
+        train and validation loss, the metrics, samples/s and the learning rate
+        per epoch, the smoothed batch loss, the hyperparameters.  Local path or
+        fsspec URL, written from where the loop runs (a worker): any local path
+        serves a LocalCluster; a remote cluster needs a URL the caller can read.
     early_stopping : int, optional
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
@@ -173,7 +180,7 @@ class Trainer:
                  early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
                  loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
-                 class_weight=None):
+                 class_weight=None, log_dir: str | None = None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -192,6 +199,7 @@ class Trainer:
         self.callbacks = callbacks
         self.loop_class = loop_class
         self.class_weight = class_weight
+        self.log_dir = log_dir
         self.history: list[dict] = []
 
     # ------------------------------------------------------------ fit
@@ -316,11 +324,21 @@ class Trainer:
             "checkpoint_dir": os.fspath(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
             "early_stopping": self.early_stopping, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
-            "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
+            "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()) + self._trackers(loss),
             "loop_class": self.loop_class or TrainingLoop,
             # Plain floats: the weights travel with the spec to the worker and into the checkpoint identity.
             "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
         }
+
+    def _trackers(self, loss) -> list:
+        """The TensorBoard logger of ``log_dir`` (none without it)."""
+        if self.log_dir is None:
+            return []
+        from bigdl.train._trackers import TensorBoardLogger
+
+        named = {"epochs": self.epochs, "loss": loss if isinstance(loss, str) else type(loss).__name__,
+                 "class_weight": str(self.class_weight), "n_workers": self.n_workers}
+        return [TensorBoardLogger(self.log_dir, hparams=named)]
 
     def _class_weights(self, ds: Dataset, loss) -> np.ndarray | None:
         """``class_weight`` resolved against the store's classes (and train counts, for "balanced")."""
