@@ -307,7 +307,7 @@ def _explain_image(spec: dict, x: np.ndarray, predict, seed: int) -> dict:
     options = {"top_labels": 1} if spec["classification"] else {"labels": (0,)}
     result = LimeImageExplainer(random_state=seed).explain_instance(
         image, function, hide_color=0.0, num_features=spec["num_features"], num_samples=spec["num_samples"],
-        segmentation_fn=segmentation, random_seed=seed, progress_bar=False, batch_size=256, **options)
+        segmentation_fn=segmentation, random_seed=seed, batch_size=256, **options)
     label = result.top_labels[0] if spec["classification"] else next(iter(result.local_exp))
     weights = sorted(result.local_exp[label], key=lambda item: -abs(item[1]))[:spec["num_features"]]
     output = function(image[None])

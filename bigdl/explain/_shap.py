@@ -186,9 +186,16 @@ class _TorchSHAP(_Explainer):
                     if self.method == "deeplift":
                         attributed = explainer.attribute(inputs, baselines=background, target=output)
                     else:
-                        torch.manual_seed(self.seed + start)  # the same draws for the same rows, on any worker
-                        attributed = explainer.attribute(inputs, baselines=background, target=output,
-                                                         n_samples=self.n_samples, stdevs=0.0)
+                        # captum draws baselines with NumPy's global generator and noise with torch's: both
+                        # seeded per batch, so the same rows get the same draws on any worker.
+                        torch.manual_seed(self.seed + start)
+                        state = np.random.get_state()
+                        np.random.seed(self.seed + start)
+                        try:
+                            attributed = explainer.attribute(inputs, baselines=background, target=output,
+                                                             n_samples=self.n_samples, stdevs=0.0)
+                        finally:
+                            np.random.set_state(state)
                     outputs.append(attributed.detach().numpy())
                 parts.append(np.stack(outputs, axis=-1) if self.n_outputs > 1 else outputs[0])
         return np.concatenate(parts).astype(np.float32)
