@@ -203,7 +203,8 @@ class _ChunkForest(BlockPredictorMixin, BaseEstimator):
             x_blocks, y_blocks = _blocks(X, y, client)
             arguments = [([x_blocks[chunk] for chunk in groups[group]], [y_blocks[chunk] for chunk in groups[group]],
                           self._forest_class, params, first, stop) for group, first, stop in plan["tasks"]]
-        parts = run_tasks("bigdl-forest-fit", task, arguments, desc=f"{type(self).__name__} fit", progress=False,
+        # A bar over the fit's tasks when stderr is a terminal (estimators take no progress flag).
+        parts = run_tasks("bigdl-forest-fit", task, arguments, desc=f"{type(self).__name__} fit", progress=None,
                           client=client)
         self.chunks_per_task_ = plan["chunks_per_task"]
         self.n_groups_ = len(groups)

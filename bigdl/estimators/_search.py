@@ -544,15 +544,34 @@ class _HyperbandRun:
         return (score if np.isfinite(score) else -np.inf, self.calls[model], -model)
 
     def run(self) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        # One tick per finished bracket, shown when stderr is a terminal; the postfix counts the training jobs.
+        bar = tqdm(total=len(self.brackets), desc="Hyperband", unit="bracket", disable=None, file=sys.stderr,
+                   leave=False)
+        finished, jobs = set(), 0
+
+        def tick(bracket) -> None:
+            if not bracket.survivors and bracket.index not in finished:
+                finished.add(bracket.index)
+                bar.update(1)
+
         try:
             for bracket in self.brackets:
                 self._advance(bracket)
+                tick(bracket)
             while self.runner.pending():
                 (bracket, targets), handles, scores = self.runner.next_done()
                 for (model, target), handle, score in zip(targets.items(), handles, scores):
                     self._record(model, target, handle, score)
                 self._advance(bracket)
+                jobs += 1
+                bar.set_postfix({"jobs": jobs}, refresh=False)
+                tick(bracket)
         finally:
+            bar.close()
             self.runner.close()
         # Every model has left its bracket by now; the best of them is the only one kept.
         self.best_handle = self.handles.get(self._best_left)

@@ -212,7 +212,8 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         # dask-ml's fit, with the clone's class weights resolved before its first partial_fit.
         estimator = sklearn.base.clone(self.estimator)
         _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
-        self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        with _pass_bar("Incremental fit"):
+            self._fit_for_estimator(estimator, X, y, **fit_kwargs)
         return self
 
     def partial_fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
@@ -242,7 +243,46 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         if estimator is None:  # the first call: as fit
             estimator = sklearn.base.clone(self.estimator)
             _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
-        return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        with _pass_bar("Incremental partial_fit"):
+            return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+
+
+class _pass_bar:
+    """A tqdm bar over the tasks of one pass of ``partial_fit`` calls, shown when stderr is a terminal.
+
+    dask-ml computes the pass as one graph (a block's read, then its
+    ``partial_fit``, block after block); Dask's local schedulers report each
+    finished task to this callback.  (On a distributed client the dashboard
+    shows the pass instead: the callbacks of the local schedulers are not called.)
+    """
+
+    def __init__(self, desc: str):
+        self.desc = desc
+
+    def __enter__(self):
+        import sys
+
+        from dask.callbacks import Callback
+        from tqdm.auto import tqdm
+
+        bar = self.bar = tqdm(desc=self.desc, unit="task", disable=None, file=sys.stderr, leave=False, total=0)
+
+        class _Count(Callback):
+            def _start(self, dsk):
+                bar.total += len(dsk)
+                bar.refresh()
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                bar.update(1)
+
+        self.callback = _Count()
+        self.callback.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.callback.__exit__(*exc)
+        self.bar.close()
+        return False
 
 
 class ParallelPostFit(_StoreAware, _dask_ml.ParallelPostFit):

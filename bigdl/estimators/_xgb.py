@@ -726,6 +726,31 @@ class _ChunkIter(xgboost.DataIter):
 
 
 # ------------------------------------------------------------------ the training paths
+class _RoundBar(xgboost.callback.TrainingCallback):
+    """A tqdm bar over the boosting rounds, shown when stderr is a terminal (a worker's is not: no bar there)."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self.rounds = rounds
+        self._bar = None
+
+    def before_training(self, model):
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.rounds, desc="XGBoost", unit="round", disable=None, file=sys.stderr, leave=False)
+        return model
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        self._bar.update(1)
+        return False
+
+    def after_training(self, model):
+        self._bar.close()
+        return model
+
+
 def _train_in_process(params, rounds, stopping, train, evals, max_bin):
     """Plain xgboost on NumPy arrays in this process."""
     X, y, weight = train
@@ -736,7 +761,7 @@ def _train_in_process(params, rounds, stopping, train, evals, max_bin):
                   "validation")]
     history: dict = {}
     booster = xgboost.train(params, dtrain, rounds, evals=watch, evals_result=history,
-                            early_stopping_rounds=stopping, verbose_eval=False)
+                            early_stopping_rounds=stopping, verbose_eval=False, callbacks=[_RoundBar(rounds)])
     return booster, history
 
 
@@ -751,7 +776,7 @@ def _train_dask(client, params, rounds, stopping, train, evals, max_bin):
     dtrain = matrix(train)
     watch = [(matrix(evals, ref=dtrain), "validation")] if evals is not None else []
     output = dxgb.train(client, params, dtrain, rounds, evals=watch, early_stopping_rounds=stopping,
-                        verbose_eval=False)
+                        verbose_eval=False, callbacks=[_RoundBar(rounds)])
     return output["booster"], output["history"]
 
 
@@ -794,7 +819,7 @@ def _train_external(params, rounds, stopping, train_source, eval_source, max_bin
                       "validation")]
         history: dict = {}
         booster = xgboost.train(params, dtrain, rounds, evals=watch, evals_result=history,
-                                early_stopping_rounds=stopping, verbose_eval=False)
+                                early_stopping_rounds=stopping, verbose_eval=False, callbacks=[_RoundBar(rounds)])
         del dtrain, watch  # the matrices remove their cache files when freed, before their folder goes
     return booster, history
 

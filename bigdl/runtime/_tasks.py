@@ -80,10 +80,12 @@ def active_client(client=None):
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="task", disable=not enabled, file=sys.stderr, leave=False)
+    # None: tqdm's own choice, a bar only when stderr is a terminal (estimators' fits, which take no flag).
+    return tqdm(total=total, desc=desc, unit="task", disable=None if enabled is None else not enabled,
+                file=sys.stderr, leave=False)
 
 
-def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: str, progress: bool = True,
+def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: str, progress: bool | None = True,
               client=None) -> list[Any]:
     """Call ``func(*args)`` for each tuple in ``arguments``; return results in order.
 
@@ -103,7 +105,8 @@ def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: 
         One tuple of positional arguments per task.
     desc : str
         The progress bar's label.
-    progress : bool, default True
+    progress : bool or None, default True
+        None: a bar only when stderr is a terminal.
     client : distributed.Client, optional
         Default: the current client, else Dask's threaded scheduler.
 

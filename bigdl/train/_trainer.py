@@ -81,6 +81,7 @@ TRAINER_CONSTRAINTS = {
     "batch_size": [Interval(int, 1, None)],
     "device": [str, torch.device],
     "checkpoint_dir": [str, os.PathLike, None],
+    "log_dir": [str, os.PathLike, None],
     "early_stopping": [Interval(int, 1, None), None],
     "seed": [Interval(int, 0, None)],
     "on_cluster": ["boolean"],
@@ -126,6 +127,12 @@ class Trainer:
         next batch, loader position and shuffle included, and ends with the
         weights of an uninterrupted run.  Needs ``checkpoint_dir``.  Under
         data parallelism a time is checked on rank 0 every 16 steps.
+    log_dir : str, optional
+        Write TensorBoard event files there (a :class:`~bigdl.train.TensorBoardLogger`):
+        train and validation loss, the metrics, samples/s and the learning rate
+        per epoch, the smoothed batch loss, the hyperparameters.  Local path or
+        fsspec URL, written from where the loop runs (a worker): any local path
+        serves a LocalCluster; a remote cluster needs a URL the caller can read.
     early_stopping : int, optional
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
@@ -213,7 +220,7 @@ class Trainer:
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
                  loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
                  class_weight=None, checkpoint_every: int | str | None = None, max_restarts: int = 3,
-                 restart_wait: float | str = "60s"):
+                 restart_wait: float | str = "60s", log_dir: str | None = None):
         self.model = model
         self.optimizer = optimizer
         self.lr = lr
@@ -235,6 +242,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.max_restarts = max_restarts
         self.restart_wait = restart_wait
+        self.log_dir = log_dir
         self.history: list[dict] = []
 
     # ------------------------------------------------------------ fit
@@ -383,12 +391,22 @@ class Trainer:
             "checkpoint_dir": os.fspath(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
             "early_stopping": self.early_stopping, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
-            "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
+            "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()) + self._trackers(loss),
             "loop_class": self.loop_class or TrainingLoop,
             # Plain floats: the weights travel with the spec to the worker and into the checkpoint identity.
             "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
             "checkpoint_every": self.checkpoint_every,
         }
+
+    def _trackers(self, loss) -> list:
+        """The TensorBoard logger of ``log_dir`` (none without it)."""
+        if self.log_dir is None:
+            return []
+        from bigdl.train._trackers import TensorBoardLogger
+
+        named = {"epochs": self.epochs, "loss": loss if isinstance(loss, str) else type(loss).__name__,
+                 "class_weight": str(self.class_weight), "n_workers": self.n_workers}
+        return [TensorBoardLogger(self.log_dir, hparams=named)]
 
     def _class_weights(self, ds: Dataset, loss) -> np.ndarray | None:
         """``class_weight`` resolved against the store's classes (and train counts, for "balanced")."""
