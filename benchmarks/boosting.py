@@ -170,13 +170,15 @@ def run(args) -> int:
             n_rows = args.rows * scale
             files = write_sorted_table(workdir / f"table-{n_rows}", n_rows)
             ds = ingest(files, workdir / f"shuffled-{n_rows}.zarr", shuffle=True)
-            unshuffled = ingest(files, workdir / f"sorted-{n_rows}.zarr", shuffle=False) if scale == scales[0] \
-                else None
+            wants_unshuffled = not args.sides or "chunkforest-unshuffled" in args.sides
+            unshuffled = ingest(files, workdir / f"sorted-{n_rows}.zarr", shuffle=False) \
+                if scale == scales[0] and wants_unshuffled else None
             train_bytes = ds.split_counts["train"] * (N_FEATURES * 4 + 8)
             label = f"{scale}x ({ds.split_counts['train']:,} train rows, {train_bytes / 2**20:,.0f} MiB)"
             log(f"{label}: store of {ds.n_samples:,} rows in {ds.n_chunks} chunks")
-            runs = measure_alternating(sides(ds, trees=args.trees, rf_max_rows=args.rf_max_rows,
-                                             unshuffled=unshuffled), args.repeats, client=client, label=f"{scale}x ")
+            chosen = [side for side in sides(ds, trees=args.trees, rf_max_rows=args.rf_max_rows,
+                                             unshuffled=unshuffled) if not args.sides or side.name in args.sides]
+            runs = measure_alternating(chosen, args.repeats, client=client, label=f"{scale}x ")
             summary = {name: summarize(items) for name, items in runs.items()}
             for name, item in summary.items():
                 notes = "; ".join(str(run.info["path"]) for run in runs[name][:1] if run.error is None
@@ -218,6 +220,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--rf-max-rows", type=int, default=1_000_000, help="largest train split the in-memory "
                                                                            "RandomForest runs on")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--sides", type=lambda text: [name for name in text.split(",") if name], default=[],
+                        help="only these sides, separated by commas (default all), e.g. bigdl-xgb,xgboost-memory")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="1GiB", help="per worker")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
