@@ -297,17 +297,19 @@ class ChunkLoader(IterableDataset):
     def _read_chunk(self, chunk: int):
         return self.view.read_chunk(chunk, self.split)
 
-    def _chunks_in_order(self, chunks: np.ndarray):
+    def _chunks_in_order(self, chunks: np.ndarray, first: int = 1):
         """Chunks read ahead by a thread pool, yielded in order; at most prefetch+buffer in flight."""
         # While a buffer of chunks is sliced into batches, at most `prefetch`
         # further chunks are read: memory stays prefetch + buffer_chunks chunks.
+        # The first `first` chunks (the first buffer: nothing is held yet) are
+        # all asked for at once, so the first batch comes sooner.
         window = self.prefetch + 1
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="bigdl-loader") as pool:
             pending: deque = deque()
             position = 0
             try:
                 while position < len(chunks) or pending:
-                    while position < len(chunks) and len(pending) < window:
+                    while position < len(chunks) and (len(pending) < window or position < first):
                         pending.append(pool.submit(self._read_chunk, int(chunks[position])))
                         position += 1
                     yield pending.popleft().result()
@@ -340,16 +342,18 @@ class ChunkLoader(IterableDataset):
         needed = sorted({int(buffer) for _, _, _, begin, end in wanted
                          for buffer in range(np.searchsorted(offsets, begin, side="right") - 1,
                                              np.searchsorted(offsets, end - 1, side="right"))})
-        reads = self._chunks_in_order(np.concatenate([buffers[buffer] for buffer in needed]))
+        reads = self._chunks_in_order(np.concatenate([buffers[buffer] for buffer in needed]),
+                                      first=len(buffers[needed[0]]))
         try:
             yield from self._cut(buffers, needed, offsets, wanted, reads, epoch)
         finally:
             reads.close()  # a consumer that stops early cancels the reads in flight
 
     def _cut(self, buffers, needed, offsets, wanted, reads, epoch: int):
-        view, pieces, at = self.view, [], 0
+        view, pieces, at, reused = self.view, [], 0, {}
         for buffer in needed:
-            x_all, y_all, rows = view.join([next(reads) for _ in buffers[buffer]])
+            # Each buffer is joined into the same arrays: the batches gathered from the last one are copies.
+            x_all, y_all, rows = view.join([next(reads) for _ in buffers[buffer]], out=reused)
             if self.shuffle:
                 rows = rows[np.random.default_rng([self.seed, epoch, 1, buffer]).permutation(len(rows))]
             low, high = int(offsets[buffer]), int(offsets[buffer + 1])

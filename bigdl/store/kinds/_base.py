@@ -272,12 +272,17 @@ class SampleView:
         # np.take gathers rows several times faster than fancy indexing.
         return np.take(X, index, axis=0), (np.take(y, index) if y is not None else None)
 
-    def join(self, pieces: list):
+    def join(self, pieces: list, out: dict | None = None):
         """Several ``(X, y, rows)`` pieces as one (a copy), rows renumbered.
 
         Parameters
         ----------
         pieces : list of tuple
+        out : dict, optional
+            Arrays to copy into, reused from one call to the next (the loader
+            passes the same dict for every buffer of an epoch): a fresh
+            allocation of a buffer of chunks is a fresh ``mmap`` whose pages
+            the kernel must zero and fault in each time.
 
         Returns
         -------
@@ -285,8 +290,8 @@ class SampleView:
         """
         if len(pieces) == 1:
             return pieces[0]
-        X = np.concatenate([piece[0] for piece in pieces])
-        y = None if pieces[0][1] is None else np.concatenate([piece[1] for piece in pieces])
+        X = _concatenate([piece[0] for piece in pieces], out, "X")
+        y = None if pieces[0][1] is None else _concatenate([piece[1] for piece in pieces], out, "y")
         rows, offset = [], 0
         for piece in pieces:
             rows.append(piece[2] + offset)
@@ -455,3 +460,14 @@ class SampleView:
 
 def _samples(view: SampleView, chunk: int, split: str):
     return view.samples(chunk, split)
+
+
+def _concatenate(parts: list, out: dict | None, name: str) -> np.ndarray:
+    """``np.concatenate(parts)``, into ``out[name]`` (grown when too small) when ``out`` is given."""
+    if out is None:
+        return np.concatenate(parts)
+    n = sum(len(part) for part in parts)
+    held = out.get(name)
+    if held is None or len(held) < n or held.shape[1:] != parts[0].shape[1:] or held.dtype != parts[0].dtype:
+        held = out[name] = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    return np.concatenate(parts, out=held[:n])
