@@ -306,6 +306,15 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     ------
     ClusterConnectionError
         No address given or set, or the scheduler cannot be reached (with or without TLS).
+
+    Notes
+    -----
+    bigdl does not set the environment of workers it did not start.  Give
+    them :data:`WORKER_ENVIRONMENT` where they start (``export
+    MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=33554432`` before
+    ``dask worker``; the image in ``cluster/`` does), or a training loop on
+    them runs at about half the speed it has in process (README, "Training
+    speed on a cluster").
     SchemaError
         ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
     """

@@ -72,6 +72,17 @@ def test_worker_environment_keeps_the_users_values(monkeypatch):
     assert bigdl.cluster.worker_environment()["MALLOC_TRIM_THRESHOLD_"] == "65536"
 
 
+def test_the_guidance_for_other_clusters_gives_the_same_values():
+    """README's and connect()'s advice for workers bigdl did not start names WORKER_ENVIRONMENT's values."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for key, value in bigdl.cluster.WORKER_ENVIRONMENT.items():
+        assert f"{key}={value}" in readme
+        assert f"{key}={value}" in bigdl.cluster.connect.__doc__
+    assert "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms" in readme
+
+
 def test_start_local_keeps_a_profile_interval_the_user_set():
     import dask
 
