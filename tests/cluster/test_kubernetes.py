@@ -689,7 +689,7 @@ def test_the_manifests_commands_start_a_tls_cluster_that_connect_reaches(tmp_pat
         assert address.startswith("tls://127.0.0.1:")
         (worker,) = pods["gpu-worker"]["containers"]
         # The pod's env, with the service's address standing for the real one.
-        worker_env = dict(environment, **{key: address for key in env_of(worker)})
+        worker_env = {**environment, **env_of(worker), "DASK_SCHEDULER_ADDRESS": address}
         processes.append(subprocess.Popen(local(worker["args"]), env=worker_env, cwd=tmp_path,
                                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=log("worker")))
 
