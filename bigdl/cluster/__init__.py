@@ -1,12 +1,19 @@
 """Dask clusters: the embedded local cluster and connections to remote ones."""
 
 from bigdl.cluster._kubernetes import client_constraints, manifest_yaml, render_manifest, scheduler_address
-from bigdl.cluster._local import SCHEDULER_ENV, connect, start_local, start_or_connect
+from bigdl.cluster._local import (
+    SCHEDULER_ENV,
+    WORKER_ENVIRONMENT,
+    connect,
+    start_local,
+    start_or_connect,
+    worker_environment,
+)
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, security_from_directory
 
 __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "register_dashboard", "security_from_directory",
            "DEFAULT_TLS_DIR", "TLS_DIR_ENV", "render_manifest", "manifest_yaml", "scheduler_address",
-           "client_constraints"]
+           "client_constraints", "WORKER_ENVIRONMENT", "worker_environment"]
 
 
 def __getattr__(name):

@@ -32,6 +32,7 @@ from importlib import metadata
 import yaml
 
 from bigdl._validation import Interval, Predicate, check_params
+from bigdl.cluster._local import WORKER_ENVIRONMENT, WORKER_PROFILE_INTERVAL
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
 
 __all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
@@ -48,6 +49,10 @@ STORE_MOUNT = "/data"
 SCRATCH_MOUNT = "/scratch"
 # The uid of the user the Dockerfile creates; pods run as it, never as root.
 IMAGE_UID = 1000
+#: Environment of every worker container: the allocator settings ``start_local`` gives its workers
+#: (the image sets them too) and the profiler's interval (read by ``dask worker`` as dask config).
+WORKER_POD_ENVIRONMENT = {**WORKER_ENVIRONMENT,
+                          "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL": WORKER_PROFILE_INTERVAL}
 # dask_kubernetes.constants: a DaskCluster name is an RFC 1123 label short enough that
 # "<name>-scheduler" (the service) stays within Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 63 - len("-scheduler")
@@ -345,7 +350,9 @@ class _Layout:
             args += ["--resources", f"GPU={gpus}"]
         # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
         # which a TLS cluster must (controller.build_worker_deployment_spec).
-        env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": self.address}] if self.tls else []
+        env = [{"name": name, "value": value} for name, value in WORKER_POD_ENVIRONMENT.items()]
+        if self.tls:
+            env.append({"name": "DASK_SCHEDULER_ADDRESS", "value": self.address})
         spec = self.container("worker", image, args + self.tls_args(), memory_bytes, cores, env=env, gpus=gpus)
         spec["ports"] = [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
         return spec

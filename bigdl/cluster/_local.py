@@ -9,9 +9,33 @@ from bigdl._validation import Interval, check_params
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, resolve_security
 from bigdl.errors import ClusterConnectionError
 
-__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV"]
+__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "WORKER_ENVIRONMENT", "worker_environment"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+#: Environment every bigdl worker process should start with (``start_local`` sets it; the Kubernetes
+#: manifest and image carry it; README "Training speed" for clusters bigdl did not start).
+#:
+#: distributed's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting that variable
+#: also turns off glibc's sliding mmap threshold, so every allocation of 128 KiB or more (a batch of
+#: 1024 x 32 float32, torch's activations) becomes a fresh ``mmap`` and page-faults in, and the heap
+#: is given back to the kernel as soon as 64 KiB sit free at its top, to be faulted in again at the
+#: next batch: a training loop on such a worker ran at 0.4x of the same loop in the client process.
+#: With allocations below 4 MiB served from the heap and up to 32 MiB of free heap kept (per worker
+#: process: a rounding error next to its memory limit), the worker trains as fast as the client;
+#: chunk-sized buffers (16 MiB) are still mapped and unmapped, so memory still goes back to the kernel
+#: after a task.  ``benchmarks/training.py`` measures it.
+WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "33554432"}
+
+#: Seconds between the worker's statistical profiler's samples, where the user has not chosen: every
+#: 10 ms (distributed's default) the profiler walks every thread's stack on the worker's event loop,
+#: holding the GIL: about a tenth of a core per worker, busy or idle, that a training loop and its
+#: loader's read threads lose on a small machine.  100 ms still fills the dashboard's Profile page.
+WORKER_PROFILE_INTERVAL = "100ms"
+
+# The variables as the user's shell gave them, before a nanny of this process wrote distributed's
+# pre-spawn environment into os.environ (it does, before spawning each worker).
+_ENVIRON_AT_IMPORT = {key: os.environ.get(key) for key in WORKER_ENVIRONMENT}
 
 
 # How long a local cluster waits for a lost worker to come back before it gives the worker up.
@@ -66,7 +90,18 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         ``distributed.Security`` uses those.  The addresses become ``tls://``
         and a client without the certificates is refused.
     **cluster_kwargs
-        Passed to :class:`distributed.LocalCluster`.
+        Passed to :class:`distributed.LocalCluster`.  With a ``worker_class``
+        of your own, the worker environment below is yours to set.
+
+    Notes
+    -----
+    Worker processes start with :data:`WORKER_ENVIRONMENT` (glibc allocator
+    settings under which a training loop on a worker runs as fast as in this
+    process; see :func:`worker_environment`), and their statistical profiler
+    samples every 100 ms instead of every 10 ms.  A value you chose wins:
+    the variable set in this process's environment or in dask's
+    ``distributed.nanny.pre-spawn-environ`` / ``distributed.nanny.environ``,
+    or ``distributed.worker.profile.interval`` set in dask's configuration.
 
     Returns
     -------
@@ -95,6 +130,8 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     security = resolve_security(security, owner="start_local")
     if security is not None:
         cluster_kwargs["security"] = security
+    if processes and "worker_class" not in cluster_kwargs:
+        cluster_kwargs["worker_class"] = _nanny_class()
     cluster = _local_cluster_class()(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
@@ -138,6 +175,98 @@ def _local_cluster_class():
     return _CLUSTER_CLASS
 
 
+def worker_environment() -> dict[str, str]:
+    """The environment a worker started now is given: :data:`WORKER_ENVIRONMENT`, with your own values where set.
+
+    A value is yours when it is in this process's environment (a nanny
+    started here passes it on), in dask's ``distributed.nanny.pre-spawn-environ``
+    (except distributed's own default, ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which is what this replaces) or in ``distributed.nanny.environ``.  (A
+    nanny writes its pre-spawn environment into this process's
+    ``os.environ``; values found there that equal distributed's or bigdl's
+    defaults, and were not there when bigdl was imported, are not yours.)
+
+    Returns
+    -------
+    dict of str to str
+        Variable name -> value, one per key of :data:`WORKER_ENVIRONMENT`.
+
+    Examples
+    --------
+    >>> sorted(bigdl.cluster.worker_environment())  # doctest: +SKIP
+    ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']
+    """
+    import dask
+
+    pre_spawn = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    after_spawn = dask.config.get("distributed.nanny.environ", default={}) or {}
+    chosen = {}
+    for key, ours in WORKER_ENVIRONMENT.items():
+        shipped = _shipped_default(f"distributed.nanny.pre-spawn-environ.{key}")
+        defaults = {ours} | ({str(shipped)} if shipped is not None else set())
+        in_environ = os.environ.get(key)
+        if in_environ is not None and (_ENVIRON_AT_IMPORT[key] is not None or in_environ not in defaults):
+            chosen[key] = in_environ
+        elif pre_spawn.get(key) is not None and str(pre_spawn[key]) != str(shipped):
+            chosen[key] = str(pre_spawn[key])
+        elif after_spawn.get(key) is not None:
+            chosen[key] = str(after_spawn[key])
+        else:
+            chosen[key] = ours
+    return chosen
+
+
+def _shipped_default(key: str):
+    """``key``'s value in the defaults libraries registered with dask (distributed.yaml), or None."""
+    import dask
+    import distributed  # noqa: F401 - registers distributed.yaml among dask's defaults
+
+    value = None
+    for defaults in dask.config.defaults:
+        try:
+            value = dask.config.get(key, config=defaults)
+        except (KeyError, TypeError):
+            continue
+    return value
+
+
+def _worker_config() -> dict:
+    """Dask configuration for the worker processes: the profiler's interval, unless the user set it."""
+    import dask
+
+    key = "distributed.worker.profile.interval"
+    if str(dask.config.get(key, default=None)) != str(_shipped_default(key)):
+        return {}
+    return {"distributed": {"worker": {"profile": {"interval": WORKER_PROFILE_INTERVAL}}}}
+
+
+_NANNY_CLASS = None
+
+
+def _nanny_class():
+    """distributed's ``Nanny``, starting its worker with :func:`worker_environment` and :func:`_worker_config`."""
+    global _NANNY_CLASS
+    if _NANNY_CLASS is None:
+        from dask.config import merge
+        from distributed import Nanny
+
+        class BigdlNanny(Nanny):
+            __doc__ = Nanny.__doc__
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                # Read when each worker process is spawned (and respawned after a restart):
+                # Nanny.pre_spawn_env goes into os.environ before the spawn, Nanny.config into
+                # the worker's dask configuration (distributed 2026.8, nanny.py).
+                environment = worker_environment()
+                self.pre_spawn_env.update(environment)
+                self.env.update(environment)
+                self.config = merge(self.config, _worker_config())
+
+        _NANNY_CLASS = BigdlNanny
+    return _NANNY_CLASS
+
+
 def _local_dashboard(address: str | None) -> str | None:
     """``address`` with 127.0.0.1 as its host when it names only a port (Dask would listen on every interface)."""
     if address is None:
@@ -177,6 +306,15 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     ------
     ClusterConnectionError
         No address given or set, or the scheduler cannot be reached (with or without TLS).
+
+    Notes
+    -----
+    bigdl does not set the environment of workers it did not start.  Give
+    them :data:`WORKER_ENVIRONMENT` where they start (``export
+    MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=33554432`` before
+    ``dask worker``; the image in ``cluster/`` does), or a training loop on
+    them runs at about half the speed it has in process (README, "Training
+    speed on a cluster").
     SchemaError
         ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
     """

@@ -137,7 +137,12 @@ class Trainer:
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
     seed : int, default 0
-        Seeds weights' updates order: data order and dropout.
+        Seeds weights' updates order: data order and dropout.  The same seed,
+        store, initial weights and settings give bitwise the same weights in
+        process and on any worker, whatever the worker's allocator settings,
+        as long as ``torch_threads`` and the device type match (see the
+        README, "Same seed, same weights").  The caller's torch generators
+        are left as they were.
     on_cluster : bool, default True
         Run the loop as a task on a worker of the current Dask cluster (when a
         client exists); False runs it in this process.
@@ -163,7 +168,10 @@ class Trainer:
         core to the loader's read threads; torch's spinning threads competing
         with them made small models ten times slower on 2 cores.  Dask
         workers start with one thread (``OMP_NUM_THREADS=1``), so on a
-        cluster this is usually 1.
+        cluster this is usually 1, and in process too on a 2-core machine.
+        The number of threads can change the floating-point results (how
+        convolutions and large reductions are split): to get the same
+        weights in process and on a worker, give both the same value.
     progress : bool, default True
         Show a progress bar (one tick per epoch) in the caller.
     loader_options : dict, optional
@@ -302,7 +310,11 @@ class Trainer:
             elif client is not None:
                 result = self._fit_on_cluster(client, spec, str(ds.path), resume, run_id, bar)
             else:
-                result = _run(spec, str(ds.path), resume, run_id, bar.update)
+                # The loop seeds torch's generators: forked, the caller's stay as they were (as with a
+                # worker's), so the next model built here gets the same initial weights either way.
+                cuda = range(torch.cuda.device_count()) if _device(self.device).type == "cuda" else []
+                with torch.random.fork_rng(devices=cuda):
+                    result = _run(spec, str(ds.path), resume, run_id, bar.update)
         finally:
             bar.close()
         self.model.load_state_dict(result["model"])

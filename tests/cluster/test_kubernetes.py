@@ -259,7 +259,7 @@ def test_ports_service_and_scheduler_address_agree(rendering):
     for role in ("cpu-worker", "gpu-worker"):
         worker_env = env_of(pods[role]["containers"][0])
         # Without TLS the operator injects tcp://<name>-scheduler.<namespace>...:8786 itself.
-        assert worker_env == ({"DASK_SCHEDULER_ADDRESS": address} if tls else {})
+        assert worker_env == dict(k8s.WORKER_POD_ENVIRONMENT, **({"DASK_SCHEDULER_ADDRESS": address} if tls else {}))
     if namespace:
         assert all(resource["metadata"]["namespace"] == namespace for resource in resources)
 
@@ -437,6 +437,31 @@ def test_dockerfile_pins_agree_with_constraints_manifest_and_bigdl():
     # The default manifest runs this image.
     images = {c["image"] for spec in pods_of(k8s.render_manifest()).values() for c in spec["containers"]}
     assert images == {f"bigdl:{args['BIGDL_VERSION']}", f"bigdl:{args['BIGDL_VERSION']}-cuda"}
+
+
+def test_workers_get_the_allocator_settings_start_local_gives(rendering, monkeypatch):
+    """The worker containers and the image carry bigdl.cluster.WORKER_ENVIRONMENT, and `dask worker` keeps it.
+
+    distributed's nanny builds its worker's pre-spawn environment from its
+    configuration (``MALLOC_TRIM_THRESHOLD_=65536``), overridden by the
+    process environment: the pod's values are the ones its worker starts with.
+    """
+    from distributed.nanny import _get_env_variables
+
+    _, resources = rendering
+    pods = pods_of(resources)
+    for role in ("cpu-worker", "gpu-worker"):
+        worker_env = env_of(pods[role]["containers"][0])
+        assert {key: worker_env[key] for key in bigdl.cluster.WORKER_ENVIRONMENT} == bigdl.cluster.WORKER_ENVIRONMENT
+        assert worker_env["DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL"] == "100ms"
+    text = (CLUSTER_DIR / "Dockerfile").read_text()
+    (block,) = re.findall(r"^ENV (MALLOC_.*?)(?:\n\n|\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    image_env = dict(re.findall(r"(MALLOC_\w+)=(\S+)", block))
+    assert image_env == bigdl.cluster.WORKER_ENVIRONMENT
+    for key, value in image_env.items():
+        monkeypatch.setenv(key, value)
+    spawned = _get_env_variables("distributed.nanny.pre-spawn-environ")
+    assert spawned["MALLOC_TRIM_THRESHOLD_"] == image_env["MALLOC_TRIM_THRESHOLD_"] != "65536"
 
 
 def test_dockerfile_copies_only_what_its_dockerignore_lets_in():
@@ -664,7 +689,7 @@ def test_the_manifests_commands_start_a_tls_cluster_that_connect_reaches(tmp_pat
         assert address.startswith("tls://127.0.0.1:")
         (worker,) = pods["gpu-worker"]["containers"]
         # The pod's env, with the service's address standing for the real one.
-        worker_env = dict(environment, **{key: address for key in env_of(worker)})
+        worker_env = {**environment, **env_of(worker), "DASK_SCHEDULER_ADDRESS": address}
         processes.append(subprocess.Popen(local(worker["args"]), env=worker_env, cwd=tmp_path,
                                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=log("worker")))
 

@@ -30,6 +30,69 @@ def test_start_local_gives_worker_processes(cluster_client):
     assert os.getpid() not in pids.values()
 
 
+def test_start_local_workers_get_the_worker_environment(cluster_client):
+    """glibc's allocator settings under which training runs at full speed, and the slower profiler (issue 14.1)."""
+    keys = sorted(bigdl.cluster.WORKER_ENVIRONMENT)
+    seen = cluster_client.run(lambda: ({key: os.environ.get(key) for key in keys},
+                                       __import__("dask").config.get("distributed.worker.profile.interval")))
+    assert list(seen.values()) == [(bigdl.cluster.WORKER_ENVIRONMENT, "100ms")] * 2
+
+
+def _without_users_values(monkeypatch):
+    from bigdl.cluster import _local
+
+    for key in bigdl.cluster.WORKER_ENVIRONMENT:
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setitem(_local._ENVIRON_AT_IMPORT, key, None)
+
+
+def test_worker_environment_replaces_distributeds_trim_default(monkeypatch):
+    _without_users_values(monkeypatch)
+    assert bigdl.cluster.worker_environment() == bigdl.cluster.WORKER_ENVIRONMENT
+    # A nanny of this process wrote distributed's default into os.environ before spawning: not the user's.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    assert bigdl.cluster.worker_environment() == bigdl.cluster.WORKER_ENVIRONMENT
+
+
+def test_worker_environment_keeps_the_users_values(monkeypatch):
+    import dask
+
+    _without_users_values(monkeypatch)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert bigdl.cluster.worker_environment()["MALLOC_MMAP_THRESHOLD_"] == "1048576"
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 0}):
+        assert bigdl.cluster.worker_environment()["MALLOC_TRIM_THRESHOLD_"] == "0"
+    with dask.config.set({"distributed.nanny.environ": {"MALLOC_TRIM_THRESHOLD_": 1}}):
+        assert bigdl.cluster.worker_environment()["MALLOC_TRIM_THRESHOLD_"] == "1"
+    # Exported before bigdl was imported, even at distributed's default: the user's.
+    from bigdl.cluster import _local
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setitem(_local._ENVIRON_AT_IMPORT, "MALLOC_TRIM_THRESHOLD_", "65536")
+    assert bigdl.cluster.worker_environment()["MALLOC_TRIM_THRESHOLD_"] == "65536"
+
+
+def test_the_guidance_for_other_clusters_gives_the_same_values():
+    """README's and connect()'s advice for workers bigdl did not start names WORKER_ENVIRONMENT's values."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for key, value in bigdl.cluster.WORKER_ENVIRONMENT.items():
+        assert f"{key}={value}" in readme
+        assert f"{key}={value}" in bigdl.cluster.connect.__doc__
+    assert "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms" in readme
+
+
+def test_start_local_keeps_a_profile_interval_the_user_set():
+    import dask
+
+    from bigdl.cluster._local import _worker_config
+
+    assert _worker_config() == {"distributed": {"worker": {"profile": {"interval": "100ms"}}}}
+    with dask.config.set({"distributed.worker.profile.interval": "20ms"}):
+        assert _worker_config() == {}
+
+
 def test_start_local_makes_a_default_client_and_prints_the_dashboard(capsys, tmp_path, sources, ingest_kwargs):
     from distributed import default_client, get_task_stream
 
