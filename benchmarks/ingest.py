@@ -22,8 +22,8 @@ seed 0: ``id``, ``x00`` .. ``x19``, ``carrier``, ``target``):
     The same with ``shuffle=False`` (input order kept): what the shuffle costs.
 
 All sides alternate inside each repeat.  Before each ``dask`` and ``bigdl``
-run (untimed) the previous output is removed and a fresh ``LocalCluster`` of
-the same configuration is started with that side's imports warmed, so every
+run (untimed) the previous output is removed and a fresh cluster of
+the same configuration (``bigdl.cluster.start_local``, what bigdl's users get) is started with that side's imports warmed, so every
 run starts from the same worker state and its peak RSS is its own
 (``parse-only`` runs with no cluster up: its RSS is the client's alone).
 Then scale runs repeat the comparison at several multiples of the base row
@@ -279,19 +279,19 @@ def _check_dask_store(store: Path, expected_rows: int, expected_features: int) -
 
 # ------------------------------------------------------------------ cluster
 def start_cluster(n_workers: int, memory_limit: str):
-    """A ``LocalCluster`` of ``n_workers`` processes x 1 thread, as the default client.
+    """``bigdl.cluster.start_local``: ``n_workers`` processes x 1 thread, the default client.
 
-    The dashboard is off so that it costs no CPU during the runs.
+    The cluster a user of bigdl gets (its workers' allocator settings included); both pipelines run
+    on it.  The dashboard is off so that it costs no CPU during the runs.
     """
     import logging
 
-    from distributed import Client, LocalCluster
+    import bigdl
 
     # The nannies live in this process; their "Restarting worker" warnings are the untimed setup.
     logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           memory_limit=memory_limit, dashboard_address=None)
-    return Client(cluster, set_as_default=True)
+    return bigdl.cluster.start_local(n_workers=n_workers, threads_per_worker=1, memory_limit=memory_limit,
+                                     dashboard_address=None, quiet=True)
 
 
 def _import_modules(modules: tuple[str, ...]) -> int:
@@ -445,7 +445,7 @@ def report(config: dict[str, Any], machine: dict[str, Any], by_scale: dict[int, 
     lines = [
         "# Ingest benchmark (CSV -> Zarr)",
         f"machine: {describe_machine(machine)}",
-        f"cluster: LocalCluster, {config['workers']} worker processes x 1 thread, memory_limit "
+        f"cluster: bigdl.cluster.start_local, {config['workers']} worker processes x 1 thread, memory_limit "
         f"{config['memory_limit']} per worker (scheduler and nannies in the client process); dashboard off",
         f"data: write_tabular_csv seed 0, {rows:,} rows = {sizes[base] / 1e6:.0f} MB at {base}x, "
         f"{FILES_PER_SCALE * base} files; warm page cache (caches not dropped)",
