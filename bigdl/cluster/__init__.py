@@ -13,7 +13,7 @@ from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, security_from_
 
 __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "register_dashboard", "security_from_directory",
            "DEFAULT_TLS_DIR", "TLS_DIR_ENV", "render_manifest", "manifest_yaml", "scheduler_address",
-           "client_constraints", "WORKER_ENVIRONMENT", "worker_environment"]
+           "client_constraints", "WORKER_ENVIRONMENT", "worker_environment", "TrimMemory"]
 
 
 def __getattr__(name):
@@ -23,4 +23,8 @@ def __getattr__(name):
         from bigdl.cluster._dashboard import register_dashboard
 
         return register_dashboard
+    if name == "TrimMemory":  # a distributed WorkerPlugin: the same lazy import
+        from bigdl.cluster._trim import TrimMemory
+
+        return TrimMemory
     raise AttributeError(f"module 'bigdl.cluster' has no attribute {name!r}")

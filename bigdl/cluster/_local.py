@@ -98,7 +98,10 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
     Worker processes start with :data:`WORKER_ENVIRONMENT` (glibc allocator
     settings under which a training loop on a worker runs as fast as in this
     process; see :func:`worker_environment`), and their statistical profiler
-    samples every 100 ms instead of every 10 ms.  A value you chose wins:
+    samples every 100 ms instead of every 10 ms.  Each worker runs the
+    :class:`~bigdl.cluster._trim.TrimMemory` plugin: above 60% of its memory
+    limit it gives free heap pages back to the OS (``malloc_trim``), so the
+    memory the allocator settings keep never pauses a worker for good.  A value you chose wins:
     the variable set in this process's environment or in dask's
     ``distributed.nanny.pre-spawn-environ`` / ``distributed.nanny.environ``,
     or ``distributed.worker.profile.interval`` set in dask's configuration.
@@ -141,6 +144,11 @@ def start_local(n_workers: int | None = None, threads_per_worker: int = 1, memor
         **cluster_kwargs,
     )
     client = Client(cluster, set_as_default=True)
+    if processes:
+        from bigdl.cluster._trim import TrimMemory
+
+        # Workers the nannies restart get it too: the scheduler keeps registered plugins.
+        client.register_plugin(TrimMemory())
     from bigdl.cluster._dashboard import register_dashboard
 
     page = register_dashboard(client)  # the bigdl page on the dashboard: training and ingest progress
@@ -306,6 +314,8 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     ------
     ClusterConnectionError
         No address given or set, or the scheduler cannot be reached (with or without TLS).
+    SchemaError
+        ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
 
     Notes
     -----
@@ -314,9 +324,9 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=33554432`` before
     ``dask worker``; the image in ``cluster/`` does), or a training loop on
     them runs at about half the speed it has in process (README, "Training
-    speed on a cluster").
-    SchemaError
-        ``security=True`` (a running cluster does not trust fresh certificates) or unusable TLS files.
+    speed on a cluster").  With that environment, also register
+    ``client.register_plugin(bigdl.cluster.TrimMemory())`` once, so a worker
+    near its memory limit gives its free heap back instead of pausing for good.
     """
     import dask
     from distributed import Client
