@@ -122,7 +122,7 @@ def panel_files(tmp_path_factory, panel):
 
 def ingest(files, store, **options):
     arguments = dict(time="day", series="sid", values=["load", "temp"], target="load", window=WINDOW,
-                     horizon=HORIZON, rows_per_chunk=CHUNK, blocksize=4000, progress=False)
+                     horizon=HORIZON, rows_per_chunk=CHUNK, blocksize=4000, max_filled=0.2, progress=False)
     arguments.update(options)
     return bigdl.ingest.sequences(files, store=store, **arguments)
 

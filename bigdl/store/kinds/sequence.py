@@ -170,4 +170,33 @@ class SequenceView(SampleView):
                 f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
                 f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}",
                 f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
-                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)"]
+                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)",
+                *self._grid_lines(state, series)]
+
+    def _grid_lines(self, state: dict, series: dict) -> list[str]:
+        """The grid and the steps gap-filled per series (the most filled first, at most 5 named)."""
+        time = state.get("time", {})
+        lines = [f"grid         frequency {time.get('frequency', time.get('step'))!r}"
+                 f"{' (calendar)' if time.get('calendar') else ''}"] if time else []
+        filled, names = series.get("filled"), series.get("names", [])
+        if filled is not None and names:
+            lengths = series.get("lengths", [])
+            order = sorted(range(len(names)), key=lambda code: -filled[code])[:5]
+            shown = ", ".join(f"{names[code] or 'the series'} {filled[code]:,}/{lengths[code]:,}" for code in order)
+            more = f" (of {len(names):,} series; ds.info()['filled_steps'] has all)" if len(names) > 5 else ""
+            lines.append(f"filled steps {shown}{more}")
+        return lines
+
+    def info_values(self) -> dict:
+        """The grid frequency and the gap-filled steps of each series (``{name: count}``).
+
+        Returns
+        -------
+        dict
+            ``frequency`` and ``filled_steps``.
+        """
+        time = self.attrs.get("preprocessing", {}).get("time", {})
+        series = self.attrs.get("series", {})
+        filled = series.get("filled")
+        return {"frequency": time.get("frequency", time.get("step")),
+                "filled_steps": None if filled is None else dict(zip(series.get("names", []), filled))}
