@@ -152,8 +152,16 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         fraction is the test split, the ``validation`` fraction before it the
         validation split.
     scale : bool, default True
-        Standardise each channel with its mean and standard deviation (fitted
-        out of core over every stored value; stored for :meth:`Dataset.unscale`).
+        Standardise each channel with its mean and standard deviation,
+        fitted out of core on the **training part** of every series only
+        (the values observed there, before gaps are filled), so the
+        validation and test periods leak nothing into the inputs.  One
+        mean and standard deviation per channel, global across the series
+        of a panel: a window then means the same thing whichever series it
+        comes from, and :meth:`Dataset.unscale` needs no series id (scale
+        the series beforehand when their levels differ by orders of
+        magnitude).  Stored in ``ds.attrs["preprocessing"]`` (``fitted_on``
+        says so).
     format, table, time_format, blocksize, compression, overwrite, progress, client
         As in :func:`bigdl.ingest.tabular`; ``time_format`` is a
         ``strftime`` format for text times (default: inferred).
@@ -290,8 +298,10 @@ class SequenceSteps(_rows.RowSteps):
                                                  paths) for segment in self.segments])
         self.layout = _layout(self.segments, sort_results, self.series_stats, self.spec, self.step,
                               self.validation, self.test)
-        # Fitted on the values stored (after duplicates and off-grid rows left), before any fill.
-        self.mean, self.std = _channel_statistics(sort_results, len(self.spec["values"]), self.scale)
+        # Fitted on the training part of each series only (the values observed there, before any fill):
+        # the validation and test periods never shape the inputs a model trains on.
+        self.mean, self.std = _channel_statistics(self._train_moments(run, staging, sort_results),
+                                                  len(self.spec["values"]), self.scale)
         self.late_rejects = [item for result in sort_results for item in result["rejects"]]
         accounting = _move_to_rejects(accounting, self.late_rejects)
         if self.layout["n_steps"] == 0:
@@ -303,6 +313,28 @@ class SequenceSteps(_rows.RowSteps):
             raise RuntimeError(f"bigdl internal error: {self.layout['n_observed']} observed steps placed, "
                                f"{accounting['stored']} rows stored.")
         return accounting
+
+    def _train_moments(self, run, staging: str, sort_results: list[dict]) -> list[dict]:
+        """Per-channel moments of the training part of every series, from the sorted segments.
+
+        A segment wholly before its series' validation part gives its own
+        moments; the one (per series) that holds the boundary is read again
+        for its first rows, by a task of its own; later segments count for nothing.
+        """
+        moments, straddling = [], []
+        for item, result in zip(self.layout["segments"], sort_results):
+            keep = item["train_end"] - item["position"]
+            if keep >= item["n_rows"]:
+                moments.append({"moments": result["moments"]})
+            elif keep > 0:
+                straddling.append((staging, item["index"], int(keep)))
+        if straddling:
+            moments += run("scale", _prefix_moments_task, straddling)
+        if not any(part["moments"][0].sum() for part in moments):
+            logger.warning("No series has observed values in its training part; the scaling is fitted on every "
+                           "stored value instead.")
+            return sort_results
+        return moments
 
     def pieces(self, read_results: list[dict]) -> tuple[list, list[int]]:
         placed = [item for item in self.layout["segments"] if item["n_rows"]]
@@ -347,7 +379,7 @@ class SequenceSteps(_rows.RowSteps):
             series={"column": spec["series"], "names": layout["series_names"], "lengths": layout["series_lengths"],
                     "filled": layout["series_filled"]},
             preprocessing={"channels": list(spec["values"]), "mean": self.mean, "std": self.std,
-                           "scaled": bool(self.scale),
+                           "scaled": bool(self.scale), "fitted_on": "train part of each series, global",
                            "time": {"column": spec["time"], "kind": spec["time_kind"],
                                     "step": _json_number(self.step),
                                     "frequency": _frequency_text(self.step, spec).strip("'")
@@ -606,8 +638,10 @@ def _frequency_text(step, spec: dict) -> str:
     """How to pass ``step`` as ``frequency=``: ``'MS'``, ``'7D'``, ``'1h'``, ``0.5``."""
     if _grid.is_calendar(step) or spec["time_kind"] != "datetime":
         return repr(step)
-    alias = pd.tseries.frequencies.to_offset(pd.Timedelta(int(step))).freqstr
-    return repr(alias)
+    if int(step) % _grid.DAY_NS == 0:
+        days = int(step) // _grid.DAY_NS
+        return repr("D" if days == 1 else f"{days}D")
+    return repr(pd.tseries.frequencies.to_offset(pd.Timedelta(int(step))).freqstr)
 
 
 def _check_filled(step, given, likely, series_stats: dict, spec: dict, max_filled: float, *,
@@ -791,6 +825,12 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
             "first_time": times_out[0].item() if len(times_out) else None,
             "last_time": times_out[-1].item() if len(times_out) else None,
             "first_valid": first_valid, "last_valid": last_valid}
+
+
+def _prefix_moments_task(staging: str, index: int, keep: int) -> dict:
+    """The moments of the first ``keep`` steps of a staged segment (its part in the training split)."""
+    with np.load(os.path.join(staging, f"segment-{index:06d}.npz")) as staged:
+        return {"moments": _moments(staged["values"][:keep])}
 
 
 def _anchors(times: np.ndarray, values: np.ndarray):

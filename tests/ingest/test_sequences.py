@@ -58,17 +58,21 @@ def write_csv(panel: pd.DataFrame, directory, bad_rows: bool = True) -> list[str
 
 
 def reference(panel: pd.DataFrame, gaps: str, duplicates: str = "last", validation=0.1, test=0.2):
-    """The stored series by pandas: sorted, de-duplicated, on a daily grid, filled, scaled, split."""
+    """The stored series by pandas: sorted, de-duplicated, on a daily grid, filled, scaled, split.
+
+    The scaling is fitted on the observed values of each series' training part only (global over the series).
+    """
     frames, observed = [], []
     for name in sorted(LENGTHS):
         rows = panel[panel["sid"] == name].reset_index().sort_values(["day", "index"], kind="stable")
         rows = rows.drop_duplicates("day", keep=duplicates).set_index("day")[["load", "temp"]]
-        observed.append(rows)
         if gaps != "reject":
             rows = rows.reindex(pd.date_range(rows.index.min(), rows.index.max(), freq="D"))
-            rows = rows.ffill().bfill() if gaps == "ffill" else rows.interpolate(method="time").ffill().bfill()
         n = len(rows)
         n_test, n_validation = round(n * test), round(n * validation)
+        observed.append(rows.iloc[:n - n_test - n_validation])  # NaN where a step or a value was missing
+        if gaps != "reject":
+            rows = rows.ffill().bfill() if gaps == "ffill" else rows.interpolate(method="time").ffill().bfill()
         split = np.repeat([0, 1, 2], [n - n_test - n_validation, n_validation, n_test])
         frames.append(rows.assign(sid=name, position=np.arange(n), split=split))
     stats = pd.concat(observed)
@@ -273,7 +277,7 @@ def test_npy_series_and_unscale(tmp_path):
     np.save(tmp_path / "walk.npy", values)
     ds = bigdl.ingest.sequences(str(tmp_path / "walk.npy"), store=tmp_path / "walk.zarr", window=10, horizon=2,
                                 rows_per_chunk=128, blocksize=1600, test=0.2, validation=0.0, progress=False)
-    scaled = (values - values.mean()) / values.std()
+    scaled = (values - values[:800].mean()) / values[:800].std()  # fitted on the training part only
     X, y = load_all(ds, "train")
     windows = np.lib.stride_tricks.sliding_window_view(scaled[:800], 12)
     np.testing.assert_allclose(X[:, :, 0], windows[:, :10], rtol=1e-5, atol=1e-5)
@@ -353,3 +357,33 @@ def test_parquet_and_sql_sources_give_the_same_store(tmp_path, panel, ffill_stor
     np.testing.assert_allclose(ds.X.compute(), ffill_store.X.compute(), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(ds.group["time"][:], ffill_store.group["time"][:])
     assert ds.row_counts["rejected"] == 12  # the duplicates only
+
+
+# ---------------------------------------------------------------- no leakage
+def test_scaling_is_fitted_on_the_training_part_only(tmp_path, panel):
+    """Changing every validation and test value leaves the stored mean and std exactly as they were."""
+    clean = panel.dropna(subset=["load"])
+    (tmp_path / "a").mkdir()
+    ds = ingest(write_csv(clean, tmp_path / "a", bad_rows=False), tmp_path / "a.zarr")
+    frames = reference(clean, "ffill")
+    later = []  # (sid, day) of every validation/test step
+    for name, frame in zip(sorted(LENGTHS), frames):
+        later += [(name, day) for day in frame.index[frame["split"] > 0]]
+    later = pd.MultiIndex.from_tuples(later, names=["sid", "day"])
+    changed = clean.set_index(["sid", "day"])
+    changed.loc[changed.index.isin(later), ["load", "temp"]] *= 1000.0
+    changed = changed.reset_index()[clean.columns]
+    (tmp_path / "b").mkdir()
+    other = ingest(write_csv(changed, tmp_path / "b", bad_rows=False), tmp_path / "b.zarr")
+    state, other_state = ds.attrs["preprocessing"], other.attrs["preprocessing"]
+    assert state["mean"] == other_state["mean"] and state["std"] == other_state["std"]
+    assert state["fitted_on"].startswith("train part")
+    # and they are the training part's figures, by pandas
+    train = pd.concat([frame[frame["split"] == 0] for frame in reference(clean, "ffill")])
+    observed = clean.drop_duplicates(["sid", "day"], keep="last").set_index(["sid", "day"])
+    train_rows = observed[observed.index.isin(pd.MultiIndex.from_arrays([train["sid"], train.index]))]
+    np.testing.assert_allclose(state["mean"], train_rows[["load", "temp"]].mean().to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(state["std"], train_rows[["load", "temp"]].std(ddof=0).to_numpy(), rtol=1e-9)
+    # fitted on whole series, the figures would differ: the comparison above was able to fail
+    whole = observed[["load", "temp"]].mean().to_numpy()
+    assert np.abs(np.asarray(state["mean"]) - whole).max() > 0.05
