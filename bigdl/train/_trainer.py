@@ -82,6 +82,7 @@ TRAINER_CONSTRAINTS = {
     "device": [str, torch.device],
     "checkpoint_dir": [str, os.PathLike, None],
     "early_stopping": [Interval(int, 1, None), None],
+    "restore_best": ["boolean", None],
     "seed": [Interval(int, 0, None)],
     "on_cluster": ["boolean"],
     "n_workers": [Interval(int, 1, None)],
@@ -129,6 +130,16 @@ class Trainer:
     early_stopping : int, optional
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
+    restore_best : bool, optional
+        End with the weights of the epoch of lowest validation loss, not the
+        last epoch's (a CPU copy of its ``state_dict`` is kept while
+        training; after a resume, the best epoch's checkpoint is read when
+        it came before the resume).  Default: True with ``early_stopping``,
+        else False; True without early stopping trains every epoch and
+        keeps the best.  Needs a validation split.  :attr:`best_epoch_` and
+        the history's ``best`` flag say which epoch it was.  Checkpoints
+        still hold each epoch's own weights, so a resume continues training
+        from the last one.  Tabular, image and sequence stores alike.
     seed : int, default 0
         Seeds weights' updates order: data order and dropout.
     on_cluster : bool, default True
@@ -198,6 +209,10 @@ class Trainer:
     class_weight_ : numpy.ndarray of shape (n_classes,) or None
         The class weights the last ``fit`` trained with, in class-code order
         (None: unweighted).
+    best_epoch_ : int or None
+        The epoch (1-based, as in :attr:`history`) of lowest validation loss
+        in the last ``fit``, whose weights the model holds when
+        ``restore_best`` is on; None without a validation split.
 
     Examples
     --------
@@ -209,7 +224,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, *, optimizer="adam", lr: float | None = None, loss=None,
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
-                 early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
+                 early_stopping: int | None = None, restore_best: bool | None = None, seed: int = 0,
+                 on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
                  loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
                  class_weight=None, checkpoint_every: int | str | None = None, max_restarts: int = 3,
@@ -223,6 +239,7 @@ class Trainer:
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.early_stopping = early_stopping
+        self.restore_best = restore_best
         self.seed = seed
         self.on_cluster = on_cluster
         self.n_workers = n_workers
@@ -299,6 +316,7 @@ class Trainer:
             bar.close()
         self.model.load_state_dict(result["model"])
         self.history = result["history"]
+        self.best_epoch_ = result.get("best_epoch")
         self.task_ = ds.task  # predict on plain arrays then knows to give class codes
         self.class_weight_ = None if spec["class_weight"] is None else np.asarray(spec["class_weight"])
         return self.history
@@ -376,12 +394,16 @@ class Trainer:
         _check_model_shapes(self.model, ds)
         if self.early_stopping is not None and not ds.split_counts.get("validation"):
             raise SchemaError("early_stopping needs a validation split: ingest with validation=0.1 (for example).")
+        restore_best = self.early_stopping is not None if self.restore_best is None else bool(self.restore_best)
+        if restore_best and self.restore_best and not ds.split_counts.get("validation"):
+            raise SchemaError("restore_best=True needs a validation split to tell the best epoch: ingest with "
+                              "validation=0.1 (for example).")
         class_weight = self._class_weights(ds, loss)
         return {
             "model": self.model, "optimizer": self.optimizer, "lr": self.lr, "loss": loss,
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
             "checkpoint_dir": os.fspath(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
-            "early_stopping": self.early_stopping, "seed": self.seed,
+            "early_stopping": self.early_stopping, "restore_best": restore_best, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
             "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()),
             "loop_class": self.loop_class or TrainingLoop,
@@ -611,9 +633,10 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             "task": spec["task"], "train_samples": ds.split_counts.get("train"), "batch_size": spec["batch_size"],
             "ranks": world_size})
     best, since_best = math.inf, 0
+    best_epoch, best_weights = None, None  # the best epoch's weights: a CPU copy (restore_best)
     for entry in history:
         if entry.get("val_loss") is not None and entry["val_loss"] < best:
-            best, since_best = entry["val_loss"], 0
+            best, since_best, best_epoch = entry["val_loss"], 0, entry["epoch"]
         elif entry.get("val_loss") is not None:
             since_best += 1
     if spec.get("checkpoint_every") is not None:
@@ -639,7 +662,9 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             metrics = _evaluate(loop, ds, "validation")
             entry.update({f"val_{name}": value for name, value in metrics.items() if name != "n_samples"})
             if metrics["loss"] < best:
-                best, since_best = metrics["loss"], 0
+                best, since_best, best_epoch = metrics["loss"], 0, epoch + 1
+                if spec.get("restore_best"):
+                    best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
             else:
                 since_best += 1
         history.append(entry)
@@ -654,8 +679,27 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             })
         loop.notify("on_epoch_end", entry)
         report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
+    for entry in history:  # which epoch was best, once it is known
+        if "val_loss" in entry:
+            entry["best"] = entry["epoch"] == best_epoch
+    if spec.get("restore_best") and best_epoch is not None:
+        _restore_best(model, best_weights, best_epoch, history, device)
     loop.notify("on_train_end")
-    return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
+    return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history,
+            "best_epoch": best_epoch}
+
+
+def _restore_best(model, best_weights, best_epoch: int, history: list[dict], device) -> None:
+    """Load the best epoch's weights: the copy kept in this run, else (it came before a resume) its checkpoint."""
+    if best_weights is None:
+        from bigdl.train._checkpoint import load_checkpoint
+
+        path = next((entry.get("checkpoint") for entry in history if entry["epoch"] == best_epoch), None)
+        if path is None:
+            raise TrainingError(f"restore_best: the best epoch ({best_epoch}) came before this resume and has no "
+                                "checkpoint to read its weights from.")
+        best_weights = load_checkpoint(path)["model"]
+    model.load_state_dict({key: value.to(device) for key, value in best_weights.items()})
 
 
 class _StepCheckpoints(Callback):
