@@ -979,7 +979,12 @@ def _loss_function(loss, class_weight=None, *, owner: str = "Trainer", device=No
 
 
 def _check_model_shapes(model: nn.Module, ds: Dataset) -> None:
-    """Run the model on two zero samples shaped like the store's, to fail early and clearly."""
+    """Run the model on two zero samples shaped like the store's, to fail early and clearly.
+
+    A model with a ``check_store(ds)`` method (``StackedLSTM``) checks the store itself too.
+    """
+    if callable(getattr(model, "check_store", None)):
+        model.check_store(ds)
     sample_shape = ds.sample_shape
     try:
         output = _dry_run(model, sample_shape)
