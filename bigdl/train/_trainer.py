@@ -426,7 +426,7 @@ class Trainer:
         return weights
 
     # ------------------------------------------------------------ evaluate / predict
-    def evaluate(self, ds, split: str = "test") -> dict:
+    def evaluate(self, ds, split: str = "test", *, season: int | None = None) -> dict:
         """Loss and metrics of the model on one split: accuracy, balanced accuracy, ROC-AUC, or MSE / MAE / R2.
 
         One pass over the split in batches; memory does not grow with it (the
@@ -437,6 +437,10 @@ class Trainer:
         ----------
         ds : Dataset or str
         split : str, default "test"
+        season : int, optional
+            Sequence stores: steps per season for the seasonal-naive baseline
+            and MASE's scale (default from the grid: 12 for months, 4 for
+            quarters, 52 for weeks, 7 for days, 24 for hours, else 1).
 
         Returns
         -------
@@ -449,6 +453,17 @@ class Trainer:
             within about 1e-4 of the exact value, NaN when a class is absent
             from the split), or for regression ``mse``, ``mae``, ``r2`` (over
             every target value); and ``n_samples``.
+
+            For a sequence store the figures are a forecaster's, in the
+            target's **original units**: ``mse``, ``mae``, ``mase``,
+            ``smape`` (percent), ``mae_by_step``, ``season``, the same for
+            the ``baselines`` ``naive`` (last value) and ``seasonal_naive``
+            on the same windows, and ``skill`` (``1 - mase /
+            baselines["seasonal_naive"]["mase"]``); see
+            :func:`bigdl.train._forecast.forecast_metrics`.  The scaled-unit
+            figures are ``mse_scaled``, ``mae_scaled``, ``r2_scaled`` (and
+            ``loss``, which is in scaled units; so are the history's
+            ``val_*`` figures).
         """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
@@ -456,7 +471,16 @@ class Trainer:
         criterion = _loss_function(spec["loss"], spec["class_weight"], owner="Trainer", device=device)
         loop = TrainingLoop(self.model.to(device), None, criterion, task=spec["task"],
                             device=device, batch_size=spec["batch_size"])
-        return _evaluate(loop, ds, split)
+        result = _evaluate(loop, ds, split)
+        if ds.kind != "sequence":
+            return result
+        from bigdl.train._forecast import forecast_metrics
+
+        check_params("Trainer.evaluate", {"season": season}, {"season": [Interval(int, 1, None), None]})
+        scaled = {f"{name}_scaled": result.pop(name) for name in ("mse", "mae", "r2")}
+        predictor = ModulePredictor(self.model, classify=False)
+        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season), **scaled,
+                "n_samples": result["n_samples"]}
 
     def predict(self, data, *, split: str | None = None):
         """Model outputs chunk by chunk: a dask array in (or a store's samples), a dask array out.
@@ -475,9 +499,15 @@ class Trainer:
 
         Returns
         -------
-        dask array or ndarray
-            One output (or class code) per sample; per-step forecasts
-            ``(n, horizon)`` for sequence stores.
+        dask array, ndarray or xarray.Dataset
+            One output (or class code) per sample.  For a sequence store, a
+            lazy ``xarray.Dataset`` of one forecast per window: ``forecast``
+            and ``actual`` in the target's **original units**
+            (``forecast_scaled`` as the model gave it), with coordinates
+            ``series``, ``origin`` (the time of the window's last input
+            step) and ``time`` (each step's target time); dimensions
+            ``window``, ``step`` (and ``target`` for several targets).  See
+            :func:`bigdl.train._forecast.sequence_forecasts`.
         """
         return self._predict(data, split, probabilities=False)
 
@@ -502,6 +532,11 @@ class Trainer:
         X, _, ds = as_samples(data, split)
         classify = self._task_of(ds if ds is not None else X) == "classification"
         predictor = ModulePredictor(self.model, classify=classify, probabilities=probabilities)
+        if ds is not None and ds.kind == "sequence" and not probabilities:
+            from bigdl.train._forecast import sequence_forecasts
+
+            self._check_store_model(ds)
+            return sequence_forecasts(predictor, ds, split or "all")
         if ds is None and not hasattr(X, "dask"):
             return predictor(np.asarray(X))
         if classify and not probabilities:
@@ -511,6 +546,10 @@ class Trainer:
             width = _output_shape(predictor.module, sample_shape)
             tail, dtype = (width if width != (1,) else ()), np.float32
         return predict_blocks(predictor, X, tail=tail, dtype=dtype, name="bigdl-predict")
+
+    def _check_store_model(self, ds: Dataset) -> None:
+        """The model fits the store's windows (shapes, residual target channels): fail before any task runs."""
+        _check_model_shapes(self.model, ds)
 
     def _task_of(self, data) -> str | None:
         if isinstance(data, Dataset):
