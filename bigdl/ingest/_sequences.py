@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -41,12 +42,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bigdl._validation import Interval, Options, check_params, parameter_error
+from bigdl._validation import Interval, Options, check_params
 from bigdl.errors import EmptyResultError, SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
+from bigdl.preprocessing import _grid
 from bigdl.preprocessing._dates import parse_times
 from bigdl.store._dataset import Dataset
 from bigdl.store._format import SPLIT_CODES, check_split_parameters, rows_per_chunk_for
@@ -58,8 +60,9 @@ GAPS = ("ffill", "interpolate", "reject")
 DUPLICATES = ("last", "first", "error")
 PARAMETERS = {"window": [Interval(int, 1, None)], "horizon": [Interval(int, 1, None)],
               "stride": [Interval(int, 1, None)], "gaps": [Options(GAPS)], "duplicates": [Options(DUPLICATES)],
-              "non_finite": [Options(_rows.NON_FINITE)]}
+              "non_finite": [Options(_rows.NON_FINITE)], "max_filled": [Interval(float, 0, 1, closed="left")]}
 SAMPLE_PER_BLOCK = 4096
+INFER_SERIES_PER_BLOCK, INFER_STEPS = 4, 64  # pandas.infer_freq hints: a few series per block, their first steps
 _SERIES, _TIME, _RECORD, _BLOCK = "__series__", "__time__", "__record__", "__block__"
 EXTRA_ARRAYS = {"series": "int32", "position": "int64", "run": "int64"}
 logger = logging.getLogger(__name__)
@@ -68,7 +71,8 @@ logger = logging.getLogger(__name__)
 def sequences(source, *, time: str | None = None, values: list[str] | None = None, series: str | None = None,
               target: str | list[str] | None = None, store: str | os.PathLike, window: int = 16, horizon: int = 1,
               stride: int = 1, frequency=None, gaps: str = "ffill", duplicates: str = "last",
-              non_finite: str = "reject", validation: float = 0.1, test: float = 0.2, scale: bool = True,
+              non_finite: str = "reject", max_filled: float = 0.05, validation: float = 0.1, test: float = 0.2,
+              scale: bool = True,
               format: str | None = None, table: str | None = None, time_format: str | None = None,
               rows_per_chunk: int | None = None, blocksize: int | str = "64MiB", compression: str = "lz4",
               overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
@@ -104,10 +108,20 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         next ``horizon`` steps of ``target`` to forecast, one window every
         ``stride`` steps of a series.  ``ChunkLoader(window=...)`` overrides it;
         the store does not depend on it.
-    frequency : str, number or None
-        The step of the regular time grid: a pandas time delta (``"7D"``,
-        ``"1h"``) for date/time columns, a number for numeric times.  Default:
-        the most common step between consecutive rows of a series.
+    frequency : str, pandas.DateOffset, timedelta, number or None
+        The regular time grid.  For date/time columns a pandas offset alias:
+        calendar frequencies ``"MS"`` (month start), ``"M"``/``"ME"`` (month
+        end), ``"QS"``, ``"Q"``/``"QE"``, ``"YS"``, ``"Y"``/``"YE"`` (with
+        an anchor such as ``"QS-OCT"``), ``"W-MON"``, ``"B"`` (business
+        days), or fixed steps ``"7D"``, ``"1h"``, ``"15min"`` (a delta such
+        as ``"7 days"`` too); case matters as in pandas (``"MS"`` is month
+        start, ``"ms"`` a millisecond).  A calendar grid's points are those
+        of ``pandas.date_range(first time, ..., freq=frequency)``.  For
+        numeric times, a number.  Default: inferred from the data: a
+        calendar frequency when the sampled times all sit on one (month,
+        quarter, year starts or ends, business days; ``pandas.infer_freq``
+        on stretches of consecutive rows is tried first), else the most
+        common step between consecutive rows of a series.
     gaps : {"ffill", "interpolate", "reject"}, default "ffill"
         Missing steps on the grid and missing values: ``"ffill"`` inserts the
         missing steps and carries the last value forward (a series' leading
@@ -125,13 +139,29 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         number"``); ``"missing"`` reads it as a missing value, which ``gaps``
         then fills (or, with ``gaps="reject"``, quarantines).  A non-finite
         numeric time is always quarantined.
+    max_filled : float, default 0.05
+        The largest fraction of the stored steps that may be inserted to
+        fill gaps (``gaps="ffill"`` or ``"interpolate"``).  A grid that would
+        need more is refused with the count and the frequency the data
+        suggest: first from the series' time ranges alone, before anything
+        is allocated (so a 1 ms grid over 60 years fails at once), then with
+        the exact count after the rows are placed.  Raise it when the gaps
+        are real.
     validation, test : float, default 0.1 and 0.2
         Fractions of each series' steps, taken from its end: the last ``test``
         fraction is the test split, the ``validation`` fraction before it the
         validation split.
     scale : bool, default True
-        Standardise each channel with its mean and standard deviation (fitted
-        out of core over every stored value; stored for :meth:`Dataset.unscale`).
+        Standardise each channel with its mean and standard deviation,
+        fitted out of core on the **training part** of every series only
+        (the values observed there, before gaps are filled), so the
+        validation and test periods leak nothing into the inputs.  One
+        mean and standard deviation per channel, global across the series
+        of a panel: a window then means the same thing whichever series it
+        comes from, and :meth:`Dataset.unscale` needs no series id (scale
+        the series beforehand when their levels differ by orders of
+        magnitude).  Stored in ``ds.attrs["preprocessing"]`` (``fitted_on``
+        says so).
     format, table, time_format, blocksize, compression, overwrite, progress, client
         As in :func:`bigdl.ingest.tabular`; ``time_format`` is a
         ``strftime`` format for text times (default: inferred).
@@ -179,14 +209,15 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     ...     ...   # X: (64, 52, 1), y: (64, 4)
     """
     check_params("sequences", {"window": window, "horizon": horizon, "stride": stride, "gaps": gaps,
-                               "duplicates": duplicates, "non_finite": non_finite}, PARAMETERS)
+                               "duplicates": duplicates, "non_finite": non_finite, "max_filled": max_filled},
+                 PARAMETERS)
     check_split_parameters("sequences", validation=validation, test=test, seed=0, rows_per_chunk=rows_per_chunk,
                            compression=compression, unit="steps")
     blocksize = _rows.parse_blocksize(blocksize, "sequences")
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, owner="sequences")
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format, non_finite=non_finite)
-    steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale,
+    steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale, max_filled=max_filled,
                           validation=validation, test=test, window={"window": window, "horizon": horizon,
                                                                     "stride": stride},
                           rows_per_chunk=rows_per_chunk, compression=compression)
@@ -203,7 +234,7 @@ class SequenceSteps(_rows.RowSteps):
         The planned input blocks.
     spec : dict
         The resolved columns (time, values, series, targets, gaps...).
-    frequency, duplicates, scale, validation, test
+    frequency, duplicates, scale, max_filled, validation, test
         As given to :func:`sequences`.
     window : dict
         The default window spec (``window``, ``horizon``, ``stride``).
@@ -217,9 +248,10 @@ class SequenceSteps(_rows.RowSteps):
     empty_hint = "Check time=, values= and time_format=."
 
     def __init__(self, plan: SourcePlan, spec: dict, *, frequency, duplicates: str, scale: bool, validation: float,
-                 test: float, window: dict, rows_per_chunk, compression: str):
+                 test: float, window: dict, rows_per_chunk, compression: str, max_filled: float = 0.05):
         super().__init__(plan, spec)
         self.spec, self.frequency, self.duplicates, self.scale = spec, frequency, duplicates, scale
+        self.max_filled = float(max_filled)
         self.validation, self.test, self.window, self.compression = validation, test, window, compression
         self.rows_per_chunk = rows_per_chunk or rows_per_chunk_for(len(spec["values"]) + 8)
         self.read_task, self.write_task = _read_task, _write_task
@@ -229,8 +261,11 @@ class SequenceSteps(_rows.RowSteps):
         self.time_zones = {kind: sum(result["time_zones"][kind] for result in read_results)
                            for kind in ("aware", "naive")}
         _log_time_zones(self.spec, self.time_zones)
+        self.likely_step = _likely_frequency(read_results, self.spec)
         self.step = _frequency(self.frequency, read_results, self.spec)
         self.series_stats = _merge_series(read_results)
+        # Counted from the time ranges alone: a nonsense grid is refused before the sort allocates it.
+        _check_filled(self.step, self.frequency, self.likely_step, self.series_stats, self.spec, self.max_filled)
         self.segments = _plan_segments(self.series_stats, read_results, self.rows_per_chunk)
 
     def extra_stages(self, run, staging: str, read_results: list[dict], accounting: dict) -> dict:
@@ -263,17 +298,43 @@ class SequenceSteps(_rows.RowSteps):
                                                  paths) for segment in self.segments])
         self.layout = _layout(self.segments, sort_results, self.series_stats, self.spec, self.step,
                               self.validation, self.test)
-        # Fitted on the values stored (after duplicates and off-grid rows left), before any fill.
-        self.mean, self.std = _channel_statistics(sort_results, len(self.spec["values"]), self.scale)
+        # Fitted on the training part of each series only (the values observed there, before any fill):
+        # the validation and test periods never shape the inputs a model trains on.
+        self.mean, self.std = _channel_statistics(self._train_moments(run, staging, sort_results),
+                                                  len(self.spec["values"]), self.scale)
         self.late_rejects = [item for result in sort_results for item in result["rejects"]]
         accounting = _move_to_rejects(accounting, self.late_rejects)
         if self.layout["n_steps"] == 0:
             raise EmptyResultError(f"Every row of {self.plan.paths[0]!r} was rejected after sorting: "
                                    f"{accounting['reasons']}.")
+        _check_filled(self.step, self.frequency, self.likely_step, self.series_stats, self.spec, self.max_filled,
+                      inserted=self.layout["n_inserted"], total=self.layout["n_steps"])
         if self.layout["n_observed"] != accounting["stored"]:
             raise RuntimeError(f"bigdl internal error: {self.layout['n_observed']} observed steps placed, "
                                f"{accounting['stored']} rows stored.")
         return accounting
+
+    def _train_moments(self, run, staging: str, sort_results: list[dict]) -> list[dict]:
+        """Per-channel moments of the training part of every series, from the sorted segments.
+
+        A segment wholly before its series' validation part gives its own
+        moments; the one (per series) that holds the boundary is read again
+        for its first rows, by a task of its own; later segments count for nothing.
+        """
+        moments, straddling = [], []
+        for item, result in zip(self.layout["segments"], sort_results):
+            keep = item["train_end"] - item["position"]
+            if keep >= item["n_rows"]:
+                moments.append({"moments": result["moments"]})
+            elif keep > 0:
+                straddling.append((staging, item["index"], int(keep)))
+        if straddling:
+            moments += run("scale", _prefix_moments_task, straddling)
+        if not any(part["moments"][0].sum() for part in moments):
+            logger.warning("No series has observed values in its training part; the scaling is fitted on every "
+                           "stored value instead.")
+            return sort_results
+        return moments
 
     def pieces(self, read_results: list[dict]) -> tuple[list, list[int]]:
         placed = [item for item in self.layout["segments"] if item["n_rows"]]
@@ -315,11 +376,15 @@ class SequenceSteps(_rows.RowSteps):
             steps={"observed": layout["n_observed"], "inserted": layout["n_inserted"], "total": layout["n_steps"]},
             window={**self.window, "targets": list(targets)},
             chunk_window_counts=self.window_counts(targets),
-            series={"column": spec["series"], "names": layout["series_names"], "lengths": layout["series_lengths"]},
+            series={"column": spec["series"], "names": layout["series_names"], "lengths": layout["series_lengths"],
+                    "filled": layout["series_filled"]},
             preprocessing={"channels": list(spec["values"]), "mean": self.mean, "std": self.std,
-                           "scaled": bool(self.scale),
+                           "scaled": bool(self.scale), "fitted_on": "train part of each series, global",
                            "time": {"column": spec["time"], "kind": spec["time_kind"],
                                     "step": _json_number(self.step),
+                                    "frequency": _frequency_text(self.step, spec).strip("'")
+                                    if spec["time_kind"] == "datetime" else _json_number(self.step),
+                                    "calendar": _grid.is_calendar(self.step),
                                     "unit": "ns" if spec["time_kind"] == "datetime" else None,
                                     **(_time_zone_attributes(self.time_zones)
                                        if spec["time_kind"] == "datetime" else {})},
@@ -433,7 +498,7 @@ def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
     _rows.stage_rejects(staging, block.index, rejects)
     return {"n_records": n_records, "n_valid": int(keep.sum()), "n_rejected": len(rejects),
             "n_physical": n_physical, "reasons": count_reasons("sequence", rejects), "time_zones": time_zones,
-            **_summarize(block.index, times, names, values)}
+            **_summarize(block.index, times, names, values, datetimes=spec["time_kind"] == "datetime")}
 
 
 def _validate(table: pa.Table, spec: dict):
@@ -488,7 +553,7 @@ def _rejector(bad: np.ndarray, reasons: list):
     return reject
 
 
-def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray) -> dict:
+def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray, datetimes: bool = False) -> dict:
     """What the client needs from a block: series ranges, channel moments, common steps, a sample."""
     series: dict[str, list] = {}
     steps: Counter = Counter()
@@ -504,7 +569,29 @@ def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndar
         steps.update(dict(Counter(differences[differences > 0].tolist()).most_common(8)))
     rng = np.random.default_rng(index)
     chosen = rng.choice(len(times), size=min(len(times), SAMPLE_PER_BLOCK), replace=False) if len(times) else []
-    return {"series": series, "steps": steps, "sample": (names[chosen], times[chosen])}
+    return {"series": series, "steps": steps, "sample": (names[chosen], times[chosen]),
+            "inferred": _infer_frequencies(names, times) if datetimes else Counter()}
+
+
+def _infer_frequencies(names: np.ndarray, times: np.ndarray) -> Counter:
+    """``pandas.infer_freq`` of the first consecutive times of a few series of a block (alias -> count).
+
+    It answers only for a regular stretch (None on a gap or on shuffled rows),
+    so it is a hint that the client checks against the sampled times.
+    """
+    found: Counter = Counter()
+    if not len(times):
+        return found
+    frame = pd.DataFrame({"s": names, "t": times})
+    for _, group in list(frame.groupby("s", sort=False)["t"])[:INFER_SERIES_PER_BLOCK]:
+        stretch = np.unique(group.to_numpy())[:INFER_STEPS]
+        if len(stretch) >= 3:
+            with warnings.catch_warnings():  # pandas 3 warns that it will return an offset: both are read
+                warnings.simplefilter("ignore")
+                alias = pd.infer_freq(pd.DatetimeIndex(stretch.astype(np.int64).view("datetime64[ns]")))
+            if alias is not None:
+                found[getattr(alias, "freqstr", alias)] += 1
+    return found
 
 
 def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -516,32 +603,81 @@ def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return count.astype(np.float64), mean, m2
 
 
-def _frequency(frequency, results: list[dict], spec: dict):
-    """The grid step in time units (ns for dates), given or the most common step."""
-    if frequency is not None:
-        if spec["time_kind"] != "datetime":
-            check_params("sequences", {"frequency": frequency},
-                         {"frequency": [Interval(float, 0, None, closed="neither")]})
-            return float(frequency)
-        allowed = "a positive, fixed time delta such as '7D' or '1h' for a date/time column"
-        try:
-            step = pd.Timedelta(frequency).value
-        except (ValueError, TypeError):
-            raise parameter_error("sequences", "frequency", frequency, allowed) from None
-        if not step > 0:
-            raise parameter_error("sequences", "frequency", frequency, allowed)
-        return step
+def _given_frequency(frequency, spec: dict):
+    """A given ``frequency=`` as a grid step: int ns or a calendar alias for dates, a float for numbers."""
+    if spec["time_kind"] != "datetime":
+        check_params("sequences", {"frequency": frequency},
+                     {"frequency": [Interval(float, 0, None, closed="neither")]})
+        return float(frequency)
+    return _grid.parse_frequency(frequency, owner="sequences")
+
+
+def _likely_frequency(results: list[dict], spec: dict):
+    """The grid step the data suggest (see :func:`bigdl.preprocessing._grid.infer_step`), None if none."""
     steps: Counter = Counter()
+    inferred: Counter = Counter()
     for result in results:
         steps.update(result["steps"])
-    if not steps:
+        inferred.update(result.get("inferred", {}))
+    sample = np.concatenate([np.asarray(result["sample"][1]) for result in results]) if results else np.empty(0)
+    return _grid.infer_step(steps, sample, inferred, time_kind=spec["time_kind"])
+
+
+def _frequency(frequency, results: list[dict], spec: dict):
+    """The grid step in time units (ns for dates, or a calendar alias), given or inferred from the data."""
+    if frequency is not None:
+        return _given_frequency(frequency, spec)
+    step = _likely_frequency(results, spec)
+    if step is None:
         raise SchemaError("Cannot infer the time step: no series has two rows with different times. "
-                          "Pass frequency= (e.g. '1D', or a number for numeric times).")
-    step = steps.most_common(1)[0][0]
-    return int(step) if spec["time_kind"] == "datetime" else float(step)
+                          "Pass frequency= (e.g. '1D', 'MS', or a number for numeric times).")
+    return step
+
+
+def _frequency_text(step, spec: dict) -> str:
+    """How to pass ``step`` as ``frequency=``: ``'MS'``, ``'7D'``, ``'1h'``, ``0.5``."""
+    if _grid.is_calendar(step) or spec["time_kind"] != "datetime":
+        return repr(step)
+    if int(step) % _grid.DAY_NS == 0:
+        days = int(step) // _grid.DAY_NS
+        return repr("D" if days == 1 else f"{days}D")
+    return repr(pd.tseries.frequencies.to_offset(pd.Timedelta(int(step))).freqstr)
+
+
+def _check_filled(step, given, likely, series_stats: dict, spec: dict, max_filled: float, *,
+                  inserted: float | None = None, total: float | None = None) -> None:
+    """Refuse a grid that would make more than ``max_filled`` of the stored steps gap-filled.
+
+    Before the sort pass (``inserted`` None) the grid is only counted, from each
+    series' first and last time, so a nonsense grid (1 ms over 60 years) is
+    refused before anything is allocated; after it, with the exact count.
+    """
+    if spec["gaps"] == "reject":
+        return  # nothing is inserted: a missing step starts a new run
+    rows = sum(count for count, _, _ in series_stats.values())
+    if inserted is None:
+        counts = [_grid.estimate_steps(low, high, step) for _, low, high in series_stats.values()]
+        total = sum(count for count, _ in counts)
+        inserted = total - rows  # at least: duplicates and rows off the grid only add to it
+        exact, counted = False, "" if all(known for _, known in counts) else "about "
+    else:
+        exact, counted = True, ""
+    if total <= 0 or inserted <= max_filled * total:
+        return
+    source = f"frequency={given!r}" if given is not None else f"the inferred step {_frequency_text(step, spec)}"
+    hint = (f" The data look like frequency={_frequency_text(likely, spec)}; pass it."
+            if likely is not None and likely != step else "")
+    raise SchemaError(
+        f"{source} puts {counted}{total:,.0f} steps (step {_step_text(step, spec)}) on the grid of "
+        f"{len(series_stats):,} series holding {rows:,} rows, so {'' if exact else 'at least '}{inserted:,.0f} "
+        f"steps ({inserted / total:.1%}) would be gap-filled, more than max_filled={max_filled} allows.{hint} "
+        "If the gaps are real, raise max_filled= (a fraction below 1), or use gaps='reject' to insert nothing.")
 
 
 def _json_number(step):
+    """A grid step as JSON: int ns, a float, or a calendar alias (str)."""
+    if _grid.is_calendar(step):
+        return str(step)
     return int(step) if isinstance(step, (int, np.integer)) else float(step)
 
 
@@ -600,26 +736,6 @@ def _plan_segments(series_stats: dict, results: list[dict], rows_per_chunk: int)
 
 
 # ---------------------------------------------------------------- pass 2: sort
-def _grid(times: np.ndarray, origin, step):
-    """Grid index of each time and whether it lies on the grid ``origin + k * step``."""
-    if isinstance(step, (int, np.integer)):
-        offset = times.astype(np.int64) - np.int64(origin)
-        return offset // step, offset % step == 0
-    position = (times - origin) / step
-    nearest = np.round(position)
-    return nearest.astype(np.int64), np.abs(position - nearest) < 1e-6
-
-
-def _grid_bound(value, origin, step, rounding) -> int:
-    """``rounding((value - origin) / step)`` as an int, exact for integer (ns) times."""
-    if isinstance(step, (int, np.integer)):
-        offset = int(value) - int(origin)
-        return offset // int(step) if rounding is np.floor else -((-offset) // int(step))
-    position = (value - origin) / step
-    nearest = round(position)
-    return int(nearest) if abs(position - nearest) < 1e-6 else int(rounding(position))
-
-
 def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, offsets: list[int],
                paths: list[str]) -> dict:
     import pyarrow.compute as pc
@@ -676,7 +792,7 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
     internal_breaks = 0
     value_columns = [f"v{i}" for i in range(n_channels)]
     if spec["gaps"] != "reject":
-        index, on_grid = _grid(frame["time"].to_numpy(), origin, step)
+        index, on_grid = _grid.grid_index(frame["time"].to_numpy(), origin, step)
         if not on_grid.all():
             quarantine(~on_grid, lambda row: f"time {_time_text(row.time, spec)}{label} is not on the grid "
                                              f"(start {_time_text(origin, spec)}, step {_step_text(step, spec)}); "
@@ -684,18 +800,17 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
             frame, index = frame[on_grid], index[on_grid]
         # The segment owns the grid points from the first at or after max(low, start) to the last
         # before min(high, end], whether or not a row was observed there.
-        first = 0 if segment["low"] is None else max(0, _grid_bound(segment["low"], origin, step, np.ceil))
-        last = _grid_bound(segment["end"], origin, step, np.floor)
+        first = 0 if segment["low"] is None else max(0, _grid.grid_bound(segment["low"], origin, step, np.ceil))
+        last = _grid.grid_bound(segment["end"], origin, step, np.floor)
         if segment["high"] is not None:
-            last = min(last, _grid_bound(segment["high"], origin, step, np.ceil) - 1)
+            last = min(last, _grid.grid_bound(segment["high"], origin, step, np.ceil) - 1)
         count = max(0, last - first + 1)
         values_out = np.full((count, n_channels), np.nan)
         records_out = np.full(count, -1, dtype=np.int64)
         values_out[index - first] = frame[value_columns].to_numpy()
         records_out[index - first] = frame["record"].to_numpy()
         grid = np.arange(first, first + count, dtype=np.int64)
-        times_out = (np.int64(origin) + grid * np.int64(step)) if isinstance(step, (int, np.integer)) \
-            else origin + grid.astype(np.float64) * step
+        times_out = _grid.grid_times(origin, grid, step)
     else:
         times_out = frame["time"].to_numpy()
         values_out = frame[value_columns].to_numpy()
@@ -710,6 +825,12 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
             "first_time": times_out[0].item() if len(times_out) else None,
             "last_time": times_out[-1].item() if len(times_out) else None,
             "first_valid": first_valid, "last_valid": last_valid}
+
+
+def _prefix_moments_task(staging: str, index: int, keep: int) -> dict:
+    """The moments of the first ``keep`` steps of a staged segment (its part in the training split)."""
+    with np.load(os.path.join(staging, f"segment-{index:06d}.npz")) as staged:
+        return {"moments": _moments(staged["values"][:keep])}
 
 
 def _anchors(times: np.ndarray, values: np.ndarray):
@@ -733,7 +854,7 @@ def _time_text(value, spec: dict) -> str:
 
 
 def _step_text(step, spec: dict) -> str:
-    return str(pd.Timedelta(int(step))) if spec["time_kind"] == "datetime" else f"{step:g}"
+    return _grid.step_text(step, spec["time_kind"])
 
 
 # ---------------------------------------------------------------- layout (client)
@@ -783,15 +904,17 @@ def _layout(segments: list[dict], results: list[dict], series_stats: dict, spec:
                 raise SchemaError(f"Column {column!r}{' of series ' + repr(name) if spec['series'] else ''} has no "
                                   "value at all, so its gaps cannot be filled; drop it from values= or fill it.")
     n_observed = sum(result["n_observed"] for result in results)
+    observed = np.zeros(len(names), dtype=np.int64)
+    for segment, result in zip(segments, results):
+        observed[segment["code"]] += result["n_observed"]
     return {"segments": placed, "n_steps": int(start), "n_observed": int(n_observed),
             "n_inserted": int(start - n_observed), "series_names": names,
-            "series_lengths": [int(value) for value in lengths]}
+            "series_lengths": [int(value) for value in lengths],
+            "series_filled": [int(value) for value in lengths - observed]}
 
 
 def _consecutive(earlier, later, step) -> bool:
-    if isinstance(step, (int, np.integer)):
-        return int(later) - int(earlier) == int(step)
-    return abs((later - earlier) - step) < 1e-6 * step
+    return _grid.consecutive(earlier, later, step)
 
 
 def _move_to_rejects(accounting: dict, late_rejects: list[dict]) -> dict:

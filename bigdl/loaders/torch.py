@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
     ) from error
 
 from bigdl._validation import Interval, Options, check_params
-from bigdl.errors import EmptyResultError, ParameterError
+from bigdl.errors import EmptyResultError, ParameterError, SchemaError
 from bigdl.loaders._augment import resolve_augment
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store.kinds._base import SPLITS
@@ -91,6 +91,12 @@ class ChunkLoader(IterableDataset):
     window, horizon, stride : int, optional
         Sequence stores only: override the store's window spec (input steps,
         forecast steps, steps between window starts); None keeps it.
+    metadata : bool, default False
+        Sequence stores only: yield ``(X, y, meta)``, where ``meta`` holds
+        each window's ``series`` (code into ``ds.attrs["series"]["names"]``),
+        ``origin`` (the time of its last input step) and ``target_time``
+        ``(batch, horizon)``, as int64 tensors (ns since 1970 UTC for dates;
+        float64 for numeric times).
     global_batch_size : int, optional
         Samples of one step of all ranks together; default ``batch_size *
         world_size``.  Give it to keep the steps of a run that continues on
@@ -130,7 +136,8 @@ class ChunkLoader(IterableDataset):
                  seed: int = 0, buffer_chunks: int = 4, prefetch: int = 2, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
                  transform: Callable | None = None, device=None, augment=None, window: int | None = None,
-                 horizon: int | None = None, stride: int | None = None, global_batch_size: int | None = None):
+                 horizon: int | None = None, stride: int | None = None, global_batch_size: int | None = None,
+                 metadata: bool = False):
         super().__init__()
         dataset = store if isinstance(store, Dataset) else open_store(store)
         check_params("ChunkLoader", {"split": split, "batch_size": batch_size, "buffer_chunks": buffer_chunks,
@@ -155,6 +162,11 @@ class ChunkLoader(IterableDataset):
         self.transform = transform
         # The store kind decides what a sample is (rows, windows) and what a model sees (normalised images).
         self.view = dataset.view.with_windows(window=window, horizon=horizon, stride=stride, owner="ChunkLoader")
+        if metadata:
+            if not hasattr(self.view, "with_metadata"):
+                raise SchemaError(f"ChunkLoader(metadata=True) gives windows' series and times: it applies to "
+                                  f"sequence stores only, and {self.path!r} is a {self.kind} store.")
+            self.view = self.view.with_metadata()
         self.augment = resolve_augment(augment, self.view)
         self.has_target = self.view.has_target
         self.task = dataset.task
@@ -318,7 +330,7 @@ class ChunkLoader(IterableDataset):
                     future.cancel()
 
     def _batches(self, epoch: int, worker: int, n_workers: int, first: int):
-        """``(step, step size, low, X, y)`` of this rank's share of steps ``first, first + n_workers...``.
+        """``(step, step size, low, X, y, meta)`` of this rank's share of steps ``first, first + n_workers...``.
 
         The epoch's global order is the chunks' shuffled order, cut into
         buffers of ``buffer_chunks`` chunks whose samples are permuted by a
@@ -368,9 +380,13 @@ class ChunkLoader(IterableDataset):
                 x = pieces[0][0] if len(pieces) == 1 else np.concatenate([piece[0] for piece in pieces])
                 y = pieces[0][1] if len(pieces) == 1 or pieces[0][1] is None else np.concatenate(
                     [piece[1] for piece in pieces])
+                meta = None  # a sequence view's windows' series and times (metadata=True)
+                if len(pieces[0]) > 2:
+                    meta = pieces[0][2] if len(pieces) == 1 else {
+                        key: np.concatenate([piece[2][key] for piece in pieces]) for key in pieces[0][2]}
                 pieces = []
                 at += 1
-                yield step, size, share, x, y
+                yield step, size, share, x, y, meta
 
     def __iter__(self):
         info = get_worker_info()
@@ -379,7 +395,7 @@ class ChunkLoader(IterableDataset):
         ends = np.cumsum(self._step_sizes())
         first = self._first_step(self._start_sample)
         pin = self.device is not None and self.device.type == "cuda"
-        for step, size, share, x_np, y_np in self._batches(epoch, worker, n_workers, first):
+        for step, size, share, x_np, y_np, meta in self._batches(epoch, worker, n_workers, first):
             if self.augment is not None:  # on the stored pixels, so padding is black
                 rng = np.random.default_rng([self.seed, epoch, 2, step])
                 x_np = self.augment(torch.from_numpy(np.ascontiguousarray(x_np)), rng, of=size, at=share).numpy()
@@ -396,7 +412,10 @@ class ChunkLoader(IterableDataset):
             self.step_samples = size  # the global step's size: DDP losses are weighed by it
             if info is None:
                 self._position = int(ends[step])  # set before the yield: consumed once the caller has it
-            yield (x, y) if self.has_target else x
+            if meta is not None:
+                yield x, y, {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in meta.items()}
+            else:
+                yield (x, y) if self.has_target else x
         if info is None:
             self.epoch = epoch + 1
             self._start_sample = self._position = 0

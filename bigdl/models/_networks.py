@@ -186,13 +186,20 @@ class StackedLSTM(nn.Module):
         never leaves the range the network was trained on.
     target_channels : list of int, optional
         The input channels the outputs forecast, with ``residual=True``
-        (default ``0 .. out_features - 1``; a sequence store's targets are
-        ``[ds.feature_names.index(name) for name in ds.window["targets"]]``).
+        (a sequence store's targets are ``[ds.feature_names.index(name) for
+        name in ds.window["targets"]]``; :meth:`for_store` fills it in).
+        Left out, it is ``0 .. out_features - 1``, and the Trainer refuses
+        to train a residual model on a store whose targets are other
+        channels (it would add the wrong channel's last value).
 
     Raises
     ------
     ParameterError
         A size that is not an int >= 1, a dropout outside [0, 1), or target_channels that do not fit.
+
+    Examples
+    --------
+    >>> model = StackedLSTM.for_store(ds, hidden=64, layers=3, residual=True)  # doctest: +SKIP
     """
 
     def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
@@ -212,6 +219,61 @@ class StackedLSTM(nn.Module):
             raise ParameterError(f"The 'target_channels' parameter of StackedLSTM must list {out_features} input "
                                  f"channels in [0, {input_size}). Got {target_channels!r} instead.")
         self.residual, self.target_channels = bool(residual), channels
+        self.target_channels_given = target_channels is not None
+
+    @classmethod
+    def for_store(cls, ds, **options) -> "StackedLSTM":
+        """A forecaster shaped for a sequence store: its channels, targets, horizon and target channels.
+
+        Parameters
+        ----------
+        ds : Dataset
+            A sequence store (its default window spec).
+        **options
+            ``hidden``, ``layers``, ``dropout``, ``residual``, or overrides of
+            ``input_size``, ``out_features``, ``horizon``, ``target_channels``.
+
+        Returns
+        -------
+        StackedLSTM
+        """
+        targets = [ds.feature_names.index(name) for name in ds.window["targets"]]
+        settings = {"input_size": ds.n_features, "out_features": len(targets), "horizon": ds.window["horizon"],
+                    "target_channels": targets}
+        settings.update(options)
+        return cls(**settings)
+
+    def check_store(self, ds) -> None:
+        """Refuse a store whose targets are not the channels this model adds back (``residual=True``).
+
+        Called by the Trainer before training or evaluating.
+
+        Parameters
+        ----------
+        ds : Dataset
+
+        Raises
+        ------
+        SchemaError
+            A residual model whose ``target_channels`` are not the store's target channels.
+        """
+        window = getattr(ds, "window", None)
+        if not self.residual or not window or "targets" not in window:
+            return
+        from bigdl.errors import SchemaError
+
+        names = list(ds.feature_names)
+        targets = [names.index(name) for name in window["targets"]]
+        if targets == self.target_channels:
+            return
+        if len(targets) != self.out_features:
+            return  # the Trainer's shape check says what is wrong
+        how = ("was given target_channels=" + repr(self.target_channels)) if self.target_channels_given else (
+            f"was built without target_channels, so it adds back the last value of channel(s) "
+            f"{self.target_channels} ({[names[c] for c in self.target_channels if c < len(names)]})")
+        raise SchemaError(
+            f"StackedLSTM(residual=True) {how}, but the store's targets {window['targets']} are channel(s) "
+            f"{targets}. Pass target_channels={targets}, or build it with StackedLSTM.for_store(ds, ...).")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The forecast of a batch of windows.

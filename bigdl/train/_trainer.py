@@ -83,6 +83,7 @@ TRAINER_CONSTRAINTS = {
     "checkpoint_dir": [str, os.PathLike, None],
     "log_dir": [str, os.PathLike, None],
     "early_stopping": [Interval(int, 1, None), None],
+    "restore_best": ["boolean", None],
     "seed": [Interval(int, 0, None)],
     "on_cluster": ["boolean"],
     "n_workers": [Interval(int, 1, None)],
@@ -136,6 +137,16 @@ class Trainer:
     early_stopping : int, optional
         Stop when the validation loss has not improved for this many epochs
         (needs a validation split).
+    restore_best : bool, optional
+        End with the weights of the epoch of lowest validation loss, not the
+        last epoch's (a CPU copy of its ``state_dict`` is kept while
+        training; after a resume, the best epoch's checkpoint is read when
+        it came before the resume).  Default: True with ``early_stopping``,
+        else False; True without early stopping trains every epoch and
+        keeps the best.  Needs a validation split.  :attr:`best_epoch_` and
+        the history's ``best`` flag say which epoch it was.  Checkpoints
+        still hold each epoch's own weights, so a resume continues training
+        from the last one.  Tabular, image and sequence stores alike.
     seed : int, default 0
         Seeds weights' updates order: data order and dropout.  The same seed,
         store, initial weights and settings give bitwise the same weights in
@@ -213,6 +224,10 @@ class Trainer:
     class_weight_ : numpy.ndarray of shape (n_classes,) or None
         The class weights the last ``fit`` trained with, in class-code order
         (None: unweighted).
+    best_epoch_ : int or None
+        The epoch (1-based, as in :attr:`history`) of lowest validation loss
+        in the last ``fit``, whose weights the model holds when
+        ``restore_best`` is on; None without a validation split.
 
     Examples
     --------
@@ -224,7 +239,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, *, optimizer="adam", lr: float | None = None, loss=None,
                  epochs: int = 10, batch_size: int = 256, device: str = "auto", checkpoint_dir: str | None = None,
-                 early_stopping: int | None = None, seed: int = 0, on_cluster: bool = True,
+                 early_stopping: int | None = None, restore_best: bool | None = None, seed: int = 0,
+                 on_cluster: bool = True,
                  n_workers: int = 1, torch_threads: int | None = None, progress: bool = True,
                  loader_options: dict | None = None, callbacks: list | None = None, loop_class: type | None = None,
                  class_weight=None, checkpoint_every: int | str | None = None, max_restarts: int = 3,
@@ -238,6 +254,7 @@ class Trainer:
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.early_stopping = early_stopping
+        self.restore_best = restore_best
         self.seed = seed
         self.on_cluster = on_cluster
         self.n_workers = n_workers
@@ -319,6 +336,7 @@ class Trainer:
             bar.close()
         self.model.load_state_dict(result["model"])
         self.history = result["history"]
+        self.best_epoch_ = result.get("best_epoch")
         self.task_ = ds.task  # predict on plain arrays then knows to give class codes
         self.class_weight_ = None if spec["class_weight"] is None else np.asarray(spec["class_weight"])
         return self.history
@@ -396,12 +414,16 @@ class Trainer:
         _check_model_shapes(self.model, ds)
         if self.early_stopping is not None and not ds.split_counts.get("validation"):
             raise SchemaError("early_stopping needs a validation split: ingest with validation=0.1 (for example).")
+        restore_best = self.early_stopping is not None if self.restore_best is None else bool(self.restore_best)
+        if restore_best and self.restore_best and not ds.split_counts.get("validation"):
+            raise SchemaError("restore_best=True needs a validation split to tell the best epoch: ingest with "
+                              "validation=0.1 (for example).")
         class_weight = self._class_weights(ds, loss)
         return {
             "model": self.model, "optimizer": self.optimizer, "lr": self.lr, "loss": loss,
             "epochs": self.epochs, "batch_size": self.batch_size, "device": self.device,
             "checkpoint_dir": os.fspath(self.checkpoint_dir) if self.checkpoint_dir is not None else None,
-            "early_stopping": self.early_stopping, "seed": self.seed,
+            "early_stopping": self.early_stopping, "restore_best": restore_best, "seed": self.seed,
             "task": ds.task, "loader_options": dict(self.loader_options or {}), "world": None,
             "torch_threads": self.torch_threads, "callbacks": list(self.callbacks or ()) + self._trackers(loss),
             "loop_class": self.loop_class or TrainingLoop,
@@ -434,7 +456,7 @@ class Trainer:
         return weights
 
     # ------------------------------------------------------------ evaluate / predict
-    def evaluate(self, ds, split: str = "test") -> dict:
+    def evaluate(self, ds, split: str = "test", *, season: int | None = None) -> dict:
         """Loss and metrics of the model on one split: accuracy, balanced accuracy, ROC-AUC, or MSE / MAE / R2.
 
         One pass over the split in batches; memory does not grow with it (the
@@ -445,6 +467,10 @@ class Trainer:
         ----------
         ds : Dataset or str
         split : str, default "test"
+        season : int, optional
+            Sequence stores: steps per season for the seasonal-naive baseline
+            and MASE's scale (default from the grid: 12 for months, 4 for
+            quarters, 52 for weeks, 7 for days, 24 for hours, else 1).
 
         Returns
         -------
@@ -457,6 +483,17 @@ class Trainer:
             within about 1e-4 of the exact value, NaN when a class is absent
             from the split), or for regression ``mse``, ``mae``, ``r2`` (over
             every target value); and ``n_samples``.
+
+            For a sequence store the figures are a forecaster's, in the
+            target's **original units**: ``mse``, ``mae``, ``mase``,
+            ``smape`` (percent), ``mae_by_step``, ``season``, the same for
+            the ``baselines`` ``naive`` (last value) and ``seasonal_naive``
+            on the same windows, and ``skill`` (``1 - mase /
+            baselines["seasonal_naive"]["mase"]``); see
+            :func:`bigdl.train._forecast.forecast_metrics`.  The scaled-unit
+            figures are ``mse_scaled``, ``mae_scaled``, ``r2_scaled`` (and
+            ``loss``, which is in scaled units; so are the history's
+            ``val_*`` figures).
         """
         ds = ds if isinstance(ds, Dataset) else open_store(ds)
         spec = self._spec(ds)
@@ -464,7 +501,16 @@ class Trainer:
         criterion = _loss_function(spec["loss"], spec["class_weight"], owner="Trainer", device=device)
         loop = TrainingLoop(self.model.to(device), None, criterion, task=spec["task"],
                             device=device, batch_size=spec["batch_size"])
-        return _evaluate(loop, ds, split)
+        result = _evaluate(loop, ds, split)
+        if ds.kind != "sequence":
+            return result
+        from bigdl.train._forecast import forecast_metrics
+
+        check_params("Trainer.evaluate", {"season": season}, {"season": [Interval(int, 1, None), None]})
+        scaled = {f"{name}_scaled": result.pop(name) for name in ("mse", "mae", "r2")}
+        predictor = ModulePredictor(self.model, classify=False)
+        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season), **scaled,
+                "n_samples": result["n_samples"]}
 
     def predict(self, data, *, split: str | None = None):
         """Model outputs chunk by chunk: a dask array in (or a store's samples), a dask array out.
@@ -483,9 +529,15 @@ class Trainer:
 
         Returns
         -------
-        dask array or ndarray
-            One output (or class code) per sample; per-step forecasts
-            ``(n, horizon)`` for sequence stores.
+        dask array, ndarray or xarray.Dataset
+            One output (or class code) per sample.  For a sequence store, a
+            lazy ``xarray.Dataset`` of one forecast per window: ``forecast``
+            and ``actual`` in the target's **original units**
+            (``forecast_scaled`` as the model gave it), with coordinates
+            ``series``, ``origin`` (the time of the window's last input
+            step) and ``time`` (each step's target time); dimensions
+            ``window``, ``step`` (and ``target`` for several targets).  See
+            :func:`bigdl.train._forecast.sequence_forecasts`.
         """
         return self._predict(data, split, probabilities=False)
 
@@ -510,6 +562,11 @@ class Trainer:
         X, _, ds = as_samples(data, split)
         classify = self._task_of(ds if ds is not None else X) == "classification"
         predictor = ModulePredictor(self.model, classify=classify, probabilities=probabilities)
+        if ds is not None and ds.kind == "sequence" and not probabilities:
+            from bigdl.train._forecast import sequence_forecasts
+
+            self._check_store_model(ds)
+            return sequence_forecasts(predictor, ds, split or "all")
         if ds is None and not hasattr(X, "dask"):
             return predictor(np.asarray(X))
         if classify and not probabilities:
@@ -519,6 +576,10 @@ class Trainer:
             width = _output_shape(predictor.module, sample_shape)
             tail, dtype = (width if width != (1,) else ()), np.float32
         return predict_blocks(predictor, X, tail=tail, dtype=dtype, name="bigdl-predict")
+
+    def _check_store_model(self, ds: Dataset) -> None:
+        """The model fits the store's windows (shapes, residual target channels): fail before any task runs."""
+        _check_model_shapes(self.model, ds)
 
     def _task_of(self, data) -> str | None:
         if isinstance(data, Dataset):
@@ -641,9 +702,10 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             "task": spec["task"], "train_samples": ds.split_counts.get("train"), "batch_size": spec["batch_size"],
             "ranks": world_size})
     best, since_best = math.inf, 0
+    best_epoch, best_weights = None, None  # the best epoch's weights: a CPU copy (restore_best)
     for entry in history:
         if entry.get("val_loss") is not None and entry["val_loss"] < best:
-            best, since_best = entry["val_loss"], 0
+            best, since_best, best_epoch = entry["val_loss"], 0, entry["epoch"]
         elif entry.get("val_loss") is not None:
             since_best += 1
     if spec.get("checkpoint_every") is not None:
@@ -669,7 +731,9 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             metrics = _evaluate(loop, ds, "validation")
             entry.update({f"val_{name}": value for name, value in metrics.items() if name != "n_samples"})
             if metrics["loss"] < best:
-                best, since_best = metrics["loss"], 0
+                best, since_best, best_epoch = metrics["loss"], 0, epoch + 1
+                if spec.get("restore_best"):
+                    best_weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
             else:
                 since_best += 1
         history.append(entry)
@@ -684,8 +748,27 @@ def _loop(spec, ds, model, trained, device, rank, world_size, resume, report, wo
             })
         loop.notify("on_epoch_end", entry)
         report({"kind": "epoch", "epochs": spec["epochs"], **entry, "batch_loss": batches.smoothed_loss})
+    for entry in history:  # which epoch was best, once it is known
+        if "val_loss" in entry:
+            entry["best"] = entry["epoch"] == best_epoch
+    if spec.get("restore_best") and best_epoch is not None:
+        _restore_best(model, best_weights, best_epoch, history, device)
     loop.notify("on_train_end")
-    return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history}
+    return {"model": {key: value.cpu() for key, value in model.state_dict().items()}, "history": history,
+            "best_epoch": best_epoch}
+
+
+def _restore_best(model, best_weights, best_epoch: int, history: list[dict], device) -> None:
+    """Load the best epoch's weights: the copy kept in this run, else (it came before a resume) its checkpoint."""
+    if best_weights is None:
+        from bigdl.train._checkpoint import load_checkpoint
+
+        path = next((entry.get("checkpoint") for entry in history if entry["epoch"] == best_epoch), None)
+        if path is None:
+            raise TrainingError(f"restore_best: the best epoch ({best_epoch}) came before this resume and has no "
+                                "checkpoint to read its weights from.")
+        best_weights = load_checkpoint(path)["model"]
+    model.load_state_dict({key: value.to(device) for key, value in best_weights.items()})
 
 
 class _StepCheckpoints(Callback):
@@ -965,7 +1048,12 @@ def _loss_function(loss, class_weight=None, *, owner: str = "Trainer", device=No
 
 
 def _check_model_shapes(model: nn.Module, ds: Dataset) -> None:
-    """Run the model on two zero samples shaped like the store's, to fail early and clearly."""
+    """Run the model on two zero samples shaped like the store's, to fail early and clearly.
+
+    A model with a ``check_store(ds)`` method (``StackedLSTM``) checks the store itself too.
+    """
+    if callable(getattr(model, "check_store", None)):
+        model.check_store(ds)
     sample_shape = ds.sample_shape
     try:
         output = _dry_run(model, sample_shape)

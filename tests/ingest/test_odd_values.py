@@ -506,7 +506,8 @@ def test_time_zone_aware_and_naive_times_mix_and_become_utc(tmp_path, caplog):
                     "one were taken as UTC. If those are local times, give them an offset (or a time zone) in "
                     "the source.")]
     assert ds.attrs["preprocessing"]["time"] == {
-        "column": "day", "kind": "datetime", "step": pd.Timedelta("1D").value, "unit": "ns", "timezone": "UTC",
+        "column": "day", "kind": "datetime", "step": pd.Timedelta("1D").value, "frequency": "D", "calendar": False,
+        "unit": "ns", "timezone": "UTC",
         "converted_to_utc": 3, "taken_as_utc": 36}
     np.testing.assert_array_equal(_times(ds.path), days.as_unit("ns").asi8)
     np.testing.assert_array_equal(pd.to_datetime(_times(ds.path)), days)

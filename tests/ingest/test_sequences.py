@@ -58,17 +58,21 @@ def write_csv(panel: pd.DataFrame, directory, bad_rows: bool = True) -> list[str
 
 
 def reference(panel: pd.DataFrame, gaps: str, duplicates: str = "last", validation=0.1, test=0.2):
-    """The stored series by pandas: sorted, de-duplicated, on a daily grid, filled, scaled, split."""
+    """The stored series by pandas: sorted, de-duplicated, on a daily grid, filled, scaled, split.
+
+    The scaling is fitted on the observed values of each series' training part only (global over the series).
+    """
     frames, observed = [], []
     for name in sorted(LENGTHS):
         rows = panel[panel["sid"] == name].reset_index().sort_values(["day", "index"], kind="stable")
         rows = rows.drop_duplicates("day", keep=duplicates).set_index("day")[["load", "temp"]]
-        observed.append(rows)
         if gaps != "reject":
             rows = rows.reindex(pd.date_range(rows.index.min(), rows.index.max(), freq="D"))
-            rows = rows.ffill().bfill() if gaps == "ffill" else rows.interpolate(method="time").ffill().bfill()
         n = len(rows)
         n_test, n_validation = round(n * test), round(n * validation)
+        observed.append(rows.iloc[:n - n_test - n_validation])  # NaN where a step or a value was missing
+        if gaps != "reject":
+            rows = rows.ffill().bfill() if gaps == "ffill" else rows.interpolate(method="time").ffill().bfill()
         split = np.repeat([0, 1, 2], [n - n_test - n_validation, n_validation, n_test])
         frames.append(rows.assign(sid=name, position=np.arange(n), split=split))
     stats = pd.concat(observed)
@@ -122,7 +126,7 @@ def panel_files(tmp_path_factory, panel):
 
 def ingest(files, store, **options):
     arguments = dict(time="day", series="sid", values=["load", "temp"], target="load", window=WINDOW,
-                     horizon=HORIZON, rows_per_chunk=CHUNK, blocksize=4000, progress=False)
+                     horizon=HORIZON, rows_per_chunk=CHUNK, blocksize=4000, max_filled=0.2, progress=False)
     arguments.update(options)
     return bigdl.ingest.sequences(files, store=store, **arguments)
 
@@ -273,7 +277,7 @@ def test_npy_series_and_unscale(tmp_path):
     np.save(tmp_path / "walk.npy", values)
     ds = bigdl.ingest.sequences(str(tmp_path / "walk.npy"), store=tmp_path / "walk.zarr", window=10, horizon=2,
                                 rows_per_chunk=128, blocksize=1600, test=0.2, validation=0.0, progress=False)
-    scaled = (values - values.mean()) / values.std()
+    scaled = (values - values[:800].mean()) / values[:800].std()  # fitted on the training part only
     X, y = load_all(ds, "train")
     windows = np.lib.stride_tricks.sliding_window_view(scaled[:800], 12)
     np.testing.assert_allclose(X[:, :, 0], windows[:, :10], rtol=1e-5, atol=1e-5)
@@ -293,7 +297,8 @@ def test_trainer_fits_a_stacked_lstm_on_windows(ffill_store):
     history = trainer.fit(ffill_store)
     assert len(history) == 2 and history[1]["train_loss"] < history[0]["train_loss"]
     metrics = trainer.evaluate(ffill_store, split="test")
-    assert set(metrics) >= {"loss", "mse", "mae", "r2"}
+    assert set(metrics) >= {"loss", "mse", "mae", "mase", "smape", "mae_by_step", "baselines", "skill",
+                            "mse_scaled", "mae_scaled", "r2_scaled"}
     with pytest.raises(SchemaError, match="samples of shape \\(5, 2\\)"):
         Trainer(StackedLSTM(3, hidden=4, layers=1), epochs=1, on_cluster=False, progress=False).fit(ffill_store)
 
@@ -332,9 +337,60 @@ def test_evaluate_averages_over_every_forecast_step(ffill_store):
     with torch.no_grad():
         predicted = trainer.model.eval()(torch.from_numpy(X)).numpy()
     metrics = trainer.evaluate(ffill_store, split="test")
-    assert metrics["mse"] == pytest.approx(np.mean((predicted - y) ** 2), rel=1e-4)
-    assert metrics["mae"] == pytest.approx(np.mean(np.abs(predicted - y)), rel=1e-4)
-    assert metrics["r2"] == pytest.approx(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-4)
+    assert metrics["mse_scaled"] == pytest.approx(np.mean((predicted - y) ** 2), rel=1e-4)
+    assert metrics["mae_scaled"] == pytest.approx(np.mean(np.abs(predicted - y)), rel=1e-4)
+    assert metrics["r2_scaled"] == pytest.approx(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean()) ** 2),
+                                                 rel=1e-4)
+    # in the target's original units
+    original = ffill_store.unscale(predicted) - ffill_store.unscale(y)
+    assert metrics["mse"] == pytest.approx(np.mean(original ** 2), rel=1e-4)
+    assert metrics["mae_by_step"] == pytest.approx(np.abs(original).mean(axis=0), rel=1e-4)
+
+
+def test_mase_smape_and_baselines_equal_a_hand_computation(tmp_path):
+    """One series, season 4: every figure of evaluate() by NumPy on the raw values."""
+    import torch
+
+    from bigdl.models import StackedLSTM
+    from bigdl.train import Trainer
+
+    rng = np.random.default_rng(5)
+    n, window, horizon, season = 200, 6, 2, 4
+    values = 50 + 10 * np.sin(np.arange(n) * 2 * np.pi / season) + np.cumsum(rng.normal(size=n))
+    pd.DataFrame({"t": np.arange(n), "v": values.round(6)}).to_csv(tmp_path / "s.csv", index=False)
+    values = values.round(6)
+    ds = bigdl.ingest.sequences(tmp_path / "s.csv", time="t", values=["v"], window=window, horizon=horizon,
+                                store=tmp_path / "s.zarr", validation=0.1, test=0.2, progress=False)
+    torch.manual_seed(0)
+    trainer = Trainer(StackedLSTM(1, hidden=4, layers=1, horizon=horizon), epochs=1, batch_size=32,
+                      on_cluster=False, progress=False)
+    trainer.fit(ds)
+    metrics = trainer.evaluate(ds, split="test", season=season)
+    train_end, test_start = n - 40 - 20, n - 40
+    scale = np.mean(np.abs(values[season:train_end] - values[:train_end - season]))  # in-sample, train part only
+    starts = np.arange(test_start - window, n - window - horizon + 1)  # windows whose targets are all test steps
+    mean, std = ds.attrs["preprocessing"]["mean"][0], ds.attrs["preprocessing"]["std"][0]
+    inputs = np.stack([values[start:start + window] for start in starts])
+    actual = np.stack([values[start + window:start + window + horizon] for start in starts])
+    with torch.no_grad():
+        scaled = trainer.model.eval()(torch.from_numpy(((inputs - mean) / std)[:, :, None].astype(np.float32)))
+    forecasts = {"model": scaled.numpy().astype(np.float64) * std + mean,
+                 "naive": np.repeat(inputs[:, -1:], horizon, axis=1),
+                 "seasonal_naive": inputs[:, window - 1 + np.arange(1, horizon + 1) - season]}
+    expected = {}
+    for name, forecast in forecasts.items():
+        error = forecast - actual
+        expected[name] = {"mse": np.mean(error ** 2), "mae": np.mean(np.abs(error)),
+                          "mase": np.mean(np.abs(error)) / scale,
+                          "smape": np.mean(200 * np.abs(error) / (np.abs(actual) + np.abs(forecast))),
+                          "mae_by_step": np.abs(error).mean(axis=0)}
+    assert metrics["n_samples"] == len(starts) and metrics["season"] == season
+    for name, figures in expected.items():
+        got = metrics if name == "model" else metrics["baselines"][name]
+        for key, value in figures.items():
+            assert got[key] == pytest.approx(value, rel=1e-4), (name, key)
+    assert metrics["skill"] == pytest.approx(1 - expected["model"]["mase"] / expected["seasonal_naive"]["mase"],
+                                             rel=1e-4)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "sql"])
@@ -353,3 +409,59 @@ def test_parquet_and_sql_sources_give_the_same_store(tmp_path, panel, ffill_stor
     np.testing.assert_allclose(ds.X.compute(), ffill_store.X.compute(), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(ds.group["time"][:], ffill_store.group["time"][:])
     assert ds.row_counts["rejected"] == 12  # the duplicates only
+
+
+# ---------------------------------------------------------------- no leakage
+def test_scaling_is_fitted_on_the_training_part_only(tmp_path, panel):
+    """Changing every validation and test value leaves the stored mean and std exactly as they were."""
+    clean = panel.dropna(subset=["load"])
+    (tmp_path / "a").mkdir()
+    ds = ingest(write_csv(clean, tmp_path / "a", bad_rows=False), tmp_path / "a.zarr")
+    frames = reference(clean, "ffill")
+    later = []  # (sid, day) of every validation/test step
+    for name, frame in zip(sorted(LENGTHS), frames):
+        later += [(name, day) for day in frame.index[frame["split"] > 0]]
+    later = pd.MultiIndex.from_tuples(later, names=["sid", "day"])
+    changed = clean.set_index(["sid", "day"])
+    changed.loc[changed.index.isin(later), ["load", "temp"]] *= 1000.0
+    changed = changed.reset_index()[clean.columns]
+    (tmp_path / "b").mkdir()
+    other = ingest(write_csv(changed, tmp_path / "b", bad_rows=False), tmp_path / "b.zarr")
+    state, other_state = ds.attrs["preprocessing"], other.attrs["preprocessing"]
+    assert state["mean"] == other_state["mean"] and state["std"] == other_state["std"]
+    assert state["fitted_on"].startswith("train part")
+    # and they are the training part's figures, by pandas
+    train = pd.concat([frame[frame["split"] == 0] for frame in reference(clean, "ffill")])
+    observed = clean.drop_duplicates(["sid", "day"], keep="last").set_index(["sid", "day"])
+    train_rows = observed[observed.index.isin(pd.MultiIndex.from_arrays([train["sid"], train.index]))]
+    np.testing.assert_allclose(state["mean"], train_rows[["load", "temp"]].mean().to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(state["std"], train_rows[["load", "temp"]].std(ddof=0).to_numpy(), rtol=1e-9)
+    # fitted on whole series, the figures would differ: the comparison above was able to fail
+    whole = observed[["load", "temp"]].mean().to_numpy()
+    assert np.abs(np.asarray(state["mean"]) - whole).max() > 0.05
+
+
+# ---------------------------------------------------------------- windows know where they are
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loader_metadata_names_each_windows_series_and_times(ffill_store, shuffle):
+    from bigdl.loaders.torch import ChunkLoader
+
+    group = ffill_store.group
+    stored_X, times, series = group["X"][:], group["time"][:], group["series"][:]
+    row_of = {(int(code), int(time)): row for row, (code, time) in enumerate(zip(series, times))}
+    loader = ChunkLoader(ffill_store, "test", batch_size=16, shuffle=shuffle, seed=2, buffer_chunks=2, metadata=True)
+    seen = 0
+    for X, y, meta in loader:
+        assert set(meta) == {"series", "origin", "target_time"} and meta["target_time"].shape == (len(X), HORIZON)
+        for window, code, origin, target_time in zip(X.numpy(), meta["series"].numpy(), meta["origin"].numpy(),
+                                                     meta["target_time"].numpy()):
+            row = row_of[(int(code), int(origin))]
+            np.testing.assert_array_equal(window, stored_X[row - WINDOW + 1:row + 1])
+            np.testing.assert_array_equal(target_time, times[row + 1:row + 1 + HORIZON])
+            seen += 1
+    assert seen == loader.n_samples
+    options = dict(batch_size=16, shuffle=shuffle, seed=2, buffer_chunks=2)
+    plain, again = ChunkLoader(ffill_store, "test", **options), ChunkLoader(ffill_store, "test", metadata=True,
+                                                                            **options)
+    np.testing.assert_array_equal(np.concatenate([X.numpy() for X, _ in plain]),
+                                  np.concatenate([X.numpy() for X, _, _ in again]))  # the same order as without

@@ -173,3 +173,49 @@ def test_stacked_lstm_residual_forecasts_changes_from_the_last_value():
     assert base.shape == (5, 4)
     with pytest.raises(SchemaError, match="target_channels"):
         StackedLSTM(3, out_features=2, target_channels=[0])
+
+
+# ---------------------------------------------------------------- residual forecasts and the store's target
+@pytest.fixture(scope="module")
+def second_channel_store(tmp_path_factory):
+    """Two channels (temp, load), the target is load: channel 1, not 0."""
+    import numpy as np
+    import pandas as pd
+
+    import bigdl
+
+    root = tmp_path_factory.mktemp("residual-target")
+    steps = np.arange(200)
+    pd.DataFrame({"t": steps, "temp": np.sin(steps / 5.0), "load": 100.0 + steps * 0.5}).to_csv(
+        root / "s.csv", index=False)
+    return bigdl.ingest.sequences(root / "s.csv", time="t", values=["temp", "load"], target="load", window=8,
+                                  horizon=2, store=root / "s.zarr", progress=False)
+
+
+def test_residual_without_target_channels_is_refused_on_another_target(second_channel_store):
+    from bigdl.train import Trainer
+
+    model = StackedLSTM(2, hidden=4, layers=1, horizon=2, residual=True)  # adds channel 0 (temp) back: wrong
+    trainer = Trainer(model, epochs=1, on_cluster=False, progress=False)
+    with pytest.raises(SchemaError, match=r"built without target_channels, so it adds back the last value of "
+                                          r"channel\(s\) \[0\] \(\['temp'\]\), but the store's targets \['load'\] are "
+                                          r"channel\(s\) \[1\]\. Pass target_channels=\[1\]"):
+        trainer.fit(second_channel_store)
+    with pytest.raises(SchemaError, match=r"was given target_channels=\[0\]"):
+        Trainer(StackedLSTM(2, hidden=4, layers=1, horizon=2, residual=True, target_channels=[0]), epochs=1,
+                on_cluster=False, progress=False).evaluate(second_channel_store)
+
+
+def test_for_store_infers_the_target_channels(second_channel_store):
+    from bigdl.train import Trainer
+
+    model = StackedLSTM.for_store(second_channel_store, hidden=4, layers=1, residual=True)
+    assert model.target_channels == [1] and model.horizon == 2 and model.input_size == 2
+    history = Trainer(model, epochs=1, batch_size=32, on_cluster=False, progress=False).fit(second_channel_store)
+    assert len(history) == 1
+    # the residual adds back the last load value: a zero network output forecasts "no change" of load
+    with torch.no_grad():
+        for parameter in model.head.parameters():
+            parameter.zero_()
+        window = torch.randn(3, 8, 2)
+        torch.testing.assert_close(model(window), window[:, -1:, 1].expand(3, 2))

@@ -102,12 +102,44 @@ def test_sequence_predict_gives_one_forecast_per_window(series_store, client):
     run.fit(series_store)
     outputs, _ = _loader_outputs(run.model, series_store, "test")
     with _as_current(client):
-        forecast = run.predict(series_store, split="test").compute()
+        table = run.predict(series_store, split="test").compute()
+    forecast = table["forecast_scaled"].to_numpy()
     assert forecast.shape == (series_store.view.chunk_counts("test").sum(), 3) == outputs.shape
     np.testing.assert_allclose(forecast, outputs, rtol=1e-5, atol=1e-5)
-    metrics = run.evaluate(series_store, split="test")
+    # in the target's original units, beside the actual values
+    np.testing.assert_allclose(table["forecast"].to_numpy(), series_store.unscale(outputs), rtol=1e-5, atol=1e-4)
     _, targets = _loader_outputs(run.model, series_store, "test")
-    assert np.mean((forecast - targets) ** 2) == pytest.approx(metrics["mse"], rel=1e-4)
+    np.testing.assert_allclose(table["actual"].to_numpy(), series_store.unscale(targets), rtol=1e-6, atol=1e-4)
+    metrics = run.evaluate(series_store, split="test")
+    assert np.mean((forecast - targets) ** 2) == pytest.approx(metrics["mse_scaled"], rel=1e-4)
+
+
+def test_sequence_forecasts_carry_their_series_and_dates(series_store):
+    """Each forecast's series, origin and target times, against the raw panel."""
+    from bigdl.models import StackedLSTM
+
+    torch.manual_seed(0)
+    model = StackedLSTM.for_store(series_store, hidden=4, layers=1, residual=True)  # the model of the issue
+    run = Trainer(model, epochs=1, batch_size=64, on_cluster=False, progress=False)
+    run.fit(series_store)
+    table = run.predict(series_store, split="test").compute()
+    assert table["time"].dtype == np.dtype("datetime64[ns]") and table.sizes == {"window": len(table.window),
+                                                                                "step": 3}
+    raw = bigdl.datasets.make_series_panel(6, 160, seed=4)
+    raw["time"] = pd.to_datetime(raw["time"])
+    load = raw.set_index(["series", "time"])["load"]
+    load = load[~load.index.duplicated(keep="last")]
+    hour = np.timedelta64(1, "h")
+    np.testing.assert_array_equal(table["time"].to_numpy(),
+                                  table["origin"].to_numpy()[:, None] + hour * np.arange(1, 4)[None, :])
+    # the actual values at (series, target time) are the panel's loads where the panel has them
+    keys = pd.MultiIndex.from_arrays([np.repeat(table["series"].to_numpy(), 3), table["time"].to_numpy().ravel()])
+    known = keys.isin(load.index)
+    assert known.mean() > 0.9
+    np.testing.assert_allclose(table["actual"].to_numpy().ravel()[known], load.loc[keys[known]].to_numpy(),
+                               rtol=1e-5, atol=1e-3)
+    assert set(table["series"].to_numpy()) <= set(raw["series"].astype(str))
+    assert (table["origin"].to_numpy() >= raw["time"].min().to_datetime64()).all()
 
 
 def test_tabular_predict_matches_the_loader_on_every_split(classification_store, client):

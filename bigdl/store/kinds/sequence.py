@@ -27,13 +27,18 @@ class SequenceView(SampleView):
         As for :class:`~bigdl.store.kinds.SampleView`.
     window : dict, optional
         Overrides of the store's window spec (``window``, ``horizon``, ``stride``).
+    metadata : bool, default False
+        Also give each window's series code, origin time (its last input
+        step) and target times: :meth:`read_chunk` then returns a dict of
+        those arrays in the place of ``y`` and :meth:`gather` a third item.
     """
 
     kind = "sequence"
     samples_are_rows = False
 
-    def __init__(self, *args, window: dict | None = None, **kwargs):
+    def __init__(self, *args, window: dict | None = None, metadata: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.metadata = bool(metadata)
         spec = dict(self.attrs.get("window", {}))
         spec.update(window or {})
         channels = list(self.attrs.get("feature_names", []))
@@ -51,7 +56,24 @@ class SequenceView(SampleView):
         spec = {key: self.windows[key] for key in ("window", "horizon", "stride", "targets") if key in self.windows}
         spec.update(changes)
         return SequenceView(self.path, self.attrs, n_rows=self.n_rows, rows_per_chunk=self.rows_per_chunk,
-                            stored_shape=self.stored_shape, has_target=True, window=spec)
+                            stored_shape=self.stored_shape, has_target=True, window=spec, metadata=self.metadata)
+
+    def with_metadata(self, metadata: bool = True) -> "SequenceView":
+        """This view, with (or without) each window's series, origin time and target times.
+
+        Parameters
+        ----------
+        metadata : bool, default True
+
+        Returns
+        -------
+        SequenceView
+        """
+        if bool(metadata) == self.metadata:
+            return self
+        spec = {key: self.windows[key] for key in ("window", "horizon", "stride", "targets") if key in self.windows}
+        return SequenceView(self.path, self.attrs, n_rows=self.n_rows, rows_per_chunk=self.rows_per_chunk,
+                            stored_shape=self.stored_shape, has_target=True, window=spec, metadata=bool(metadata))
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -109,16 +131,57 @@ class SequenceView(SampleView):
     def read_chunk(self, chunk: int, split: str = "all"):
         split = check_split(split)
         rows, starts = self._window_starts(chunk, split)
-        return self.read("X", rows), None, starts
+        meta = {"series": self.read("series", rows), "time": self.read("time", rows)} if self.metadata else None
+        return self.read("X", rows), meta, starts
+
+    def join(self, pieces: list):
+        """Several read chunks as one; the metadata arrays (when asked) are joined row for row.
+
+        Parameters
+        ----------
+        pieces : list of tuple
+
+        Returns
+        -------
+        (numpy.ndarray, dict or None, numpy.ndarray)
+        """
+        X, _, rows = super().join([(piece[0], None, piece[2]) for piece in pieces])
+        if pieces[0][1] is None or len(pieces) == 1:
+            return X, pieces[0][1], rows
+        return X, {key: np.concatenate([piece[1][key] for piece in pieces]) for key in pieces[0][1]}, rows
 
     def gather(self, X: np.ndarray, y, index: np.ndarray):
+        """The windows starting at ``index`` and their targets (and, with metadata, where they are).
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            Rows read by :meth:`read_chunk` (with their halo), or joined.
+        y : dict or None
+            The metadata arrays :meth:`read_chunk` returned (None without metadata).
+        index : numpy.ndarray of int
+            Window starts.
+
+        Returns
+        -------
+        tuple
+            ``(inputs, targets)``, and with metadata a third item: a dict of
+            ``series`` (code), ``origin`` (the time of the last input step)
+            and ``target_time`` ``(n, horizon)``.
+        """
         window, horizon = self.windows["window"], self.windows["horizon"]
         # A strided view of every window (no copy); indexing it copies whole (channels, span) blocks,
         # several times faster than gathering window * batch single rows.
         spans = np.lib.stride_tricks.sliding_window_view(X, window + horizon, axis=0)[index]
         inputs = np.ascontiguousarray(spans[:, :, :window].transpose(0, 2, 1))
         targets = spans[:, self.windows["target_index"], window:]
-        return inputs, (targets[:, 0] if targets.shape[1] == 1 else np.ascontiguousarray(targets.transpose(0, 2, 1)))
+        targets = targets[:, 0] if targets.shape[1] == 1 else np.ascontiguousarray(targets.transpose(0, 2, 1))
+        if not isinstance(y, dict):
+            return inputs, targets
+        last = index + window - 1
+        times = np.lib.stride_tricks.sliding_window_view(y["time"], window + horizon)[index][:, window:]
+        return inputs, targets, {"series": y["series"][last].astype(np.int64), "origin": y["time"][last],
+                                 "target_time": np.ascontiguousarray(times)}
 
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
@@ -170,4 +233,33 @@ class SequenceView(SampleView):
                 f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
                 f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}",
                 f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
-                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)"]
+                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)",
+                *self._grid_lines(state, series)]
+
+    def _grid_lines(self, state: dict, series: dict) -> list[str]:
+        """The grid and the steps gap-filled per series (the most filled first, at most 5 named)."""
+        time = state.get("time", {})
+        lines = [f"grid         frequency {time.get('frequency', time.get('step'))!r}"
+                 f"{' (calendar)' if time.get('calendar') else ''}"] if time else []
+        filled, names = series.get("filled"), series.get("names", [])
+        if filled is not None and names:
+            lengths = series.get("lengths", [])
+            order = sorted(range(len(names)), key=lambda code: -filled[code])[:5]
+            shown = ", ".join(f"{names[code] or 'the series'} {filled[code]:,}/{lengths[code]:,}" for code in order)
+            more = f" (of {len(names):,} series; ds.info()['filled_steps'] has all)" if len(names) > 5 else ""
+            lines.append(f"filled steps {shown}{more}")
+        return lines
+
+    def info_values(self) -> dict:
+        """The grid frequency and the gap-filled steps of each series (``{name: count}``).
+
+        Returns
+        -------
+        dict
+            ``frequency`` and ``filled_steps``.
+        """
+        time = self.attrs.get("preprocessing", {}).get("time", {})
+        series = self.attrs.get("series", {})
+        filled = series.get("filled")
+        return {"frequency": time.get("frequency", time.get("step")),
+                "filled_steps": None if filled is None else dict(zip(series.get("names", []), filled))}
