@@ -134,18 +134,20 @@ class SequenceView(SampleView):
         meta = {"series": self.read("series", rows), "time": self.read("time", rows)} if self.metadata else None
         return self.read("X", rows), meta, starts
 
-    def join(self, pieces: list):
+    def join(self, pieces: list, out: dict | None = None):
         """Several read chunks as one; the metadata arrays (when asked) are joined row for row.
 
         Parameters
         ----------
         pieces : list of tuple
+        out : dict, optional
+            Arrays reused from one call to the next (see :meth:`SampleView.join`).
 
         Returns
         -------
         (numpy.ndarray, dict or None, numpy.ndarray)
         """
-        X, _, rows = super().join([(piece[0], None, piece[2]) for piece in pieces])
+        X, _, rows = super().join([(piece[0], None, piece[2]) for piece in pieces], out=out)
         if pieces[0][1] is None or len(pieces) == 1:
             return X, pieces[0][1], rows
         return X, {key: np.concatenate([piece[1][key] for piece in pieces]) for key in pieces[0][1]}, rows
