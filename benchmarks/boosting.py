@@ -103,11 +103,11 @@ def sides(ds, *, trees: int, rf_max_rows: int, unshuffled=None) -> list[Side]:
 
     from bigdl.estimators import ChunkForestClassifier
 
-    X_test, y_test = (array.compute() for array in ds.arrays("test"))
+    X_test, y_test = (array.compute(scheduler="threads") for array in ds.arrays("test"))  # here, not on a worker: the whole split would not fit one
     n_train = ds.split_counts["train"]
 
     def train_rows():
-        return tuple(array.compute() for array in ds.arrays("train"))
+        return tuple(array.compute(scheduler="threads") for array in ds.arrays("train"))
 
     def chunk_forest(store):
         def run():
