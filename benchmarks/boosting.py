@@ -103,7 +103,8 @@ def sides(ds, *, trees: int, rf_max_rows: int, unshuffled=None) -> list[Side]:
 
     from bigdl.estimators import ChunkForestClassifier
 
-    X_test, y_test = (array.compute(scheduler="threads") for array in ds.arrays("test"))  # here, not on a worker: the whole split would not fit one
+    # Read here, not gathered on one worker: a whole split may not fit a worker.
+    X_test, y_test = (array.compute(scheduler="threads") for array in ds.arrays("test"))
     n_train = ds.split_counts["train"]
 
     def train_rows():
