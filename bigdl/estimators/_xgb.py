@@ -308,6 +308,8 @@ class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
         else:
             how = f"from external memory (ExtMemQuantileDMatrix fed one {unit} at a time, in this process)"
         logger.info("%s trains %s: %s.", name, how, reason)
+        if memory == "external" and client is not None and data.dataset is not None:
+            _check_external_fits(name, data, client)
         return memory
 
     # -- prediction, chunk by chunk --------------------------------------
@@ -847,6 +849,37 @@ def _memory_budget(client) -> tuple[float, str]:
         used = float((info.get("metrics") or {}).get("memory") or 0)
         headroom.append(max(limit - used, 0.0))
     return sum(headroom), f"the {len(headroom)} workers' free memory (memory limits minus what they hold)"
+
+
+#: Bytes per training row an external-memory fit still holds in memory, per output (class or target):
+#: XGBoost keeps the gradient and the hessian (float32 each) and the margin of every row (float32)
+#: in memory, only the quantised features go to its page cache on disk.
+EXTERNAL_BYTES_PER_ROW_AND_OUTPUT = 12
+#: And per row whatever the outputs: the label and the weight (float32 each).
+EXTERNAL_BYTES_PER_ROW = 8
+
+
+def _check_external_fits(name: str, data: "_TrainingData", client) -> None:
+    """Refuse, before any task runs, an external-memory fit whose per-row state cannot fit the roomiest worker.
+
+    Measured: 7,000,000 rows of 3 classes on 512 MiB workers holding about 250 MiB each were killed
+    four times over (KilledWorker) instead of training.
+    """
+    import psutil
+
+    rows = sum(int(arrays[0].shape[0]) for arrays in [data.train] + ([data.evals] if data.evals is not None else []))
+    outputs = max(int(data.n_classes or 1), 1) if (data.n_classes or 0) > 2 else 1
+    needed = rows * (outputs * EXTERNAL_BYTES_PER_ROW_AND_OUTPUT + EXTERNAL_BYTES_PER_ROW)
+    free = []
+    for info in _workers(client).values():
+        limit = float(info.get("memory_limit") or psutil.virtual_memory().total)
+        free.append(limit - float((info.get("metrics") or {}).get("memory") or 0))
+    if free and needed > max(free):
+        raise SchemaError(
+            f"{name} cannot train from external memory on this cluster: XGBoost keeps gradients, hessians and "
+            f"margins of every row in memory ({rows:,} rows x {outputs} output(s): about {needed / 2 ** 20:,.0f} "
+            f"MiB), more than the roomiest worker has free ({max(free) / 2 ** 20:,.0f} MiB of its memory_limit). "
+            "Give the workers more memory (start_local(memory_limit=...)), or train on fewer rows.")
 
 
 def _lost_a_worker(error: BaseException) -> bool:

@@ -422,3 +422,16 @@ def test_errors(classification_store, regression_store):
 @parametrize_with_checks([XGBClassifier(n_estimators=10), XGBRegressor(n_estimators=10)])
 def test_scikit_learn_estimator_contract(estimator, check):
     check(estimator)
+
+
+def test_an_external_fit_that_cannot_fit_any_worker_is_refused_before_it_runs(classification_store, cluster_client,
+                                                                                monkeypatch):
+    # 12 bytes per row and output would fit; a billion per row stands for rows no worker can hold
+    monkeypatch.setattr(_xgb, "EXTERNAL_BYTES_PER_ROW", 10 ** 9)
+    with cluster_client.as_current(), pytest.raises(SchemaError, match=r"cannot train from external memory on this "
+                                                                       r"cluster: XGBoost keeps gradients.*more than "
+                                                                       r"the roomiest worker has free"):
+        XGBClassifier(n_estimators=2, memory="external").fit(classification_store)
+    with cluster_client.as_current():  # the real per-row sizes fit the suite's 2 GiB workers
+        monkeypatch.setattr(_xgb, "EXTERNAL_BYTES_PER_ROW", 8)
+        assert XGBClassifier(n_estimators=2, memory="external").fit(classification_store).memory_ == "external"
