@@ -6,7 +6,7 @@ The data: a classification table of ``--features`` float features and
 train split (untimed): ``bigdl.estimators.XGBClassifier`` and a
 ``bigdl.train.Trainer`` MLP.  On the test split's first rows:
 
-* ``bigdl-tree``: ``shap_values(xgb, ds)`` on the cluster (XGBoost's
+* ``bigdl-tree``: ``shap_values(xgb, ds)`` on ``bigdl.cluster.start_local``'s cluster (XGBoost's
   ``pred_contribs``, chunk by chunk, the global importance summed as the
   chunks stream), then its values written to a Zarr array by the workers;
 * ``xgboost-contribs-memory``: the same rows loaded into this process,
@@ -157,7 +157,7 @@ def sides(ds, xgb, trainer, *, n_rows: int, background: int, workdir: Path) -> t
 def run(args) -> int:
     import os
 
-    from distributed import Client, LocalCluster
+    import bigdl
 
     os.environ.setdefault("BIGDL_PROGRESS", "0")  # bars off: stderr keeps the harness's lines
     repeats = 1 if args.quick else max(3, args.repeats)
@@ -168,9 +168,10 @@ def run(args) -> int:
     headers = ["data", "model", "side", "median s", "spread s", "rows/s", "values MiB", "RSS client",
                "RSS workers", "RSS total", "other CPU", "notes"]
     rows, ratios, payload = [], [], {"machine": info, "config": vars(args) | {"func": None}}
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                           dashboard_address=":0", processes=True)
-    client = Client(cluster)
+    # bigdl.cluster.start_local: the cluster bigdl's users get (its allocator settings, memory trimming).
+    client = bigdl.cluster.start_local(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
+                                       dashboard_address=":0", quiet=True)
+    cluster = client.cluster
     try:
         for scale in scales:
             n_rows = args.rows * scale
@@ -180,8 +181,7 @@ def run(args) -> int:
             n_rows = min(n_rows, ds.split_counts["test"])
             log(f"{scale}x: fitting the models on {ds.split_counts['train']:,} train rows")
             xgb, trainer = fit_models(ds, rounds=args.rounds, epochs=args.epochs, hidden=args.hidden)
-            values_mib = n_rows * ds.n_features * ds.n_classes * 4 / 2**20
-            label = f"{scale}x ({n_rows:,} rows, {values_mib:,.0f} MiB of values)"
+            label = f"{scale}x ({n_rows:,} rows)"
             tree, torch_sides = sides(ds, xgb, trainer, n_rows=n_rows, background=args.background, workdir=workdir)
             for model_name, chosen, ours, baselines in (
                     ("XGB tree", tree, "bigdl-tree", ("xgboost-contribs-memory", "shap-tree-memory")),
@@ -194,8 +194,10 @@ def run(args) -> int:
                 summary = {name: summarize(items) for name, items in runs.items()}
                 for name, item in summary.items():
                     errors = "; ".join(sorted({str(run.error) for run in runs[name] if run.error}))
+                    sizes = [run.info["values_bytes"] for run in runs[name] if run.error is None]
+                    values_mib = f"{sizes[0] / 2**20:,.0f}" if sizes else "-"
                     rows.append([label, model_name, name, f"{item.median:.2f}", item.spread(),
-                                 f"{item.rate(n_rows):,.0f}" if item.n_ok else "-", f"{values_mib:,.0f}",
+                                 f"{item.rate(n_rows):,.0f}" if item.n_ok else "-", values_mib,
                                  format_bytes(item.peak_rss.get("client", 0)),
                                  format_bytes(item.peak_rss.get("workers", 0)),
                                  format_bytes(item.peak_rss.get("total", 0)), f"{item.other_cpu:.0%}",
@@ -209,7 +211,7 @@ def run(args) -> int:
         client.close()
         cluster.close()
     print()
-    print(f"Machine: {describe_machine(info)}; LocalCluster {args.workers} workers x 1 thread, memory limit "
+    print(f"Machine: {describe_machine(info)}; start_local {args.workers} workers x 1 thread, memory limit "
           f"{args.memory_limit} each; {repeats} alternating run(s) per side; {args.features} features, "
           f"{args.classes} classes, XGB {args.rounds} rounds x depth 4, MLP {args.hidden}-{args.hidden}")
     print()
@@ -226,15 +228,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                    "(tree and torch models)",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000, help="explained rows at 1x")
-    parser.add_argument("--scales", default="1,30", help="sizes as multiples of --rows; the largest should hold "
+    parser.add_argument("--scales", default="1,12", help="sizes as multiples of --rows; the largest should hold "
                                                         "more values than --memory-limit")
-    parser.add_argument("--features", type=int, default=128)
-    parser.add_argument("--classes", type=int, default=8)
+    parser.add_argument("--features", type=int, default=1024)
+    parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=20, help="XGBoost rounds (trees per class)")
     parser.add_argument("--epochs", type=int, default=1, help="MLP training epochs")
-    parser.add_argument("--hidden", type=int, default=16, help="width of the MLP's two hidden layers")
-    parser.add_argument("--background", type=int, default=5, help="DeepLiftShap's background rows")
-    parser.add_argument("--rows-per-chunk", type=int, default=10_000)
+    parser.add_argument("--hidden", type=int, default=8, help="width of the MLP's two hidden layers")
+    parser.add_argument("--background", type=int, default=2, help="DeepLiftShap's background rows")
+    parser.add_argument("--rows-per-chunk", type=int, default=2_500)
     parser.add_argument("--repeats", type=int, default=3, help="runs per side (at least 3 unless --quick)")
     parser.add_argument("--quick", action="store_true", help="one run per side")
     parser.add_argument("--sides", type=lambda text: [name for name in text.split(",") if name], default=[],
