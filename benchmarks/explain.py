@@ -168,16 +168,20 @@ def run(args) -> int:
     headers = ["data", "model", "side", "median s", "spread s", "rows/s", "values MiB", "RSS client",
                "RSS workers", "RSS total", "other CPU", "notes"]
     rows, ratios, payload = [], [], {"machine": info, "config": vars(args) | {"func": None}}
+    # The stores are written first, on local threads: a NumPy table sent to a worker near its limit stalls it.
+    stores = {}
+    for scale in scales:
+        n_rows = args.rows * scale
+        # The test split (90%) holds the explained rows; the train split (10%) only fits the models.
+        stores[scale] = make_store(workdir, int(np.ceil(n_rows / 0.9)) + args.rows_per_chunk, args.features,
+                                   args.classes, rows_per_chunk=args.rows_per_chunk)
     # bigdl.cluster.start_local: the cluster bigdl's users get (its allocator settings, memory trimming).
     client = bigdl.cluster.start_local(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
                                        dashboard_address=":0", quiet=True)
     cluster = client.cluster
     try:
         for scale in scales:
-            n_rows = args.rows * scale
-            # The test split (90%) holds the explained rows; the train split (10%) only fits the models.
-            ds = make_store(workdir, int(np.ceil(n_rows / 0.9)) + args.rows_per_chunk, args.features, args.classes,
-                            rows_per_chunk=args.rows_per_chunk)
+            n_rows, ds = args.rows * scale, stores[scale]
             n_rows = min(n_rows, ds.split_counts["test"])
             log(f"{scale}x: fitting the models on {ds.split_counts['train']:,} train rows")
             xgb, trainer = fit_models(ds, rounds=args.rounds, epochs=args.epochs, hidden=args.hidden)
@@ -228,7 +232,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                    "(tree and torch models)",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000, help="explained rows at 1x")
-    parser.add_argument("--scales", default="1,12", help="sizes as multiples of --rows; the largest should hold "
+    parser.add_argument("--scales", default="1,14", help="sizes as multiples of --rows; the largest should hold "
                                                         "more values than --memory-limit")
     parser.add_argument("--features", type=int, default=1024)
     parser.add_argument("--classes", type=int, default=3)
@@ -242,8 +246,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sides", type=lambda text: [name for name in text.split(",") if name], default=[],
                         help="only these sides, separated by commas (default all)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--memory-limit", default="1GiB", help="per worker (a worker that imports torch, "
-                                                                 "xgboost and shap holds about 400 MiB idle)")
+    parser.add_argument("--memory-limit", default="1536MiB", help="per worker (a worker that has run torch, "
+                                                                    "xgboost and shap holds 600-900 MiB)")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     parser.set_defaults(func=run)
     return parser
