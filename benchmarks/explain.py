@@ -104,8 +104,9 @@ def sides(ds, xgb, trainer, *, n_rows: int, background: int, workdir: Path) -> t
         return run
 
     def test_rows():
+        # Read in this process (threads): concatenating the rows on a worker would need them all under its limit.
         X, _ = ds.arrays("test")
-        return np.ascontiguousarray(X[:n_rows].compute(), dtype=np.float32)
+        return np.ascontiguousarray(X[:n_rows].compute(scheduler="threads"), dtype=np.float32)
 
     def xgb_contribs():
         import xgboost
