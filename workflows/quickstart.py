@@ -7,7 +7,7 @@
 3. ingests it with ``bigdl.ingest.tabular`` (one out-of-core pass to fit
    imputation, scaling and one-hot encoding, then chunked writes);
 4. prints the store summary and the first rejected rows;
-5. fits ``dask_ml.wrappers.Incremental(SGDClassifier)`` chunk by chunk on the
+5. fits ``bigdl.estimators.Incremental(SGDClassifier)`` (dask-ml's, a bar per pass) chunk by chunk on the
    train split and reports test accuracy;
 6. trains a PyTorch MLP with ``bigdl.train.Trainer`` inside a task on a Dask
    worker (streaming the store's chunks), and reports test loss and accuracy.
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
             print(f"  {Path(row.source).name} line {row.line}: {row.reason}")
 
     print("\n[3/5] fitting Incremental(SGDClassifier) chunk by chunk on the train split ...")
-    from dask_ml.wrappers import Incremental
+    from bigdl.estimators import Incremental  # dask-ml's, with a bar per pass on the cluster too
     from sklearn.linear_model import SGDClassifier
 
     X_train, y_train = ds.arrays("train")

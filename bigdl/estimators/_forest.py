@@ -203,7 +203,7 @@ class _ChunkForest(BlockPredictorMixin, BaseEstimator):
             x_blocks, y_blocks = _blocks(X, y, client)
             arguments = [([x_blocks[chunk] for chunk in groups[group]], [y_blocks[chunk] for chunk in groups[group]],
                           self._forest_class, params, first, stop) for group, first, stop in plan["tasks"]]
-        # A bar over the fit's tasks when stderr is a terminal (estimators take no progress flag).
+        # A bar over the fit's tasks as BIGDL_PROGRESS says, else when stderr is a terminal (no progress flag).
         parts = run_tasks("bigdl-forest-fit", task, arguments, desc=f"{type(self).__name__} fit", progress=None,
                           client=client)
         self.chunks_per_task_ = plan["chunks_per_task"]

@@ -548,9 +548,11 @@ class _HyperbandRun:
 
         from tqdm.auto import tqdm
 
-        # One tick per finished bracket, shown when stderr is a terminal; the postfix counts the training jobs.
-        bar = tqdm(total=len(self.brackets), desc="Hyperband", unit="bracket", disable=None, file=sys.stderr,
-                   leave=False)
+        from bigdl.runtime._tasks import progress_disabled
+
+        # One tick per finished bracket (shown as BIGDL_PROGRESS says); the postfix counts the training jobs.
+        bar = tqdm(total=len(self.brackets), desc="Hyperband", unit="bracket", disable=progress_disabled(),
+                   file=sys.stderr, leave=False)
         finished, jobs = set(), 0
 
         def tick(bracket) -> None:

@@ -212,8 +212,7 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         # dask-ml's fit, with the clone's class weights resolved before its first partial_fit.
         estimator = sklearn.base.clone(self.estimator)
         _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
-        with _pass_bar("Incremental fit"):
-            self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        self._fit_for_estimator(estimator, X, y, **fit_kwargs)
         return self
 
     def partial_fit(self, X, y=None, *, split: str = "train", **fit_kwargs):
@@ -243,17 +242,76 @@ class Incremental(_StoreAware, _dask_ml.Incremental):
         if estimator is None:  # the first call: as fit
             estimator = sklearn.base.clone(self.estimator)
             _resolved_class_weight(estimator, y, dataset, split, fit_kwargs)
-        with _pass_bar("Incremental partial_fit"):
-            return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        return self._fit_for_estimator(estimator, X, y, **fit_kwargs)
+
+
+    def _fit_for_estimator(self, estimator, X, y, **fit_kwargs):
+        # On a distributed client dask-ml's single compute() reports nothing to the caller; the
+        # pass's steps go out as futures instead and the bar ticks as each block's partial_fit ends.
+        import dask
+
+        from bigdl.runtime import active_client
+
+        client = active_client()
+        if client is None or not (dask.is_dask_collection(X) or dask.is_dask_collection(y)):
+            with _pass_bar(self._bar_label()):
+                return super()._fit_for_estimator(estimator, X, y, **fit_kwargs)
+        from dask_ml.wrappers import check_scoring, copy_learned_attributes
+
+        check_scoring(estimator, self.scoring)
+        result = _distributed_pass(client, estimator, X, y, self._bar_label(), random_state=self.random_state,
+                                   shuffle_blocks=self.shuffle_blocks, assume_equal_chunks=self.assume_equal_chunks,
+                                   **fit_kwargs)
+        copy_learned_attributes(result, self)
+        self.estimator_ = result
+        return self
+
+    def _bar_label(self) -> str:
+        return f"Incremental({type(self.estimator).__name__}) pass"
+
+
+def _distributed_pass(client, estimator, X, y, desc: str, **fit_kwargs):
+    """One pass of dask-ml's ``partial_fit`` chain on ``client``, with a bar in the caller ticking per block.
+
+    dask-ml builds the chain (block ``i``'s ``partial_fit`` takes the model
+    left by block ``i - 1``); every step becomes a future, so the caller
+    learns of each finished block through ``distributed.as_completed``.  A
+    step's future is dropped once it has finished, so the workers keep only
+    what the next step needs (the same as dask-ml's single compute).
+    """
+    import sys
+
+    from dask.delayed import Delayed
+    from dask_ml._partial import fit as partial_fit_chain
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from bigdl.runtime._tasks import progress_disabled
+
+    last = partial_fit_chain(estimator, X, y, compute=False, **fit_kwargs)
+    name, n_blocks = last.key[0], last.key[1] + 1
+    steps = [Delayed((name, index), last.dask, layer=name) for index in range(n_blocks)]
+    futures = client.compute(steps)
+    final = futures[-1]
+    with tqdm(total=n_blocks, desc=desc, unit="block", disable=progress_disabled(), file=sys.stderr,
+              leave=False) as bar:
+        for future in as_completed(futures):
+            bar.update(1)
+            if future.status == "error":  # every later step fails with it; result() raises it
+                break
+        futures.clear()
+    return final.result()
 
 
 class _pass_bar:
-    """A tqdm bar over the tasks of one pass of ``partial_fit`` calls, shown when stderr is a terminal.
+    """A tqdm bar over the tasks of one pass of ``partial_fit`` calls on Dask's local schedulers.
 
     dask-ml computes the pass as one graph (a block's read, then its
     ``partial_fit``, block after block); Dask's local schedulers report each
-    finished task to this callback.  (On a distributed client the dashboard
-    shows the pass instead: the callbacks of the local schedulers are not called.)
+    finished task to this callback.  (On a distributed client, where these
+    callbacks are not called, :func:`_distributed_pass` ticks per block.)
+    Shown as :func:`~bigdl.runtime._tasks.progress_disabled` says:
+    ``BIGDL_PROGRESS``, else only when stderr is a terminal.
     """
 
     def __init__(self, desc: str):
@@ -265,11 +323,17 @@ class _pass_bar:
         from dask.callbacks import Callback
         from tqdm.auto import tqdm
 
-        bar = self.bar = tqdm(desc=self.desc, unit="task", disable=None, file=sys.stderr, leave=False, total=0)
+        from bigdl.runtime._tasks import progress_disabled
+
+        bar = self.bar = tqdm(desc=self.desc, unit="task", disable=progress_disabled(), file=sys.stderr,
+                              leave=False, total=0)
 
         class _Count(Callback):
             def _start(self, dsk):
-                bar.total += len(dsk)
+                from dask._task_spec import DataNode
+
+                # A literal (the model the chain starts from) is not run as a task: it never ticks.
+                bar.total += sum(not isinstance(node, DataNode) for node in dsk.values())
                 bar.refresh()
 
             def _posttask(self, key, result, dsk, state, worker_id):

@@ -197,8 +197,11 @@ class _XGBEstimator(BlockPredictorMixin, BaseEstimator):
                 fitted = _train_in_process(params, rounds, stopping, train, evals, self.max_bin)
             if fitted is None and data.dataset is not None and client is not None:
                 key = f"bigdl-xgb-fit-{os.urandom(4).hex()}"
-                fitted = run_on_workers(client, _train_external, [
-                    (params, rounds, stopping, data.train_source, data.eval_source, self.max_bin)], key=key)[0]
+                with _CallerRounds(client, rounds) as progress:
+                    fitted = run_on_workers(client, _train_external, [
+                        (params, rounds, stopping, data.train_source, data.eval_source, self.max_bin,
+                         progress.topic)], key=key)[0]
+                    progress.drain(fitted[0].num_boosted_rounds())
             elif fitted is None:
                 fitted = _train_external(params, rounds, stopping, data.train_source, data.eval_source, self.max_bin)
             booster, history = fitted
@@ -729,28 +732,90 @@ class _ChunkIter(xgboost.DataIter):
 
 # ------------------------------------------------------------------ the training paths
 class _RoundBar(xgboost.callback.TrainingCallback):
-    """A tqdm bar over the boosting rounds, shown when stderr is a terminal (a worker's is not: no bar there)."""
+    """A tqdm bar over the boosting rounds, or, given a ``topic``, one event per round sent to the caller.
 
-    def __init__(self, rounds: int):
+    In the calling process the bar shows as
+    :func:`~bigdl.runtime._tasks.progress_disabled` says (``BIGDL_PROGRESS``,
+    else only when stderr is a terminal).  On a worker (``xgboost.dask`` or
+    external memory on the cluster) rank 0 logs each round on ``topic``, and
+    :class:`_CallerRounds` ticks the caller's bar from those events.
+    """
+
+    def __init__(self, rounds: int, topic: str | None = None):
         super().__init__()
         self.rounds = rounds
+        self.topic = topic
         self._bar = None
 
     def before_training(self, model):
-        import sys
-
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=self.rounds, desc="XGBoost", unit="round", disable=None, file=sys.stderr, leave=False)
+        if self.topic is None:
+            self._bar = _round_bar(self.rounds)
         return model
 
     def after_iteration(self, model, epoch, evals_log) -> bool:
-        self._bar.update(1)
+        if self._bar is not None:
+            self._bar.update(1)
+        elif xgboost.collective.get_rank() == 0:  # one voice per job: rank 0's rounds are the job's
+            from distributed import get_worker
+
+            get_worker().log_event(self.topic, {"round": epoch + 1})
         return False
 
     def after_training(self, model):
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
         return model
+
+
+def _round_bar(rounds: int):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from bigdl.runtime._tasks import progress_disabled
+
+    return tqdm(total=rounds, desc="XGBoost", unit="round", disable=progress_disabled(), file=sys.stderr,
+                leave=False)
+
+
+class _CallerRounds:
+    """The caller's bar over rounds run on workers, ticked by :class:`_RoundBar`'s events on ``topic``.
+
+    Events travel worker -> scheduler -> client in batches, so the last
+    rounds may land after training returns: leaving the block waits (at most
+    ``drain_seconds``) until the bar has the rounds the booster ended with.
+    """
+
+    def __init__(self, client, rounds: int, drain_seconds: float = 2.0):
+        self.client, self.rounds, self.drain_seconds = client, rounds, drain_seconds
+        self.topic = f"bigdl-xgb-rounds-{os.urandom(4).hex()}"
+        self.done = 0
+
+    def on_event(self, message: dict) -> None:
+        # The client's event loop thread: the bar only moves forward.
+        done = int(message.get("round", 0))
+        if done > self.done:
+            self.bar.update(done - self.done)
+            self.done = done
+
+    def __enter__(self):
+        self.bar = _round_bar(self.rounds)
+        self.client.subscribe_topic(self.topic, lambda event: self.on_event(event[1]))
+        return self
+
+    def drain(self, rounds_done: int) -> None:
+        import time
+
+        deadline = time.monotonic() + self.drain_seconds
+        while self.done < rounds_done and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        try:
+            self.client.unsubscribe_topic(self.topic)
+        finally:
+            self.bar.close()
+        return False
 
 
 def _train_in_process(params, rounds, stopping, train, evals, max_bin):
@@ -777,8 +842,10 @@ def _train_dask(client, params, rounds, stopping, train, evals, max_bin):
 
     dtrain = matrix(train)
     watch = [(matrix(evals, ref=dtrain), "validation")] if evals is not None else []
-    output = dxgb.train(client, params, dtrain, rounds, evals=watch, early_stopping_rounds=stopping,
-                        verbose_eval=False, callbacks=[_RoundBar(rounds)])
+    with _CallerRounds(client, rounds) as progress:
+        output = dxgb.train(client, params, dtrain, rounds, evals=watch, early_stopping_rounds=stopping,
+                            verbose_eval=False, callbacks=[_RoundBar(rounds, topic=progress.topic)])
+        progress.drain(output["booster"].num_boosted_rounds())
     return output["booster"], output["history"]
 
 
@@ -795,11 +862,12 @@ def _with_rows(X, y, weight):
     return X, y, weight
 
 
-def _train_external(params, rounds, stopping, train_source, eval_source, max_bin):
+def _train_external(params, rounds, stopping, train_source, eval_source, max_bin, topic=None):
     """XGBoost's external memory, fed chunk by chunk; runs in a task on a worker or in this process.
 
     The quantised pages go to a temporary folder in the worker's local
-    directory (else the system's), removed when training ends.
+    directory (else the system's), removed when training ends.  On a worker,
+    ``topic`` names the event topic the caller's round bar listens to.
     """
     folder, threads = None, None
     try:
@@ -821,7 +889,8 @@ def _train_external(params, rounds, stopping, train_source, eval_source, max_bin
                       "validation")]
         history: dict = {}
         booster = xgboost.train(params, dtrain, rounds, evals=watch, evals_result=history,
-                                early_stopping_rounds=stopping, verbose_eval=False, callbacks=[_RoundBar(rounds)])
+                                early_stopping_rounds=stopping, verbose_eval=False,
+                                callbacks=[_RoundBar(rounds, topic=topic)])
         del dtrain, watch  # the matrices remove their cache files when freed, before their folder goes
     return booster, history
 

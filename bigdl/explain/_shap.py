@@ -175,7 +175,9 @@ class _TorchSHAP(_Explainer):
         background = torch.from_numpy(self.background)
         per_sample = int(np.prod(X.shape[1:])) * len(self.background)
         rows = max(1, _TORCH_BATCH_ELEMENTS // max(per_sample, 1)) if self.method == "deeplift" else 1024
-        explainer = (DeepLiftShap if self.method == "deeplift" else GradientShap)(self.module)
+        # captum hooks the module it explains while attributing; a worker may pickle this explainer meanwhile
+        # (to hand it to another worker), and a hooked module does not pickle: the hooks go on a copy.
+        explainer = (DeepLiftShap if self.method == "deeplift" else GradientShap)(copy.deepcopy(self.module))
         parts = []
         with _TORCH_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # captum's notes on hooks and on the model's non-linearities

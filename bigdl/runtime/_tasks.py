@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import sys
 import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
-__all__ = ["active_client", "run_tasks", "observe_tasks", "run_on_workers", "task_runner"]
+__all__ = ["active_client", "run_tasks", "observe_tasks", "run_on_workers", "task_runner", "progress_disabled"]
 
 _observer: contextvars.ContextVar = contextvars.ContextVar("bigdl_task_observer", default=None)
 
@@ -77,12 +78,40 @@ def active_client(client=None):
         return None
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
+def progress_disabled(enabled: bool | None = None) -> bool | None:
+    """tqdm's ``disable`` for a bar that ``enabled`` asks for (None: decide by ``BIGDL_PROGRESS``, else the terminal).
+
+    Estimators' fits take no progress flag (a parameter would change their
+    ``get_params``), so for them the environment variable ``BIGDL_PROGRESS``
+    decides: ``1`` (or true/yes/on) always shows the bars, ``0`` (or
+    false/no/off) never does; unset, a bar shows only when stderr is a
+    terminal (tqdm's own rule).
+
+    Parameters
+    ----------
+    enabled : bool or None, default None
+        An explicit choice wins over the environment.
+
+    Returns
+    -------
+    bool or None
+        The value for ``tqdm(disable=...)``; None lets tqdm check the terminal.
+    """
+    if enabled is not None:
+        return not enabled
+    setting = os.environ.get("BIGDL_PROGRESS", "").strip().lower()
+    if setting in ("1", "true", "yes", "on"):
+        return False
+    if setting in ("0", "false", "no", "off"):
+        return True
+    return None
+
+
+def _progress_bar(total: int, desc: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
-    # None: tqdm's own choice, a bar only when stderr is a terminal (estimators' fits, which take no flag).
-    return tqdm(total=total, desc=desc, unit="task", disable=None if enabled is None else not enabled,
-                file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit="task", disable=progress_disabled(enabled), file=sys.stderr,
+                leave=False)
 
 
 def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: str, progress: bool | None = True,
@@ -106,7 +135,7 @@ def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: 
     desc : str
         The progress bar's label.
     progress : bool or None, default True
-        None: a bar only when stderr is a terminal.
+        None: as :func:`progress_disabled` (``BIGDL_PROGRESS``, else only when stderr is a terminal).
     client : distributed.Client, optional
         Default: the current client, else Dask's threaded scheduler.
 

@@ -431,6 +431,11 @@ def test_dockerfile_pins_agree_with_constraints_manifest_and_bigdl():
     for package in ("dask", "distributed", "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas",
                     "zarr", "numcodecs", "pyarrow", "scikit-learn", "dask-ml"):
         assert package in pins, package
+    # bigdl.explain and the Trainer's trackers run on the workers too: pinned at the client's versions.
+    from importlib import metadata
+
+    for package in ("shap", "lime", "captum", "xgboost-cpu", "tensorboard", "mlflow-skinny"):
+        assert pins.get(package) == metadata.version(package).split("+", 1)[0], package
     assert "bigdl-dask" not in pins and "pip" not in pins
     # The uid the image runs as is the one the manifests require.
     assert f"useradd --uid {k8s.IMAGE_UID} " in text and f"USER {k8s.IMAGE_UID}:{k8s.IMAGE_UID}" in text

@@ -266,3 +266,39 @@ def test_errors(planted, booster):
     narrow = bigdl.estimators.XGBClassifier(n_estimators=2).fit(np.zeros((20, 3)), np.arange(20) % 2)
     with pytest.raises(SchemaError, match="fitted on 3 features"):
         shap_values(narrow, planted, progress=False)
+
+
+class _PicklesMidForward(torch.nn.Module):
+    """A linear layer whose forward runs ``on_forward`` (set by the test) while captum's hooks are on."""
+
+    on_forward = None
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        if type(self).on_forward is not None:
+            type(self).on_forward()
+        return self.linear(x)
+
+
+def test_a_torch_explainer_pickles_while_it_attributes():
+    # A worker may hand the scattered explainer to another worker while a task attributes with it.
+    import pickle
+
+    from bigdl.explain._shap import _TorchSHAP
+
+    torch.manual_seed(0)
+    background = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    explainer = _TorchSHAP(_PicklesMidForward(), background, method="deeplift", n_outputs=2,
+                           output_names=["a", "b"], seed=0)
+    pickled = []
+    _PicklesMidForward.on_forward = lambda: pickled.append(pickle.dumps(explainer))
+    try:
+        values = explainer.values(np.ones((5, 4), dtype=np.float32))
+    finally:
+        _PicklesMidForward.on_forward = None
+    assert pickled and values.shape == (5, 4, 2)
+    restored = pickle.loads(pickled[-1])
+    np.testing.assert_allclose(restored.values(np.ones((5, 4), dtype=np.float32)), values, rtol=1e-5)
