@@ -78,10 +78,17 @@ def _forget_default_client(client=None) -> None:
 
 @pytest.fixture(scope="session")
 def cluster_client():
-    """A real LocalCluster: 2 worker processes with 1 thread each, started once."""
+    """A real LocalCluster: 2 worker processes with 1 thread each, started once.
+
+    2 GiB each: once the explanation tests have run torch, captum, shap and
+    xgboost on them, each worker process holds about 850 MiB of libraries and
+    their caches, which with 1 GiB is past Dask's pause threshold (80%); a
+    paused worker runs nothing, and the next test waited for it until the
+    timeout (seen in a clean-clone CI run, in tests/ingest/test_images.py).
+    """
     import bigdl
 
-    client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="1GiB",
+    client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="2GiB",
                                        dashboard_address=":0", quiet=True)
     _forget_default_client(client)
     yield client

@@ -130,7 +130,7 @@ def test_auto_picks_external_memory_when_the_split_does_not_fit(classification_s
     caplog.set_level(logging.INFO, logger="bigdl.estimators")
     with cluster_client.as_current():
         roomy = XGBClassifier(n_estimators=5).fit(classification_store)
-        monkeypatch.setattr(_xgb, "MEMORY_FRACTION", 1e-6)  # the workers' 2 GiB now hold ~2 KiB of training rows
+        monkeypatch.setattr(_xgb, "MEMORY_FRACTION", 1e-6)  # the workers' memory now holds ~2 KiB of training rows
         tight = XGBClassifier(n_estimators=5).fit(classification_store)
     assert roomy.memory_ == "cluster" and tight.memory_ == "external"
     lines = [record.getMessage() for record in caplog.records if record.name == "bigdl.estimators"]
@@ -142,8 +142,10 @@ def test_auto_picks_external_memory_when_the_split_does_not_fit(classification_s
         lines[1]
     # the free memory is the limits less what the worker processes hold now
     free = float(lines[1].rsplit("(", 1)[1].split(" MiB")[0])
-    held = sum(info["metrics"]["memory"] for info in cluster_client.scheduler_info(n_workers=-1)["workers"].values())
-    assert 0 < free < 2048.0 and abs(free - (2048.0 - held / 2 ** 20)) < 200
+    workers = cluster_client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = sum(info["memory_limit"] for info in workers) / 2 ** 20
+    held = sum(info["metrics"]["memory"] for info in workers) / 2 ** 20
+    assert 0 < free < limits and abs(free - (limits - held)) < 200
 
 
 def test_a_cluster_fit_that_loses_a_worker_goes_on_from_external_memory(classification_store, cluster_client,
@@ -432,6 +434,6 @@ def test_an_external_fit_that_cannot_fit_any_worker_is_refused_before_it_runs(cl
                                                                        r"cluster: XGBoost keeps gradients.*more than "
                                                                        r"the roomiest worker has free"):
         XGBClassifier(n_estimators=2, memory="external").fit(classification_store)
-    with cluster_client.as_current():  # the real per-row sizes fit the suite's 2 GiB workers
+    with cluster_client.as_current():  # the real per-row sizes fit the suite's workers
         monkeypatch.setattr(_xgb, "EXTERNAL_BYTES_PER_ROW", 8)
         assert XGBClassifier(n_estimators=2, memory="external").fit(classification_store).memory_ == "external"
