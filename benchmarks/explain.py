@@ -93,7 +93,7 @@ def sides(ds, xgb, trainer, *, n_rows: int, background: int, workdir: Path) -> t
     def out_of_core(model, method):
         def run():
             target = workdir / f"values-{method}.zarr"
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)  # this benchmark's own output from its previous run
             explanation = shap_values(model, ds, split="test", max_samples=n_rows, background=background,
                                       method=method, progress=False)
             importance = explanation.importance()

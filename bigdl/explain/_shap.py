@@ -66,9 +66,11 @@ class _Explainer:
         return self.values(X)
 
     def values(self, X: np.ndarray) -> np.ndarray:
+        """The SHAP values of the rows ``X``; every explainer below overrides it (an abstract method)."""
         raise NotImplementedError
 
     def outputs(self, X: np.ndarray) -> np.ndarray:
+        """What the values of ``X`` add up to with the base values; overridden by every explainer below."""
         raise NotImplementedError
 
 
