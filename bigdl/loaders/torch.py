@@ -1,8 +1,9 @@
 """Streaming PyTorch loader over a bigdl store: the only data path into torch.
 
-Whole Zarr chunks are read and decompressed in background threads (a bounded
-queue, so memory is about ``chunk size x (prefetch + buffer_chunks)`` whatever
-the store size), filtered to one split, and sliced into batches.  Shuffling
+Whole Zarr chunks are read and decompressed in background threads, side by
+side into a few reused buffer arrays (bounded read-ahead, so memory is about
+``chunk size x (prefetch + buffer_chunks)``, rounded up to whole buffers,
+whatever the store size), filtered to one split, and sliced into batches.  Shuffling
 is two-level: the chunk order is permuted each epoch, then the samples of
 each buffer of several chunks are permuted by a generator of that buffer's
 own.  That fixes one global order per seed and epoch; global step ``s`` is
@@ -42,7 +43,7 @@ from bigdl.store.kinds._base import SPLITS
 __all__ = ["ChunkLoader"]
 
 PARAMETERS = {"split": [Options(SPLITS)], "batch_size": [Interval(int, 1, None)],
-              "buffer_chunks": [Interval(int, 1, None)], "prefetch": [Interval(int, 0, None)],
+              "buffer_chunks": [Interval(int, 1, None)], "prefetch": [Interval(int, 0, None), None],
               "threads": [Interval(int, 1, None)], "world_size": [Interval(int, 1, None)],
               "rank": [Interval(int, 0, None)], "transform": [callable, None]}
 
@@ -63,8 +64,14 @@ class ChunkLoader(IterableDataset):
         Seed of the shuffles; epoch ``e`` of seed ``s`` is always the same order.
     buffer_chunks : int, default 4
         Chunks mixed together when shuffling.
-    prefetch : int, default 2
-        Chunks read ahead in background threads.
+    prefetch : int, optional
+        Chunks read ahead in background threads while a buffer is sliced;
+        default ``buffer_chunks`` (the next buffer, so it is ready when the
+        current one ends).  Chunks are decoded into a few arrays the loader
+        reuses (the buffer being sliced, and the next ones as far as the
+        read-ahead reaches; image and tabular stores), so memory is about
+        chunk size x ``buffer_chunks`` x (1 + ceil(prefetch / buffer_chunks))
+        in shuffled order, chunk size x (1 + prefetch) in stored order.
     drop_last : bool, default False
         Drop the last, smaller batch of an epoch.
     rank, world_size : int, default 0 and 1
@@ -133,7 +140,7 @@ class ChunkLoader(IterableDataset):
     """
 
     def __init__(self, store, split: str = "train", *, batch_size: int = 256, shuffle: bool = True,
-                 seed: int = 0, buffer_chunks: int = 4, prefetch: int = 2, drop_last: bool = False,
+                 seed: int = 0, buffer_chunks: int = 4, prefetch: int | None = None, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
                  transform: Callable | None = None, device=None, augment=None, window: int | None = None,
                  horizon: int | None = None, stride: int | None = None, global_batch_size: int | None = None,
@@ -153,7 +160,7 @@ class ChunkLoader(IterableDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.buffer_chunks = buffer_chunks
-        self.prefetch = prefetch
+        self.prefetch = buffer_chunks if prefetch is None else prefetch
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
@@ -306,23 +313,55 @@ class ChunkLoader(IterableDataset):
         return len(self._step_sizes())
 
     # -- iteration ----------------------------------------------------
-    def _read_chunk(self, chunk: int):
-        return self.view.read_chunk(chunk, self.split)
+    def _read_chunk(self, chunk: int, into: dict | None = None):
+        if into is None:
+            return self.view.read_chunk(chunk, self.split)
+        return self.view.read_chunk(chunk, self.split, into=into)
 
-    def _chunks_in_order(self, chunks: np.ndarray, first: int = 1):
-        """Chunks read ahead by a thread pool, yielded in order; at most prefetch+buffer in flight."""
-        # While a buffer of chunks is sliced into batches, at most `prefetch`
-        # further chunks are read: memory stays prefetch + buffer_chunks chunks.
-        # The first `first` chunks (the first buffer: nothing is held yet) are
-        # all asked for at once, so the first batch comes sooner.
-        window = self.prefetch + 1
+    def _slot_count(self) -> int:
+        """Buffer slots decoded into: the one being sliced, and those the read-ahead reaches."""
+        per_buffer = self.buffer_chunks if self.shuffle else 1
+        return 1 + -(-self.prefetch // per_buffer)
+
+    def _take_slots(self, rows: int) -> list[dict]:
+        """Reused arrays to decode the buffers into, ``rows`` stored rows each (kept by the loader between passes).
+
+        A fresh buffer per pass, or a fresh array per chunk read, is a fresh
+        ``mmap`` whose pages the kernel must zero and fault in each time; that
+        cost, on the consumer's thread, was a quarter of a 1M-row epoch.
+        """
+        pool = self.__dict__.setdefault("_slot_pool", [])
+        shapes = {"X": self.view.array("X")}
+        if self.has_target:
+            shapes["y"] = self.view.array("y")
+        while pool:
+            slots = pool.pop()  # another pass of this loader running at the same time allocates its own
+            if len(slots) == self._slot_count() and all(
+                    len(slot["X"]) >= rows for slot in slots):
+                return slots
+        return [{name: np.empty((rows, *array.shape[1:]), dtype=array.dtype) for name, array in shapes.items()}
+                for _ in range(self._slot_count())]
+
+    def _reads(self, plan: list, ends: list[int]):
+        """The chunks of ``plan`` read by a thread pool, yielded in order, never more than ``prefetch`` ahead.
+
+        ``plan`` holds ``(buffer position, chunk, into)``; ``ends[j]`` is the
+        plan index after buffer ``j``'s last chunk.  While buffer ``j`` is
+        being sliced, reads reach at most ``prefetch`` chunks past its end
+        (and never into a slot still being sliced); all of buffer ``j`` is
+        asked for as soon as its first chunk is, so the first batch comes
+        sooner.
+        """
+        slots = self._slot_count()
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="bigdl-loader") as pool:
             pending: deque = deque()
             position = 0
             try:
-                while position < len(chunks) or pending:
-                    while position < len(chunks) and (len(pending) < window or position < first):
-                        pending.append(pool.submit(self._read_chunk, int(chunks[position])))
+                for index, (current, _, _) in enumerate(plan):
+                    limit = ends[current] + self.prefetch
+                    while position < min(limit, len(plan)) and plan[position][0] < current + slots:
+                        _, chunk, into = plan[position]
+                        pending.append(pool.submit(self._read_chunk, int(chunk), into))
                         position += 1
                     yield pending.popleft().result()
             finally:
@@ -354,18 +393,47 @@ class ChunkLoader(IterableDataset):
         needed = sorted({int(buffer) for _, _, _, begin, end in wanted
                          for buffer in range(np.searchsorted(offsets, begin, side="right") - 1,
                                              np.searchsorted(offsets, end - 1, side="right"))})
-        reads = self._chunks_in_order(np.concatenate([buffers[buffer] for buffer in needed]),
-                                      first=len(buffers[needed[0]]))
+        # Where the store kind allows, a buffer's chunks are decoded side by side into one of a few reused
+        # arrays (slots): no copy to join them, no fresh memory per read.
+        stored = {int(chunk): np.subtract(*self.view.chunk_bounds(int(chunk))[::-1])
+                  for buffer in needed for chunk in buffers[buffer]}
+        slots = None
+        if self.view.reads_into:
+            slots = self._take_slots(max(sum(stored[int(chunk)] for chunk in buffers[buffer]) for buffer in needed))
+        plan, ends = [], []
+        for position, buffer in enumerate(needed):
+            at = 0
+            for chunk in buffers[buffer]:
+                into = None
+                if slots is not None:
+                    slot = slots[position % len(slots)]
+                    into = {name: array[at:at + stored[int(chunk)]] for name, array in slot.items()}
+                plan.append((position, int(chunk), into))
+                at += stored[int(chunk)]
+            ends.append(len(plan))
+        reads = self._reads(plan, ends)
         try:
-            yield from self._cut(buffers, needed, offsets, wanted, reads, epoch)
+            yield from self._cut(buffers, needed, offsets, wanted, reads, epoch, slots)
         finally:
             reads.close()  # a consumer that stops early cancels the reads in flight
+            if slots is not None:
+                self.__dict__.setdefault("_slot_pool", []).append(slots)
 
-    def _cut(self, buffers, needed, offsets, wanted, reads, epoch: int):
+    def _cut(self, buffers, needed, offsets, wanted, reads, epoch: int, slots):
         view, pieces, at, reused = self.view, [], 0, {}
-        for buffer in needed:
-            # Each buffer is joined into the same arrays: the batches gathered from the last one are copies.
-            x_all, y_all, rows = view.join([next(reads) for _ in buffers[buffer]], out=reused)
+        for position, buffer in enumerate(needed):
+            chunks = [next(reads) for _ in buffers[buffer]]
+            if slots is None:
+                # Each buffer is joined into the same arrays: the batches gathered from the last one are copies.
+                x_all, y_all, rows = view.join(chunks, out=reused)
+            else:  # decoded side by side into the slot already
+                slot, stored, rows = slots[position % len(slots)], 0, []
+                for piece in chunks:
+                    rows.append(piece[2] + stored)
+                    stored += len(piece[0])
+                rows = np.concatenate(rows) if len(rows) > 1 else rows[0]
+                x_all = slot["X"][:stored]
+                y_all = slot["y"][:stored] if "y" in slot else None
             if self.shuffle:
                 rows = rows[np.random.default_rng([self.seed, epoch, 1, buffer]).permutation(len(rows))]
             low, high = int(offsets[buffer]), int(offsets[buffer + 1])
@@ -373,7 +441,8 @@ class ChunkLoader(IterableDataset):
                 step, size, share, begin, end = wanted[at]
                 if begin >= high:
                     break
-                # Within a few-chunk buffer the rows stay in cache; np.take gathers them.
+                # Within a few-chunk buffer the rows stay in cache; np.take gathers them (a copy: the slot
+                # is decoded into again while the batch is used).
                 pieces.append(view.gather(x_all, y_all, rows[max(begin, low) - low:min(end, high) - low]))
                 if end > high:  # the rest of this batch is in the next buffer
                     break
@@ -387,6 +456,12 @@ class ChunkLoader(IterableDataset):
                 pieces = []
                 at += 1
                 yield step, size, share, x, y, meta
+
+    def __getstate__(self):
+        # The decode buffers stay in this process: a copy sent to DataLoader workers or a Dask task allocates its own.
+        state = self.__dict__.copy()
+        state.pop("_slot_pool", None)
+        return state
 
     def __iter__(self):
         info = get_worker_info()

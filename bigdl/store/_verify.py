@@ -107,7 +107,7 @@ def _corrupted(store, name: str, array, coords, problem: str) -> StoreCorruptedE
     )
 
 
-def read_checked(array, selection, *, store, name: str, manifest: Manifest | None = None):
+def read_checked(array, selection, *, store, name: str, manifest: Manifest | None = None, out=None):
     """``array[selection]``, raising StoreCorruptedError that names the damaged chunk.
 
     Parameters
@@ -122,6 +122,10 @@ def read_checked(array, selection, *, store, name: str, manifest: Manifest | Non
         The store's integrity manifest: each chunk read is first checked
         against it (its file exists unless absent on purpose, and ends with
         the CRC-32C recorded for this array and chunk; 4 bytes read per chunk).
+    out : numpy.ndarray, optional
+        A C-contiguous array of the selection's shape and the array's dtype
+        to decode into (no fresh allocation; the loader reuses its buffers).
+        Returned.
 
     Raises
     ------
@@ -136,7 +140,12 @@ def read_checked(array, selection, *, store, name: str, manifest: Manifest | Non
             if problem is not None:
                 raise _corrupted(store, name, array, coords, problem)
     try:
-        return array[selection]
+        if out is None:
+            return array[selection]
+        from zarr.core.buffer.cpu import NDBuffer
+
+        array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(out))
+        return out
     except Exception as error:  # zarr's codecs raise ValueError, RuntimeError, ... for a bad chunk
         # Find which chunk of the selection it was by decoding them one by one.
         for coords in _chunks_touched(array, selection):

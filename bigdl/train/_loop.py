@@ -195,7 +195,7 @@ class TrainingLoop:
         from bigdl.loaders.torch import ChunkLoader
 
         if training:
-            options = {"buffer_chunks": 4, "prefetch": 2, **self.loader_options}
+            options = {"buffer_chunks": 4, **self.loader_options}
             return ChunkLoader(data, split, batch_size=self.batch_size, shuffle=True, seed=self.seed,
                                device=self.device, rank=self.rank, world_size=self.world_size, **options)
         return ChunkLoader(data, split, batch_size=max(self.batch_size, 1024), shuffle=False, device=self.device)

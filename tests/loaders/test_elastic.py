@@ -198,7 +198,7 @@ def test_skipped_buffers_are_never_read(loader_store, monkeypatch):
     state = dict(loader.state_dict(), sample_in_epoch=(n_steps - 2) * 100)
     reads = []
     original = ChunkLoader._read_chunk
-    monkeypatch.setattr(ChunkLoader, "_read_chunk", lambda self, chunk: reads.append(chunk) or original(self, chunk))
+    monkeypatch.setattr(ChunkLoader, "_read_chunk", lambda self, chunk, into=None: reads.append(chunk) or original(self, chunk, into))
     loader.load_state_dict(state)
     assert len(list(loader)) == 2
     assert len(reads) <= 2 * 3, "only the buffers of the last two steps are read"

@@ -203,10 +203,10 @@ def test_chunks_held_never_exceed_prefetch_plus_buffer(loader_store, sample_inde
     lock = threading.Lock()
     original = ChunkLoader._read_chunk
 
-    def counting_read(self, chunk):
+    def counting_read(self, chunk, into=None):
         with lock:
             started.append(chunk)
-        return original(self, chunk)
+        return original(self, chunk, into)
 
     monkeypatch.setattr(ChunkLoader, "_read_chunk", counting_read)
     rows_per_chunk = loader_store.rows_per_chunk
@@ -275,7 +275,7 @@ def test_parameter_errors_name_the_parameter(loader_store, options, named):
 @pytest.mark.parametrize("options, message", [
     ({"batch_size": 0}, "The 'batch_size' parameter of ChunkLoader must be an int in the range [1, inf). "
                         "Got 0 instead."),
-    ({"prefetch": True}, "The 'prefetch' parameter of ChunkLoader must be an int in the range [0, inf). "
+    ({"prefetch": True}, "The 'prefetch' parameter of ChunkLoader must be an int in the range [0, inf) or None. "
                          "Got True instead."),
     ({"split": None}, "The 'split' parameter of ChunkLoader must be a str among {'train', 'validation', 'test', "
                       "'all'}. Got None instead."),
@@ -288,3 +288,37 @@ def test_parameter_errors_are_scikit_learns_messages(loader_store, options, mess
     with pytest.raises(ParameterError) as caught:
         ChunkLoader(loader_store, **options)
     assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------- reused decode buffers
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffle", "ordered"])
+def test_batches_kept_from_earlier_passes_are_not_overwritten(loader_store, sample_index, shuffle):
+    """Chunks are decoded into arrays the loader reuses; every batch handed out is a copy of its rows."""
+    loader = ChunkLoader(loader_store, "train", batch_size=128, shuffle=shuffle, seed=3, buffer_chunks=3)
+    passes = [[(X.clone(), X, y) for X, y in loader] for _ in range(3)]
+    assert loader._slot_pool and len(loader._slot_pool) == 1, "the next pass takes the buffers back"
+    for kept in passes:
+        for copy, X, y in kept:
+            assert torch.equal(copy, X)
+            np.testing.assert_array_equal(sample_index.y[sample_index.positions(X)], y.numpy())
+    fresh = [X for X, _ in ChunkLoader(loader_store, "train", batch_size=128, shuffle=shuffle, seed=3,
+                                       buffer_chunks=3)]
+    assert all(torch.equal(a, b) for a, (_, b, _) in zip(fresh, passes[0], strict=True))
+
+
+def test_two_passes_of_one_loader_at_once_use_their_own_buffers(loader_store):
+    loader = ChunkLoader(loader_store, "train", batch_size=100, shuffle=True, seed=5)
+    reference = [X for X, _ in ChunkLoader(loader_store, "train", batch_size=100, shuffle=True, seed=5)]
+    for (a, _), (b, _), expected in zip(iter(loader), iter(loader), reference, strict=True):
+        assert torch.equal(a, expected) and torch.equal(b, expected)
+
+
+def test_a_pickled_loader_leaves_its_buffers_behind(loader_store):
+    import pickle
+
+    loader = ChunkLoader(loader_store, "train", batch_size=256)
+    first = [X for X, _ in loader]
+    copy = pickle.loads(pickle.dumps(loader))
+    assert "_slot_pool" not in copy.__dict__ and len(pickle.dumps(loader)) < 100_000
+    copy.set_epoch(0)
+    assert all(torch.equal(a, b) for a, (b, _) in zip(first, copy, strict=True))

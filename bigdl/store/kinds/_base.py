@@ -172,7 +172,7 @@ class SampleView:
             self._manifest = Manifest.from_attrs(self.path, self.attrs)
         return self._manifest
 
-    def read(self, name: str, rows: slice) -> np.ndarray:
+    def read(self, name: str, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
         """Rows of one stored array, each chunk checked against the manifest first.
 
         A missing, misplaced or damaged chunk raises StoreCorruptedError naming
@@ -183,6 +183,9 @@ class SampleView:
         ----------
         name : str
         rows : slice
+        out : numpy.ndarray, optional
+            A C-contiguous array of ``rows``' shape and the array's dtype to
+            decode into, returned (see :func:`~bigdl.store._verify.read_checked`).
 
         Returns
         -------
@@ -193,7 +196,7 @@ class SampleView:
         StoreCorruptedError
             A missing, misplaced or damaged chunk, named.
         """
-        return read_checked(self.array(name), rows, store=self.path, name=name, manifest=self.manifest)
+        return read_checked(self.array(name), rows, store=self.path, name=name, manifest=self.manifest, out=out)
 
     def chunk_counts(self, split: str = "all") -> np.ndarray:
         """Samples of ``split`` in each chunk, from the store's attributes (no array is read).
@@ -223,7 +226,11 @@ class SampleView:
         bounds = [low for low, _ in map(self.chunk_bounds, range(self.n_chunks))]
         return np.add.reduceat(codes, bounds).astype(np.int64) if self.n_chunks else sizes
 
-    def read_chunk(self, chunk: int, split: str = "all"):
+    #: Whether :meth:`read_chunk` can decode into arrays it is given (``into=``): a chunk's samples are its
+    #: stored rows, so the loader decodes the chunks of a shuffle buffer side by side into one reused array.
+    reads_into = True
+
+    def read_chunk(self, chunk: int, split: str = "all", into: dict | None = None):
         """One whole chunk as stored, with the positions of ``split``'s samples in it.
 
         The loader gathers batches from several of these; :meth:`gather` turns
@@ -233,6 +240,10 @@ class SampleView:
         ----------
         chunk : int
         split : {"train", "validation", "test", "all"}, default "all"
+        into : dict, optional
+            ``{"X": array, "y": array}`` of the chunk's stored rows' shape and
+            the stored dtypes (``"y"`` only for labelled stores), decoded into
+            and returned instead of fresh arrays (only where :attr:`reads_into`).
 
         Returns
         -------
@@ -249,8 +260,9 @@ class SampleView:
         split = check_split(split)
         low, high = self.chunk_bounds(chunk)
         rows = slice(low, high)
-        X = self.read("X", rows)
-        y = self.read("y", rows) if self.has_target else None
+        into = into or {}
+        X = self.read("X", rows, out=into.get("X"))
+        y = self.read("y", rows, out=into.get("y")) if self.has_target else None
         if split == "all":
             return X, y, np.arange(high - low)
         mask = self.read("split", rows) == SPLIT_CODES[split]

@@ -128,7 +128,12 @@ class SequenceView(SampleView):
                                            dtype=np.int64)
         return self._counts[split]
 
-    def read_chunk(self, chunk: int, split: str = "all"):
+    # A chunk's windows reach into the next chunk's rows: it is read as its own array.
+    reads_into = False
+
+    def read_chunk(self, chunk: int, split: str = "all", into: dict | None = None):
+        if into is not None:
+            raise TypeError("SequenceView.read_chunk reads windows across chunk ends; it decodes into no array.")
         split = check_split(split)
         rows, starts = self._window_starts(chunk, split)
         meta = {"series": self.read("series", rows), "time": self.read("time", rows)} if self.metadata else None
