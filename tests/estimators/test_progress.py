@@ -105,3 +105,15 @@ def test_xgb_rounds_tick_in_the_caller(classification_store, bars, where, reques
     rounds = [bar for bar in bars if bar[0] == "XGBoost"]
     # On the cluster the caller's bar is ticked by rank 0's events; the workers' own bars never exist.
     assert rounds == [("XGBoost", 7, 7, False)]
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "distributed"])
+def test_hyperband_ticks_once_per_finished_bracket(classification_store, bars, scheduler, request):
+    from bigdl.estimators import HyperbandSearch
+
+    grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2], "penalty": ["l2", "l1"]}
+    with _scheduler(scheduler, request):
+        search = HyperbandSearch(SGDClassifier(), grid, max_iter=9, random_state=3).fit(classification_store)
+    brackets = len(search.metadata_["brackets"])
+    assert brackets >= 2
+    assert [bar for bar in bars if bar[0] == "Hyperband"] == [("Hyperband", brackets, brackets, False)]
