@@ -220,3 +220,17 @@ def test_a_delimiter_must_be_one_ascii_character(tmp_path, delimiter):
     path.write_text("a,target\n1,p\n")
     with pytest.raises(SchemaError, match="'delimiter' parameter must be one ASCII character"):
         bigdl.ingest.tabular(path, target="target", store=tmp_path / "s.zarr", delimiter=delimiter, progress=False)
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b'"id","x"\n1,2\n3,4\n', False),                 # a quoted header only
+    (b'a,b\n"x y","z ""q"""\n', False),               # quoted text, doubled quotes, no line break inside
+    (b'a,b\n5" pizza,1\n2,3\n', False),               # a literal quote inside an unquoted field
+    (b'a,b\n"x\ny",1\n', True),
+    (b'a,b\n"x\ry",1\n', True),                       # a lone carriage return inside quotes
+    (b'a,b\n"x ""\n"" y",1\n', True),                 # after a doubled quote, still inside
+])
+def test_serial_parsing_only_when_a_quoted_field_holds_a_line_break(data, expected):
+    from bigdl.ingest.sources._csv import quoted_line_break
+
+    assert quoted_line_break(data) is expected

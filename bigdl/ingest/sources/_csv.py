@@ -22,7 +22,7 @@ from bigdl.ingest.sources._blocks import (Block, RawBlock, SourcePlan, block_ran
                                           compression_of, count_lines, head_records, header_mismatch,
                                           line_aligned_bytes)
 
-__all__ = ["SUFFIXES", "plan_csv", "read_csv_block", "record_ends", "record_block_ranges"]
+__all__ = ["SUFFIXES", "plan_csv", "read_csv_block", "record_ends", "record_block_ranges", "quoted_line_break"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,28 @@ def record_ends(data: bytes, delimiter: int = ord(","), inside: bool = False) ->
         return breaks if not inside else breaks[:0]
     in_quotes = (np.searchsorted(toggles, breaks) + inside) % 2 == 1
     return breaks[~in_quotes]
+
+
+def quoted_line_break(data: bytes, delimiter: int = ord(",")) -> bool:
+    """Whether a quoted field of ``data`` (starting at a record's start) holds a line break.
+
+    pyarrow must then parse serially (``newlines_in_values``), at about half
+    the speed; quotes alone (a quoted header, quoted text without line
+    breaks, as R and many exports write) do not need it.
+
+    Examples
+    --------
+    >>> quoted_line_break(b'"a","b"\\n1,"x y"\\n'), quoted_line_break(b'a,b\\n1,"x\\ny"\\n')
+    (False, True)
+    """
+    if b'"' not in data:
+        return False
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    toggles = quote_toggles(buffer, delimiter)
+    if not len(toggles):
+        return False
+    breaks = np.flatnonzero((buffer == NEWLINE) | (buffer == CARRIAGE_RETURN))
+    return bool(((np.searchsorted(toggles, breaks) % 2) == 1).any())
 
 
 def quote_toggles(buffer: np.ndarray, delimiter: int, inside: bool = False) -> np.ndarray:
@@ -308,7 +330,7 @@ def _parse(data: bytes, columns: list[str], types: dict[str, pa.DataType], optio
         read_options=read_options,
         # Only a quoted field can hold a newline; without quotes pyarrow may split its chunks at any newline.
         parse_options=pa_csv.ParseOptions(delimiter=options["delimiter"], invalid_row_handler=on_invalid,
-                                          newlines_in_values=b'"' in data),
+                                          newlines_in_values=quoted_line_break(data, ord(options["delimiter"]))),
         convert_options=pa_csv.ConvertOptions(
             column_types={name: pa.string() for name in columns} if strings_only else types,
             include_columns=columns,
