@@ -302,3 +302,48 @@ def test_a_torch_explainer_pickles_while_it_attributes():
     assert pickled and values.shape == (5, 4, 2)
     restored = pickle.loads(pickled[-1])
     np.testing.assert_allclose(restored.values(np.ones((5, 4), dtype=np.float32)), values, rtol=1e-5)
+
+
+def test_captum_deeplift_between_adjacent_nonlinearities_and_the_workaround():
+    """captum #1104: a non-linear module feeding another (ReLU -> MaxPool) gets plain gradients, so
+    DeepLift's values stop adding up; bigdl hands each such module a copy of its input (exact again).
+
+    If the first assertion fails, captum is fixed: ``separate_nonlinearities`` can go.
+    """
+    import copy
+    import warnings
+
+    from captum.attr import DeepLift
+
+    from bigdl.explain._shap import separate_nonlinearities
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(36, 2)).eval()
+    x, reference = torch.rand(16, 1, 8, 8) * 3, torch.rand(16, 1, 8, 8) * 3
+
+    def largest_delta(module):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, delta = DeepLift(module).attribute(x, baselines=reference, target=0, return_convergence_delta=True)
+        return float(delta.abs().max())
+
+    assert largest_delta(copy.deepcopy(model)) > 0.01, "captum #1104 looks fixed: drop separate_nonlinearities"
+    fixed = copy.deepcopy(model)
+    assert separate_nonlinearities(fixed) == 2
+    assert largest_delta(fixed) < 1e-5
+    with torch.no_grad():
+        assert torch.equal(fixed(x), model(x))
+
+
+def test_deeplift_shap_adds_up_on_the_reference_cnn(tmp_path):
+    from bigdl.models import CNN
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(120, 8, 8)).astype(np.uint8))
+    ds = bigdl.ingest.images(tmp_path / "x.npy", labels=rng.integers(0, 3, 120), store=tmp_path / "c.zarr",
+                             test=0.25, rows_per_chunk=40, progress=False)
+    torch.manual_seed(0)
+    model = CNN(1, 3, image_size=(8, 8))  # Conv -> ReLU -> Conv -> ReLU -> MaxPool -> ... -> Linear
+    explanation = shap_values(model, ds, max_samples=12, background=8, progress=False)
+    assert explanation.additivity_error < 1e-4 * max(explanation.output_scale, 1.0)
