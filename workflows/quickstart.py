@@ -39,9 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=4, help="number of CSV files")
     parser.add_argument("--workdir", default="work/quickstart",
                         help="where the generated CSV files, the store and the plot go (local)")
-    parser.add_argument("--store", help="the store: a path, or an fsspec URL such as s3://bucket/bigdl/flights.zarr "
-                                        "(then the CSV inputs and the checkpoints go beside it; default "
-                                        "WORKDIR/flights.zarr)")
+    parser.add_argument("--store", help="the store: a path (default WORKDIR/flights.zarr; the CSV inputs stay in "
+                                        "WORKDIR/csv, which the workers must see too), or an fsspec URL such as "
+                                        "s3://bucket/bigdl/flights.zarr (then the CSV inputs are uploaded beside "
+                                        "it and the checkpoints go there too)")
     parser.add_argument("--workers", type=int, default=2, help="local cluster worker processes")
     parser.add_argument("--memory-limit", default="3GiB", help="memory limit per worker")
     parser.add_argument("--bad-rows", type=int, default=30, help="malformed rows planted in the CSV files")

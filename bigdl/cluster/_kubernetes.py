@@ -30,6 +30,7 @@ port names ``tcp-comm`` and ``http-dashboard``, the scheduler service
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 import sys
 from importlib import metadata
@@ -423,7 +424,10 @@ class _Layout:
         It mounts the shared volume only for a store on it, so the Job of an object-store URL runs on
         a cluster rendered with or without the volume.
         """
-        args = ["python", "workflows/quickstart.py", "--store", store, "--workdir", QUICKSTART_WORKDIR]
+        # The workers read the generated CSV files: beside a store on the shared volume, or uploaded beside
+        # an object-store one by the quickstart itself (then the pod's scratch disk only stages them).
+        workdir = posixpath.dirname(store.rstrip("/")) if mount_store else QUICKSTART_WORKDIR
+        args = ["python", "workflows/quickstart.py", "--store", store, "--workdir", workdir]
         container = self.container("quickstart", image, args, memory_bytes, cores, env=self.client_env(),
                                    store=mount_store, scratch=True)
         container["workingDir"] = "/opt/bigdl"

@@ -366,6 +366,12 @@ def test_the_store_volume_reaches_every_worker_and_the_client(rendering):
         assert set(volumes) == set(mounts)
         wants_store = shared and role != "scheduler" and (role != "quickstart" or quickstart_on_volume)
         assert ("store" in mounts) == wants_store, role
+        if role == "quickstart":
+            # The generated CSV files go to the workdir: on the volume the workers mount when the store is.
+            workdir = option(container["args"], "--workdir")
+            assert workdir.startswith(f"{k8s.STORE_MOUNT}/" if quickstart_on_volume else f"{k8s.SCRATCH_MOUNT}/")
+            if not quickstart_on_volume:
+                assert mounts["scratch"]["mountPath"] == k8s.SCRATCH_MOUNT
         if wants_store:
             assert volumes["store"]["persistentVolumeClaim"]["claimName"] == f"{name}-store"
             assert mounts["store"] == {"name": "store", "mountPath": k8s.STORE_MOUNT}
