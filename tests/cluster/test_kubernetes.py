@@ -911,3 +911,43 @@ def test_the_manifests_commands_start_a_tls_cluster_that_connect_reaches(tmp_pat
                 process.wait()
         for handle in logs:
             handle.close()
+
+
+# ---------------------------------------------------------------- the test extras install together
+def test_the_kubernetes_extras_and_the_object_store_packages_agree():
+    """``pip check`` for the packages of issue 16's dependency conflict (python-dateutil 2.x vs >= 3).
+
+    botocore (under s3fs and moto) requires ``python-dateutil<3.0.0``; kubernetes 37.0.2 requires
+    ``>=3.0.0``. pyproject.toml pins the kubernetes release that accepts 2.x; this checks that every
+    requirement of these packages, those installed, holds in this environment.
+    """
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(distribution.metadata["Name"]): distribution
+                 for distribution in metadata.distributions() if distribution.metadata["Name"]}
+    involved = ["dask-kubernetes", "kubernetes", "kubernetes-asyncio", "kubernetes-validate", "kr8s", "kopf",
+                "botocore", "boto3", "aiobotocore", "s3fs", "moto"]
+    unmet = []
+    for name in involved:
+        distribution = installed.get(canonicalize_name(name))
+        if distribution is None:
+            continue
+        for text in distribution.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = installed.get(canonicalize_name(requirement.name))
+            if dependency is None or not requirement.specifier.contains(dependency.version, prereleases=True):
+                unmet.append(f"{name} {distribution.version} requires {requirement}, "
+                             f"has {dependency.version if dependency else 'nothing'}")
+    assert unmet == []
+    pyproject = tomllib.loads((CLUSTER_DIR.parent / "pyproject.toml").read_text())
+    pins = [Requirement(text) for text in pyproject["project"]["optional-dependencies"]["test"]]
+    (kubernetes_pin,) = [pin for pin in pins if pin.name == "kubernetes"]
+    assert kubernetes_pin.specifier.contains(metadata.version("kubernetes"))
+    # The pinned release accepts the dateutil botocore needs.
+    dateutil = [Requirement(text) for text in metadata.requires("kubernetes") if text.startswith("python-dateutil")]
+    assert dateutil and all(requirement.specifier.contains("2.9.0.post0") for requirement in dateutil)
