@@ -164,6 +164,8 @@ examples:
   bigdl cluster manifest --workers 3 --gpu-workers 1 --image registry.example.com/bigdl:0.1.0 \\
       | kubectl apply -n data -f -
   bigdl cluster manifest --tls-secret bigdl-tls --storage-class nfs-client > cluster.yaml
+  bigdl cluster manifest --no-shared-volume --quickstart-store s3://my-bucket/bigdl/flights.zarr \
+      | kubectl apply -n data -f -      # object storage only (Secret: cluster/store-credentials.yaml)
   bigdl cluster constraints > cluster/constraints.txt     # before building cluster/Dockerfile
 
 cluster/README.md and the README ("Running on Kubernetes") walk through the deployment.
@@ -211,6 +213,11 @@ def _add_cluster_parser(commands) -> None:
                           help="optional Secret of object-store credentials (default NAME-store-credentials)")
     manifest.add_argument("--tls-secret", help="Secret with ca.crt, tls.crt, tls.key: require TLS everywhere")
     manifest.add_argument("--no-client", action="store_true", help="leave out the client pod")
+    manifest.add_argument("--no-shared-volume", action="store_true",
+                          help="leave out the ReadWriteMany claim: inputs, stores and checkpoints on object storage")
+    manifest.add_argument("--quickstart-store", metavar="URL",
+                          help="also a Job running workflows/quickstart.py --store URL, e.g. "
+                               "s3://my-bucket/bigdl/flights.zarr")
     actions.add_parser(
         "constraints", help="print pip constraints pinning this environment, for building cluster/Dockerfile",
         description="One name==version line per installed package, after the Python version; the image built "
@@ -325,7 +332,7 @@ def _cluster(args) -> int:
         gpus_per_worker=args.gpus_per_worker, scheduler_memory=args.scheduler_memory, store_claim=args.store_claim,
         store_size=args.store_size, storage_class=args.storage_class, credentials_secret=args.credentials_secret,
         tls_secret=args.tls_secret, namespace=args.namespace, gpu_node_selector=selector or None,
-        client=not args.no_client,
+        client=not args.no_client, shared_volume=not args.no_shared_volume, quickstart_store=args.quickstart_store,
     )
     try:
         resources = k8s.render_manifest(**options)

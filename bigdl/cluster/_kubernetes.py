@@ -4,8 +4,13 @@ This module owns what ``bigdl cluster manifest`` prints and what
 ``cluster/daskcluster.yaml`` holds (a test keeps the two equal): a
 ``PersistentVolumeClaim`` for the shared store, a ``DaskCluster`` (the
 scheduler, its ``ClusterIP`` service on 8786 and 8787, and the CPU worker group
-for ingest), a ``DaskWorkerGroup`` of GPU workers for training, and a client
-pod to run workflows from, all on the bigdl image of ``cluster/Dockerfile``.
+for ingest), a ``DaskWorkerGroup`` of GPU workers for training, a client
+pod to run workflows from, and optionally a ``Job`` running the quickstart
+against an object store, all on the bigdl image of ``cluster/Dockerfile``.
+Object-store credentials reach every container (scheduler, workers, client,
+Job) from one optional Secret, never from the manifest itself: the Secret is
+created apart (``cluster/store-credentials.yaml`` holds its keys with
+placeholders), so applying the manifest never replaces real credentials.
 It also writes the pip constraints that image is built with
 (:func:`client_constraints`), so the scheduler and workers run the client's
 exact versions, and derives the scheduler's address inside the Kubernetes
@@ -25,6 +30,7 @@ port names ``tcp-comm`` and ``http-dashboard``, the scheduler service
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 import sys
 from importlib import metadata
@@ -36,7 +42,7 @@ from bigdl.cluster._local import WORKER_ENVIRONMENT, WORKER_PROFILE_INTERVAL
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
 
 __all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
-           "OPERATOR_VERSION", "SCHEDULER_PORT", "DASHBOARD_PORT", "STORE_MOUNT"]
+           "OPERATOR_VERSION", "SCHEDULER_PORT", "DASHBOARD_PORT", "STORE_MOUNT", "STORE_CREDENTIAL_VARIABLES"]
 
 # The dask-kubernetes release whose operator chart and image cluster/values.yaml pins; the test extra
 # installs the same wheel, whose CRDs the manifests are validated against.
@@ -49,6 +55,14 @@ STORE_MOUNT = "/data"
 SCRATCH_MOUNT = "/scratch"
 # The uid of the user the Dockerfile creates; pods run as it, never as root.
 IMAGE_UID = 1000
+#: The keys of the credentials Secret (``cluster/store-credentials.yaml``): the standard variables
+#: botocore (under s3fs) reads, so ``s3://`` paths work in every pod without ``storage_options``.
+STORE_CREDENTIAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+QUICKSTART_WORKDIR = f"{SCRATCH_MOUNT}/quickstart"  # the Job's local files: CSV before upload, the plot
+# How often the Job's pod is retried: it starts with the cluster, and connect() gives up after 10 s while
+# the scheduler is not yet up; Kubernetes waits 10 s, 20 s, 40 s, 80 s between tries (a rerun overwrites
+# only the quickstart's own store).
+QUICKSTART_RETRIES = 4
 #: Environment of every worker container: the allocator settings ``start_local`` gives its workers
 #: (the image sets them too) and the profiler's interval (read by ``dask worker`` as dask config).
 WORKER_POD_ENVIRONMENT = {**WORKER_ENVIRONMENT,
@@ -57,6 +71,7 @@ WORKER_POD_ENVIRONMENT = {**WORKER_ENVIRONMENT,
 # "<name>-scheduler" (the service) stays within Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 63 - len("-scheduler")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 # pip, setuptools and wheel are the image's own tools; bigdl is installed from the build context.
 _NOT_CONSTRAINED = {"pip", "setuptools", "wheel", "bigdl-dask"}
@@ -117,7 +132,8 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
                     store_size: str = "100Gi", storage_class: str | None = None,
                     credentials_secret: str | None = None, tls_secret: str | None = None,
                     namespace: str | None = None, gpu_node_selector: dict | None = None,
-                    gpu_tolerations: list | None = None, client: bool = True) -> list[dict]:
+                    gpu_tolerations: list | None = None, client: bool = True, shared_volume: bool = True,
+                    quickstart_store: str | None = None) -> list[dict]:
     """The Kubernetes resources of a bigdl cluster on the Dask Kubernetes operator.
 
     Parameters
@@ -157,10 +173,13 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
         Its storage class (one that supports ``ReadWriteMany``: NFS, CephFS,
         EFS, Filestore, Azure Files); default: the cluster's default class.
     credentials_secret : str, optional
-        A Secret whose keys become environment variables of the workers and
-        the client (``AWS_ACCESS_KEY_ID``, ... for ``s3://`` inputs and
-        checkpoints); optional, so the pods start without it.  Default
-        ``<name>-store-credentials``.
+        A Secret whose keys become environment variables of every container:
+        the scheduler, the workers, the client and the quickstart Job
+        (:data:`STORE_CREDENTIAL_VARIABLES`: ``AWS_ENDPOINT_URL``,
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, for
+        ``s3://`` inputs, stores and checkpoints).  Optional, so the pods start
+        without it; the manifest only names it, create it apart
+        (``cluster/store-credentials.yaml``).  Default ``<name>-store-credentials``.
     tls_secret : str, optional
         A Secret holding ``ca.crt``, ``tls.crt`` and ``tls.key``: mounted at
         ``/etc/bigdl/tls`` everywhere, and every Dask connection requires TLS.
@@ -174,6 +193,18 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     client : bool, default True
         Also a pod ``<name>-client`` (same image, volumes and secrets) to run
         workflows from with ``kubectl exec``.
+    shared_volume : bool, default True
+        The ``ReadWriteMany`` claim mounted at ``/data``.  False leaves it out
+        (and its mounts) for clusters whose inputs, stores and checkpoints
+        are all on object storage: without an RWX storage class the claim
+        never binds and no pod that mounts it starts.
+    quickstart_store : str, optional
+        Also a ``Job`` ``<name>-quickstart`` that runs
+        ``workflows/quickstart.py --store quickstart_store`` once (the client
+        pod's image, environment and secrets), e.g.
+        ``"s3://my-bucket/bigdl/flights.zarr"``; its CSV inputs and checkpoints go
+        beside the store.  An object-store URL, or with the shared volume a
+        path under ``/data``; never a URL with credentials in it.
 
     Returns
     -------
@@ -183,21 +214,26 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     Raises
     ------
     ParameterError
-        A name that is not a Kubernetes name, a count out of range, a memory size below 256MiB, or a
-        ``store_size`` that is not a Kubernetes quantity.
+        A name that is not a Kubernetes name, a count out of range, a memory size below 256MiB, a
+        ``store_size`` that is not a Kubernetes quantity, or a ``quickstart_store`` that no pod could
+        reach or that carries credentials.
 
     Examples
     --------
     >>> resources = render_manifest(workers=3, gpu_workers=1)
     >>> [resource["kind"] for resource in resources]
     ['PersistentVolumeClaim', 'DaskCluster', 'DaskWorkerGroup', 'Pod']
+    >>> resources = render_manifest(shared_volume=False, quickstart_store="s3://my-bucket/bigdl/flights.zarr")
+    >>> [resource["kind"] for resource in resources]
+    ['DaskCluster', 'DaskWorkerGroup', 'Pod', 'Job']
     """
     owner = "render_manifest"
     _check_name(name, "name", owner)
     if namespace is not None:
         _check_name(namespace, "namespace", owner)
     check_params(owner, {"workers": workers, "gpu_workers": gpu_workers, "cpu": cpu, "gpu_cpu": gpu_cpu,
-                         "gpus_per_worker": gpus_per_worker, "store_size": store_size}, PARAMETERS)
+                         "gpus_per_worker": gpus_per_worker, "store_size": store_size, "client": client,
+                         "shared_volume": shared_volume}, PARAMETERS)
     # NumPy ints pass the check; the manifest's YAML takes Python ints only.
     workers, gpu_workers, cpu, gpu_cpu = int(workers), int(gpu_workers), int(cpu), int(gpu_cpu)
     gpus_per_worker = int(gpus_per_worker)
@@ -210,7 +246,9 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
                              ("tls_secret", tls_secret), ("storage_class", storage_class)):
         if value is not None:
             _check_name(value, parameter, owner, subdomain=True)  # Secrets, claims, classes: DNS subdomains
-    layout = _Layout(name=name, namespace=namespace, store_claim=store_claim,
+    quickstart_on_volume = (quickstart_store is not None
+                            and _check_quickstart_store(quickstart_store, shared_volume, credentials_secret, owner))
+    layout = _Layout(name=name, namespace=namespace, store_claim=store_claim if shared_volume else None,
                      credentials_secret=credentials_secret, tls_secret=tls_secret)
     image = image or default_image()
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": layout.metadata(store_claim),
@@ -220,8 +258,7 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     cluster = {
         "apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": layout.metadata(name),
         "spec": {
-            "scheduler": {"spec": layout.pod([layout.scheduler(image, memory["scheduler_memory"])], store=False,
-                                             scratch=False),
+            "scheduler": {"spec": layout.pod([layout.scheduler(image, memory["scheduler_memory"])], scratch=False),
                           "service": layout.service()},
             "worker": {"replicas": workers,
                        "spec": layout.pod([layout.worker(image, memory["memory_limit"], cores=cpu, threads=cpu)])},
@@ -236,11 +273,14 @@ def render_manifest(name: str = "bigdl", *, workers: int = 2, gpu_workers: int =
     gpu_group = {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskWorkerGroup",
                  "metadata": layout.metadata(f"{name}-gpu"),
                  "spec": {"cluster": name, "worker": {"replicas": gpu_workers, "spec": gpu_pod}}}
-    resources = [claim, cluster, gpu_group]
+    resources = [claim, cluster, gpu_group] if shared_volume else [cluster, gpu_group]
     if client:
         resources.append({"apiVersion": "v1", "kind": "Pod", "metadata": layout.metadata(f"{name}-client"),
                           "spec": layout.pod([layout.client(image, memory["memory_limit"], cores=cpu)],
                                              scratch=False)})
+    if quickstart_store is not None:
+        resources.append(layout.quickstart_job(image, memory["memory_limit"], cores=cpu, store=quickstart_store,
+                                               mount_store=quickstart_on_volume))
     return resources
 
 
@@ -250,7 +290,7 @@ class _Layout:
 
     name: str
     namespace: str | None
-    store_claim: str
+    store_claim: str | None  # None: no shared volume (object storage only)
     credentials_secret: str
     tls_secret: str | None
 
@@ -277,8 +317,12 @@ class _Layout:
                 "--tls-key", f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"]
 
     def container(self, role: str, image: str, args: list[str], memory_bytes: int, cores: int, *,
-                  env: list[dict], gpus: int = 0, store: bool = True) -> dict:
-        """One container: requests = limits for memory (no overcommit), no CPU limit (no throttling)."""
+                  env: list[dict], gpus: int = 0, store: bool = True, scratch: bool = False) -> dict:
+        """One container: requests = limits for memory (no overcommit), no CPU limit (no throttling).
+
+        Every container gets the credentials Secret, the scheduler's too: whatever runs anywhere in
+        the cluster (tasks, ``run_on_scheduler``, plugins) sees the same object-store environment.
+        """
         resources = {"requests": {"cpu": str(cores), "memory": _quantity(memory_bytes)},
                      "limits": {"memory": _quantity(memory_bytes)}}
         if gpus:
@@ -287,14 +331,15 @@ class _Layout:
         spec = {"name": role, "image": image, "imagePullPolicy": "IfNotPresent", "args": args}
         if env:
             spec["env"] = env
-        if store:
-            spec["envFrom"] = [{"secretRef": {"name": self.credentials_secret, "optional": True}}]
+        # envFrom, not one secretKeyRef per variable: a Secret that adds AWS_SESSION_TOKEN (or another
+        # provider's variables) reaches the pods too. Optional: pods on a shared volume need no Secret.
+        spec["envFrom"] = [{"secretRef": {"name": self.credentials_secret, "optional": True}}]
         spec["resources"] = resources
         spec["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         mounts = []
-        if store:
+        if store and self.store_claim is not None:
             mounts.append({"name": "store", "mountPath": STORE_MOUNT})
-        if role == "worker":
+        if scratch:
             mounts.append({"name": "scratch", "mountPath": SCRATCH_MOUNT})
         if self.tls:
             mounts.append({"name": "tls", "mountPath": DEFAULT_TLS_DIR, "readOnly": True})
@@ -302,10 +347,10 @@ class _Layout:
             spec["volumeMounts"] = mounts
         return spec
 
-    def pod(self, containers: list[dict], *, store: bool = True, scratch: bool = True) -> dict:
+    def pod(self, containers: list[dict], *, scratch: bool = True) -> dict:
         """A pod spec running as the image's unprivileged user, with the volumes its containers mount."""
         volumes = []
-        if store:
+        if any(mount["name"] == "store" for container in containers for mount in container.get("volumeMounts", [])):
             volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": self.store_claim}})
         if scratch:
             volumes.append({"name": "scratch", "emptyDir": {}})
@@ -353,20 +398,46 @@ class _Layout:
         env = [{"name": name, "value": value} for name, value in WORKER_POD_ENVIRONMENT.items()]
         if self.tls:
             env.append({"name": "DASK_SCHEDULER_ADDRESS", "value": self.address})
-        spec = self.container("worker", image, args + self.tls_args(), memory_bytes, cores, env=env, gpus=gpus)
+        spec = self.container("worker", image, args + self.tls_args(), memory_bytes, cores, env=env, gpus=gpus,
+                              scratch=True)
         spec["ports"] = [{"name": "http-dashboard", "containerPort": WORKER_DASHBOARD_PORT, "protocol": "TCP"}]
         return spec
 
-    def client(self, image: str, memory_bytes: int, *, cores: int) -> dict:
-        """A shell to ``kubectl exec`` into, with the scheduler's address (and certificates) set."""
+    def client_env(self) -> list[dict]:
+        """What a client needs to reach the scheduler: its address (and the certificates' directory)."""
         env = [{"name": "DASK_SCHEDULER_ADDRESS", "value": self.address}]
         if self.tls:
             env.append({"name": TLS_DIR_ENV, "value": DEFAULT_TLS_DIR})
+        return env
+
+    def client(self, image: str, memory_bytes: int, *, cores: int) -> dict:
+        """A shell to ``kubectl exec`` into, with the scheduler's address (and certificates) set."""
         # A shell that exits on SIGTERM, so deleting the pod takes no grace period.
         spec = self.container("client", image, ["sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"],
-                              memory_bytes, cores, env=env)
+                              memory_bytes, cores, env=self.client_env())
         spec["workingDir"] = "/opt/bigdl"
         return spec
+
+    def quickstart_job(self, image: str, memory_bytes: int, *, cores: int, store: str, mount_store: bool) -> dict:
+        """A Job running ``workflows/quickstart.py --store STORE`` once, as the client pod would.
+
+        It mounts the shared volume only for a store on it, so the Job of an object-store URL runs on
+        a cluster rendered with or without the volume.
+        """
+        # The workers read the generated CSV files: beside a store on the shared volume, or uploaded beside
+        # an object-store one by the quickstart itself (then the pod's scratch disk only stages them).
+        workdir = posixpath.dirname(store.rstrip("/")) if mount_store else QUICKSTART_WORKDIR
+        args = ["python", "workflows/quickstart.py", "--store", store, "--workdir", workdir]
+        container = self.container("quickstart", image, args, memory_bytes, cores, env=self.client_env(),
+                                   store=mount_store, scratch=True)
+        container["workingDir"] = "/opt/bigdl"
+        pod = self.pod([container])
+        pod["restartPolicy"] = "Never"  # a failed try is a new pod: its log stays readable
+        name = f"{self.name}-quickstart"
+        template_metadata = {"labels": self.metadata(name)["labels"]}
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": self.metadata(name),
+                "spec": {"backoffLimit": QUICKSTART_RETRIES, "template": {"metadata": template_metadata,
+                                                                         "spec": pod}}}
 
 
 def manifest_yaml(resources: list[dict]) -> str:
@@ -440,6 +511,27 @@ def _check_name(value, parameter: str, owner: str, subdomain: bool = False) -> N
     check_params(owner, {parameter: value}, {parameter: [Predicate(valid, described)]})
 
 
+def _check_quickstart_store(store, shared_volume: bool, credentials_secret: str, owner: str) -> bool:
+    """An object-store URL without credentials in it (False), or with the shared volume a path under /data (True)."""
+    scheme = _URL_SCHEME.match(store) if isinstance(store, str) else None
+    protocol = scheme.group(1) if scheme else None
+    # s3://KEY:SECRET@bucket/... would put the secret in the Job's spec, readable by anyone who can get Jobs.
+    check_params(owner, {"quickstart_store": store}, {"quickstart_store": [Predicate(
+        lambda url: not re.match(r"^[a-z][a-z0-9+.-]*://[^/]*@", url),
+        f"a URL without credentials (they would be readable in the Job's spec; put them in the Secret "
+        f"{credentials_secret!r})")]})
+    if protocol is not None and protocol not in {"file", "local"}:
+        return False
+    where = f"a path under {STORE_MOUNT}/ (the shared volume)" if shared_volume else \
+        "reachable from every pod without a shared volume"
+    check_params(owner, {"quickstart_store": store}, {"quickstart_store": [Predicate(
+        lambda path: shared_volume and protocol is None and path.startswith(f"{STORE_MOUNT}/")
+        and ".." not in path.split("/"),
+        f"an object-store URL such as 's3://my-bucket/bigdl/flights.zarr' or, with the shared volume, a path "
+        f"under {STORE_MOUNT}/ (the store must be {where})")]})
+    return True
+
+
 def _parse_bytes(value) -> int:
     from dask.utils import parse_bytes
 
@@ -453,6 +545,8 @@ PARAMETERS = {
     "gpu_cpu": [Interval(int, 1, None)], "gpus_per_worker": [Interval(int, 1, None)],
     "store_size": [Predicate(lambda size: isinstance(size, str) and bool(_QUANTITY.match(size)),
                              "a Kubernetes quantity such as '100Gi' or '500G'")],
+    "client": [Predicate(lambda value: isinstance(value, bool), "a bool")],
+    "shared_volume": [Predicate(lambda value: isinstance(value, bool), "a bool")],
 }
 
 

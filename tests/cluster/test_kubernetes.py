@@ -8,13 +8,18 @@ operator release pinned in ``cluster/values.yaml`` (shipped in the
 ``dask scheduler``/``dask worker`` commands; and the numbers that must agree do
 (ports, memory limits, image tags, Python/torch/bigdl versions) between
 ``cluster/values.yaml``, ``cluster/daskcluster.yaml``, ``cluster/Dockerfile``,
-``cluster/constraints.txt`` and what ``bigdl cluster manifest`` renders.
+``cluster/constraints.txt`` and what ``bigdl cluster manifest`` renders.  The
+object-storage path: the credentials Secret (``cluster/store-credentials.yaml``,
+placeholders only) reaches every container as its environment, as the kubelet
+would resolve it, no credential is inlined anywhere else, and the quickstart
+Job (``cluster/quickstart-job.yaml``) runs ``workflows/quickstart.py --store s3://...``.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import re
 import sys
 from importlib import metadata
@@ -49,8 +54,13 @@ RENDERINGS = {
                 {"nvidia.com/gpu.present": "true"},
             "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     "namespaced": {"name": "flights", "namespace": "data", "tls_secret": "flights-tls", "client": False,
-                   "image": "registry.example.com/ml/bigdl:0.1.0", "memory_limit": 3 * 2**30 + 2**29},
+                   "image": "registry.example.com/ml/bigdl:0.1.0", "memory_limit": 3 * 2**30 + 2**29,
+                   "quickstart_store": "/data/quickstart/flights.zarr", "credentials_secret": "flights-s3"},
+    # Object storage only: no shared volume, the quickstart Job against a bucket.
+    "object-storage": {"shared_volume": False, "quickstart_store": "s3://my-bucket/bigdl/flights.zarr",
+                       "tls_secret": "bigdl-tls", "namespace": "data", "gpu_workers": 1},
 }
+QUICKSTART_STORE = "s3://my-bucket/bigdl/flights.zarr"  # the bucket cluster/quickstart-job.yaml names
 
 
 # ---------------------------------------------------------------- helpers
@@ -106,14 +116,59 @@ def validate_kubernetes(resource: dict, version: str) -> None:
 
 
 def pods_of(resources: list[dict]) -> dict[str, dict]:
-    """``{role: pod spec}`` for the scheduler, the CPU and GPU worker groups and the client."""
+    """``{role: pod spec}`` for the scheduler, the CPU and GPU worker groups, the client and the quickstart Job."""
     by_kind = {resource["kind"]: resource for resource in resources}
     pods = {"scheduler": by_kind["DaskCluster"]["spec"]["scheduler"]["spec"],
             "cpu-worker": by_kind["DaskCluster"]["spec"]["worker"]["spec"],
             "gpu-worker": by_kind["DaskWorkerGroup"]["spec"]["worker"]["spec"]}
     if "Pod" in by_kind:
         pods["client"] = by_kind["Pod"]["spec"]
+    if "Job" in by_kind:
+        pods["quickstart"] = by_kind["Job"]["spec"]["template"]["spec"]
     return pods
+
+
+def container_environment(container: dict, secrets: dict[str, dict]) -> dict:
+    """The environment the kubelet gives ``container``, from ``{secret name: data}`` (Kubernetes' rules).
+
+    ``envFrom`` first (each source in order; a missing Secret is an error
+    unless optional), then ``env``, whose entries win; ``secretKeyRef``
+    resolves one key (missing: an error unless optional).
+    """
+    environment = {}
+    for source in container.get("envFrom", []):
+        (kind,) = source  # this project uses secretRef only; a configMapRef would need its data here
+        assert kind == "secretRef", source
+        name = source["secretRef"]["name"]
+        if name not in secrets:
+            assert source["secretRef"].get("optional") is True, f"the pod would not start without Secret {name}"
+            continue
+        environment.update(secrets[name])
+    for item in container.get("env", []):
+        if "value" in item:
+            environment[item["name"]] = item["value"]
+            continue
+        reference = item["valueFrom"]["secretKeyRef"]
+        data = secrets.get(reference["name"], {})
+        if reference["key"] not in data:
+            assert reference.get("optional") is True, f"the pod would not start without {reference}"
+            continue
+        environment[item["name"]] = data[reference["key"]]
+    return environment
+
+
+def credentials_secret() -> dict:
+    (secret,) = load_all((CLUSTER_DIR / "store-credentials.yaml").read_text())
+    return secret
+
+
+def quickstart_module():
+    """workflows/quickstart.py as a module (it keeps its cluster under ``if __name__ == "__main__"``)."""
+    path = CLUSTER_DIR.parent / "workflows" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("bigdl_quickstart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def option(args: list[str], flag: str) -> str:
@@ -192,7 +247,7 @@ def test_container_args_parse_with_the_dask_cli(rendering, tmp_path):
     for role, spec in pods_of(resources).items():
         (container,) = spec["containers"]
         args = container["args"]
-        if role == "client":
+        if role in ("client", "quickstart"):
             continue
         assert args[:2] == ["dask", "scheduler" if role == "scheduler" else "worker"]
         command = dask_scheduler.main if role == "scheduler" else dask_worker.main
@@ -254,8 +309,9 @@ def test_ports_service_and_scheduler_address_agree(rendering):
     address = k8s.scheduler_address(name, namespace, tls=tls)
     assert address.startswith(f"{'tls' if tls else 'tcp'}://{name}-scheduler") and address.endswith(":8786")
     pods = pods_of(resources)
-    if "client" in pods:
-        assert env_of(pods["client"]["containers"][0])["DASK_SCHEDULER_ADDRESS"] == address
+    for role in ("client", "quickstart"):
+        if role in pods:
+            assert env_of(pods[role]["containers"][0])["DASK_SCHEDULER_ADDRESS"] == address
     for role in ("cpu-worker", "gpu-worker"):
         worker_env = env_of(pods[role]["containers"][0])
         # Without TLS the operator injects tcp://<name>-scheduler.<namespace>...:8786 itself.
@@ -277,7 +333,7 @@ def test_tls_mounts_the_secret_where_bigdl_cluster_reads_it(rendering):
             continue
         assert volumes["tls"]["secret"]["secretName"] == secret
         assert mounts["tls"] == {"name": "tls", "mountPath": DEFAULT_TLS_DIR, "readOnly": True}
-        if role == "client":
+        if role in ("client", "quickstart"):
             assert env_of(container)[TLS_DIR_ENV] == DEFAULT_TLS_DIR
             continue
         args = container["args"]
@@ -287,24 +343,148 @@ def test_tls_mounts_the_secret_where_bigdl_cluster_reads_it(rendering):
         assert option(args, "--tls-key") == f"{DEFAULT_TLS_DIR}/{TLS_FILES['key']}"
 
 
-def test_store_volume_and_credentials_reach_every_worker_and_the_client(rendering):
+def test_the_store_volume_reaches_every_worker_and_the_client(rendering):
     options, resources = rendering
     name = options.get("name", "bigdl")
-    (claim,) = [resource for resource in resources if resource["kind"] == "PersistentVolumeClaim"]
-    assert claim["metadata"]["name"] == f"{name}-store"
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert claim["spec"].get("storageClassName") == options.get("storage_class")
+    claims = [resource for resource in resources if resource["kind"] == "PersistentVolumeClaim"]
+    shared = options.get("shared_volume", True)
+    quickstart_on_volume = options.get("quickstart_store", "").startswith(f"{k8s.STORE_MOUNT}/")
+    if shared:
+        (claim,) = claims
+        assert claim["metadata"]["name"] == f"{name}-store"
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert claim["spec"].get("storageClassName") == options.get("storage_class")
+    else:
+        assert claims == []  # an unbound claim would keep every pod that mounts it Pending
     for role, spec in pods_of(resources).items():
         (container,) = spec["containers"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == k8s.IMAGE_UID
-        if role == "scheduler":
-            assert "volumeMounts" not in container or all(m["name"] == "tls" for m in container["volumeMounts"])
-            continue
-        volumes = {volume["name"]: volume for volume in spec["volumes"]}
-        assert volumes["store"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
-        assert {"name": "store", "mountPath": k8s.STORE_MOUNT} in container["volumeMounts"]
-        assert container["envFrom"] == [{"secretRef": {"name": f"{name}-store-credentials", "optional": True}}]
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        mounts = {mount["name"]: mount for mount in container.get("volumeMounts", [])}
+        # Every mount has its volume and every volume a mount.
+        assert set(volumes) == set(mounts)
+        wants_store = shared and role != "scheduler" and (role != "quickstart" or quickstart_on_volume)
+        assert ("store" in mounts) == wants_store, role
+        if role == "quickstart":
+            # The generated CSV files go to the workdir: on the volume the workers mount when the store is.
+            workdir = option(container["args"], "--workdir")
+            assert workdir.startswith(f"{k8s.STORE_MOUNT}/" if quickstart_on_volume else f"{k8s.SCRATCH_MOUNT}/")
+            if not quickstart_on_volume:
+                assert mounts["scratch"]["mountPath"] == k8s.SCRATCH_MOUNT
+        if wants_store:
+            assert volumes["store"]["persistentVolumeClaim"]["claimName"] == f"{name}-store"
+            assert mounts["store"] == {"name": "store", "mountPath": k8s.STORE_MOUNT}
+
+
+def test_every_credential_variable_reaches_every_container(rendering):
+    """As the kubelet resolves it: with the Secret, each variable in every container; without it, pods still start."""
+    options, resources = rendering
+    secret_name = options.get("credentials_secret", f"{options.get('name', 'bigdl')}-store-credentials")
+    values = {key: f"value-of-{key}" for key in k8s.STORE_CREDENTIAL_VARIABLES}
+    containers = {f"{role}/{container['name']}": container for role, spec in pods_of(resources).items()
+                  for container in spec["containers"] + spec.get("initContainers", [])}
+    expected_roles = {"scheduler", "cpu-worker", "gpu-worker"} | ({"client"} if options.get("client", True) else set())
+    expected_roles |= {"quickstart"} if "quickstart_store" in options else set()
+    assert {name.split("/")[0] for name in containers} == expected_roles
+    for name, container in containers.items():
+        environment = container_environment(container, {secret_name: values})
+        assert {key: environment.get(key) for key in values} == values, name
+        # Optional: a cluster on the shared volume (or with a cloud identity) starts without the Secret.
+        assert not set(values) & set(container_environment(container, {})), name
+        # The resolution can fail: the same container without its Secret reference lacks the variables.
+        bare = {key: value for key, value in container.items() if key != "envFrom"}
+        assert not set(values) & set(container_environment(bare, {secret_name: values})), name
+
+
+def test_no_credential_is_inlined_outside_the_secret(rendering):
+    options, resources = rendering
+    secret = credentials_secret()
+    assert all(resource["kind"] != "Secret" for resource in resources)  # the manifest only names the Secret
+    text = k8s.manifest_yaml(resources)
+    for role, spec in pods_of(resources).items():
+        for container in spec["containers"]:
+            for item in container.get("env", []):
+                assert not item["name"].startswith("AWS_"), (role, item)  # from the Secret only
+    for value in secret["stringData"].values():
+        assert value not in text
+    for filename in ("daskcluster.yaml", "quickstart-job.yaml"):
+        assert not any(value in (CLUSTER_DIR / filename).read_text() for value in secret["stringData"].values())
+    assert not re.search(r"://[^/\s]*@", text)  # no user:password@ in any URL
+
+
+def test_store_credentials_yaml_is_the_secret_every_pod_names():
+    secret = credentials_secret()
+    validate_kubernetes(secret, KUBERNETES_VERSIONS[-1])
+    assert secret["kind"] == "Secret" and secret["type"] == "Opaque"
+    names = {container["envFrom"][0]["secretRef"]["name"]
+             for spec in pods_of(k8s.render_manifest(quickstart_store=QUICKSTART_STORE)).values()
+             for container in spec["containers"]}
+    assert names == {secret["metadata"]["name"]}
+    assert tuple(secret["stringData"]) == k8s.STORE_CREDENTIAL_VARIABLES
+    # Placeholders only: a real key never goes into git.
+    assert all("REPLACE-WITH-" in value for value in secret["stringData"].values()), secret["stringData"]
+    assert "data" not in secret
+
+
+def test_quickstart_job_yaml_is_the_rendering_and_its_args_parse_with_the_quickstart():
+    job = k8s.render_manifest(quickstart_store=QUICKSTART_STORE)[-1]
+    assert load_all((CLUSTER_DIR / "quickstart-job.yaml").read_text()) == [job]
+    # The same Job without the shared volume: it mounts none either way.
+    assert k8s.render_manifest(quickstart_store=QUICKSTART_STORE, shared_volume=False)[-1] == job
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["python", "workflows/quickstart.py"]
+    quickstart = quickstart_module()
+    args = quickstart.parse_args(container["args"][2:])
+    assert args.store == QUICKSTART_STORE
+    assert args.workdir.startswith(k8s.SCRATCH_MOUNT + "/")
+    # The workers read the inputs and write the store and checkpoints: all beside the store, in the bucket.
+    assert quickstart.locations(args) == {"store": QUICKSTART_STORE, "inputs": "s3://my-bucket/bigdl/csv",
+                                          "checkpoints": "s3://my-bucket/bigdl/checkpoints"}
+    local = quickstart.parse_args(["--workdir", "/tmp/q"])
+    assert quickstart.locations(local) == {"store": Path("/tmp/q/flights.zarr"), "inputs": None,
+                                           "checkpoints": "/tmp/q/checkpoints"}
+
+
+def test_the_quickstart_uploads_its_inputs_once_and_never_replaces_anothers(tmp_path):
+    """Through fsspec, as for s3:// (the in-memory file system stands for the bucket)."""
+    import fsspec
+
+    quickstart = quickstart_module()
+    files = bigdl.datasets.write_tabular_csv(tmp_path / "csv", 300, n_files=2, seed=0)
+    remote = "memory://bigdl-quickstart-test/csv"
+    memory = fsspec.filesystem("memory")
+    try:
+        urls = quickstart.upload_inputs(files, remote)
+        assert urls == [f"{remote}/{path.name}" for path in files]
+        for path, url in zip(files, urls):
+            assert memory.cat_file(url) == path.read_bytes()
+        modified = {url: memory.info(url).get("created") for url in urls}
+        assert quickstart.upload_inputs(files, remote) == urls  # a rerun keeps the uploaded files
+        assert {url: memory.info(url).get("created") for url in urls} == modified
+        memory.pipe_file(urls[0], b"someone else's file")
+        with pytest.raises(SystemExit, match=re.escape(f"{urls[0]} exists and is not this quickstart's input")):
+            quickstart.upload_inputs(files, remote)
+        assert memory.cat_file(urls[0]) == b"someone else's file"
+    finally:
+        memory.rm("/bigdl-quickstart-test", recursive=True)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"quickstart_store": "s3://AKIAEXAMPLE:wJalrEXAMPLE@my-bucket/flights.zarr"},
+     "must be a URL without credentials (they would be readable in the Job's spec; put them in the Secret "
+     "'bigdl-store-credentials')"),
+    ({"quickstart_store": "work/flights.zarr"}, "must be an object-store URL such as "
+                                                "'s3://my-bucket/bigdl/flights.zarr' or, with the shared volume, "
+                                                "a path under /data/"),
+    ({"quickstart_store": "/data/flights.zarr", "shared_volume": False},
+     "(the store must be reachable from every pod without a shared volume). Got '/data/flights.zarr' instead."),
+    ({"quickstart_store": "/data/../etc/flights.zarr"}, "a path under /data/ (the shared volume)"),
+    ({"shared_volume": "no"}, "The 'shared_volume' parameter of render_manifest must be a bool. Got 'no' instead."),
+])
+def test_quickstart_store_errors_name_the_parameter(options, message):
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        k8s.render_manifest(**options)
 
 
 def test_images_are_pinned_to_the_bigdl_version(rendering):
@@ -350,7 +530,8 @@ def test_daskcluster_yaml_with_its_tls_lines_enabled_is_the_tls_rendering():
     assert load_all(text) == k8s.render_manifest(tls_secret="bigdl-tls")
 
 
-@pytest.mark.parametrize("filename", ["values.yaml", "daskcluster.yaml"])
+@pytest.mark.parametrize("filename", ["values.yaml", "daskcluster.yaml", "store-credentials.yaml",
+                                      "quickstart-job.yaml"])
 def test_every_key_is_commented(filename):
     text = (CLUSTER_DIR / filename).read_text()
     if filename == "daskcluster.yaml":
@@ -515,6 +696,10 @@ def test_cli_manifest_options_reach_the_rendering(capsys):
     assert resources == k8s.render_manifest("flights", namespace="data", tls_secret="tls", memory_limit="8GiB",
                                             cpu=2, gpu_node_selector={"pool": "gpu"}, client=False,
                                             image="r.example.com/bigdl:0.1.0")
+    assert main(["cluster", "manifest", "--no-shared-volume", "--quickstart-store", QUICKSTART_STORE]) == 0
+    resources = load_all(capsys.readouterr().out)
+    assert resources == k8s.render_manifest(shared_volume=False, quickstart_store=QUICKSTART_STORE)
+    assert [resource["kind"] for resource in resources] == ["DaskCluster", "DaskWorkerGroup", "Pod", "Job"]
 
 
 def test_cli_constraints_prints_client_constraints(capsys):
@@ -530,6 +715,7 @@ def test_cli_constraints_prints_client_constraints(capsys):
     (["--tls-secret", "TLS"], "--tls-secret must be a Kubernetes name"),
     (["--store-size", "100GB"], "--store-size must be a Kubernetes quantity such as '100Gi'"),
     (["--gpu-node-selector", "gpu"], "--gpu-node-selector takes KEY=VALUE"),
+    (["--quickstart-store", "flights.zarr"], "--quickstart-store must be an object-store URL such as 's3://"),
 ])
 def test_cli_manifest_errors_are_one_line(argv, message, capsys):
     assert main(["cluster", "manifest", *argv]) == 2
@@ -725,3 +911,43 @@ def test_the_manifests_commands_start_a_tls_cluster_that_connect_reaches(tmp_pat
                 process.wait()
         for handle in logs:
             handle.close()
+
+
+# ---------------------------------------------------------------- the test extras install together
+def test_the_kubernetes_extras_and_the_object_store_packages_agree():
+    """``pip check`` for the packages of issue 16's dependency conflict (python-dateutil 2.x vs >= 3).
+
+    botocore (under s3fs and moto) requires ``python-dateutil<3.0.0``; kubernetes 37.0.2 requires
+    ``>=3.0.0``. pyproject.toml pins the kubernetes release that accepts 2.x; this checks that every
+    requirement of these packages, those installed, holds in this environment.
+    """
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(distribution.metadata["Name"]): distribution
+                 for distribution in metadata.distributions() if distribution.metadata["Name"]}
+    involved = ["dask-kubernetes", "kubernetes", "kubernetes-asyncio", "kubernetes-validate", "kr8s", "kopf",
+                "botocore", "boto3", "aiobotocore", "s3fs", "moto"]
+    unmet = []
+    for name in involved:
+        distribution = installed.get(canonicalize_name(name))
+        if distribution is None:
+            continue
+        for text in distribution.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = installed.get(canonicalize_name(requirement.name))
+            if dependency is None or not requirement.specifier.contains(dependency.version, prereleases=True):
+                unmet.append(f"{name} {distribution.version} requires {requirement}, "
+                             f"has {dependency.version if dependency else 'nothing'}")
+    assert unmet == []
+    pyproject = tomllib.loads((CLUSTER_DIR.parent / "pyproject.toml").read_text())
+    pins = [Requirement(text) for text in pyproject["project"]["optional-dependencies"]["test"]]
+    (kubernetes_pin,) = [pin for pin in pins if pin.name == "kubernetes"]
+    assert kubernetes_pin.specifier.contains(metadata.version("kubernetes"))
+    # The pinned release accepts the dateutil botocore needs.
+    dateutil = [Requirement(text) for text in metadata.requires("kubernetes") if text.startswith("python-dateutil")]
+    assert dateutil and all(requirement.specifier.contains("2.9.0.post0") for requirement in dateutil)
