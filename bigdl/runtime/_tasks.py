@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 import sys
 import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
-__all__ = ["active_client", "run_tasks", "observe_tasks", "run_on_workers", "task_runner", "progress_disabled"]
+__all__ = ["active_client", "run_tasks", "observe_tasks", "run_on_workers", "task_runner", "progress_disabled",
+           "warn_when_paused"]
 
 _observer: contextvars.ContextVar = contextvars.ContextVar("bigdl_task_observer", default=None)
 
@@ -157,7 +159,95 @@ def run_tasks(prefix: str, func: Callable, arguments: Sequence[tuple], *, desc: 
         return _run_local(func, arguments, keys, bar)
 
 
+# ------------------------------------------------------------------ workers paused for memory
+#: Seconds a worker may stay paused while bigdl waits on it before the caller is warned, and between looks.
+PAUSED_WARNING_AFTER = 30.0
+_PAUSED_POLL = 5.0
+
+logger = logging.getLogger("bigdl.runtime")
+
+
+@contextlib.contextmanager
+def warn_when_paused(client, *, after: float | None = None, poll: float | None = None):
+    """While the block waits on ``client``'s workers, warn once per worker that stays paused for memory.
+
+    Dask pauses a worker whose process memory passes
+    ``distributed.worker.memory.pause`` (80%) of its limit and resumes it
+    once memory falls back; memory held by the libraries a task imported, or
+    by data the task keeps, never falls back, and the job then waits for
+    ever with no word.  A thread looks at the scheduler every ``poll``
+    seconds; a worker paused for ``after`` seconds gets one warning on the
+    ``bigdl.runtime`` logger naming it, its memory and limit, and what to
+    change.  Sizes and addresses only, never data.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    after : float, optional
+        Default :data:`PAUSED_WARNING_AFTER`.
+    poll : float, optional
+        Default 5 seconds (or ``after``, when smaller).
+    """
+    import threading
+    import time
+
+    after = PAUSED_WARNING_AFTER if after is None else after
+    poll = min(_PAUSED_POLL, after) if poll is None else poll
+    stop = threading.Event()
+    since: dict[str, float] = {}
+    warned: set[str] = set()
+
+    def watch() -> None:
+        while not stop.wait(poll):
+            try:
+                workers = client.scheduler_info(n_workers=-1)["workers"]
+            except Exception:  # noqa: BLE001 - the cluster is closing; the waiting caller sees why
+                return
+            now = time.monotonic()
+            for address, worker in workers.items():
+                if worker.get("status") != "paused":
+                    since.pop(address, None)
+                    continue
+                since.setdefault(address, now)
+                if now - since[address] >= after and address not in warned:
+                    warned.add(address)
+                    logger.warning(paused_message(address, worker, now - since[address]))
+
+    thread = threading.Thread(target=watch, name="bigdl-paused-workers", daemon=True)
+    thread.start()
+    try:
+        yield warned
+    finally:
+        stop.set()
+        thread.join(timeout=poll + 5)
+
+
+def paused_message(address: str, worker: dict, seconds: float) -> str:
+    """What a worker paused for memory means and what to change (sizes only)."""
+    import dask
+
+    memory = worker.get("metrics", {}).get("memory") or 0
+    limit = worker.get("memory_limit") or 0
+    pause = dask.config.get("distributed.worker.memory.pause")
+    share = f" ({memory / limit:.0%} of its memory limit of {_gib(limit)})" if limit else ""
+    threshold = f"{pause:.0%}" if isinstance(pause, (int, float)) else "its pause threshold"
+    return (f"Worker {address} has been paused for {seconds:.0f} s: its process uses {_gib(memory)}{share}, above "
+            f"Dask's pause threshold ({threshold}), so it starts no task and the job waits for it. If that memory "
+            "is held by libraries or data the tasks keep, it is never freed and the job never ends: stop it and "
+            "give the workers more memory (start_local(memory_limit=...) or the worker resources on "
+            "Kubernetes), fewer threads per worker, or smaller chunks.")
+
+
+def _gib(size: float) -> str:
+    return f"{size / 2 ** 30:.2f} GiB"
+
+
 def _run_distributed(client, func, arguments, keys, bar, on_result=None):
+    with warn_when_paused(client):
+        return _run_distributed_watched(client, func, arguments, keys, bar, on_result)
+
+
+def _run_distributed_watched(client, func, arguments, keys, bar, on_result=None):
     from distributed import as_completed
 
     futures = [client.submit(func, *args, key=key, pure=False) for key, args in zip(keys, arguments)]
@@ -269,7 +359,8 @@ def run_on_workers(client, func: Callable, calls: Sequence[tuple], *, key: str, 
                 options.update(workers=[workers[index]], allow_other_workers=False)
             futures.append(client.submit(func, *args, **options))
         try:
-            return client.gather(futures)
+            with warn_when_paused(client):
+                return client.gather(futures)
         except BaseException:
             # A pinned task whose worker died waits for that worker for ever: stop them all.
             client.cancel(futures)
