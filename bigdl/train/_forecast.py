@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sequence_forecasts", "as_times", "forecast_metrics", "training_scales", "infer_season"]
+__all__ = ["sequence_forecasts", "future_forecasts", "recursive_forecast", "as_times", "forecast_metrics",
+           "training_scales", "infer_season"]
 
 
 def as_times(values: np.ndarray, attrs: dict) -> np.ndarray:
@@ -100,6 +101,117 @@ def sequence_forecasts(predictor, ds, split: str = "all"):
     return xr.Dataset({name: (dims, arrays[name]) for name in ("forecast", "actual", "forecast_scaled")},
                       coords=coords, attrs={"store": str(ds.path), "split": split,
                                             "units": "forecast and actual: the target's original units"})
+
+
+# ------------------------------------------------------------------ past the end
+def recursive_forecast(predictor, inputs: np.ndarray, horizon: int, model_horizon: int,
+                       target_index: list[int]) -> np.ndarray:
+    """Forecast ``horizon`` steps from scaled windows, feeding the model's own forecasts back beyond its horizon.
+
+    Each round forecasts ``model_horizon`` steps from the last ``window``
+    steps; the forecasts take the place of the target channels of the next
+    steps, and the next round starts from there (every channel must be a
+    target: the caller checks).
+
+    Parameters
+    ----------
+    predictor : callable
+        ``predictor(windows) -> outputs`` on scaled windows ``(n, window, channels)``.
+    inputs : numpy.ndarray of shape (n, window, channels)
+    horizon, model_horizon : int
+    target_index : list of int
+        The channel of each model output.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n, horizon, n_targets), scaled
+    """
+    n, window, _ = inputs.shape
+    rounds, history = [], np.asarray(inputs, dtype=np.float32)
+    done = 0
+    while done < horizon:
+        outputs = np.asarray(predictor(history[:, -window:]), dtype=np.float32).reshape(n, model_horizon, -1)
+        rounds.append(outputs)
+        done += model_horizon
+        if done < horizon:
+            steps = np.zeros((n, model_horizon, history.shape[2]), dtype=np.float32)
+            steps[:, :, target_index] = outputs
+            history = np.concatenate([history[:, -window:], steps], axis=1)
+    return np.concatenate(rounds, axis=1)[:, :horizon]
+
+
+def _series_forecasts(view, predictor, codes: np.ndarray, horizon: int) -> dict:
+    """One group of series: the forecast from each one's last window, with its future times."""
+    inputs, last, usable = view.last_windows(codes)
+    names = np.asarray(view.attrs.get("series", {}).get("names") or [""], dtype=object)
+    if not usable.all():
+        from bigdl.errors import SchemaError
+
+        window = view.windows["window"]
+        short = [str(names[code]) or "the series" for code in codes[~usable]][:5]
+        raise SchemaError(f"Trainer.forecast needs the last {window} steps of each series without a gap, but "
+                          f"{short} (of {int((~usable).sum())} such series) end with fewer; leave them out "
+                          "with series=[...].")
+    model_horizon, targets = int(view.windows["horizon"]), list(view.windows["target_index"])
+    scaled = recursive_forecast(predictor, inputs, horizon, model_horizon, targets)
+    shape = (len(codes), horizon) if len(targets) == 1 else (len(codes), horizon, len(targets))
+    scaled = scaled.reshape(shape)
+    times = np.stack([view.future_times(value, horizon) for value in last]) if len(codes) else np.zeros((0, horizon))
+    return {"forecast": view.unscale(scaled.astype(np.float64)), "forecast_scaled": scaled,
+            "series": names[codes], "origin": as_times(last, view.attrs), "time": as_times(times, view.attrs)}
+
+
+def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_task: int = 256):
+    """Forecasts past the end of each series in ``codes``, from its last window, lazily.
+
+    Parameters
+    ----------
+    predictor : callable
+        ``predictor(windows) -> outputs`` on scaled NumPy windows; must pickle.
+    ds : Dataset
+        A sequence store.
+    horizon : int
+        Steps to forecast (beyond the model's horizon: recursively, see
+        :func:`recursive_forecast`).
+    codes : numpy.ndarray of int
+        The series (codes, in store order).
+    series_per_task : int, default 256
+        Neighbouring series read and forecast by one Dask task.
+
+    Returns
+    -------
+    xarray.Dataset
+        The layout of :func:`sequence_forecasts` without ``actual``: one
+        ``window`` per series (its last ``window`` steps), ``origin`` its
+        last observed time, ``time`` the ``horizon`` grid times after it.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    view = ds.view
+    time_dtype = as_times(np.zeros(0), ds.attrs).dtype
+    n_targets = len(view.windows["target_index"])
+    tail = (horizon,) if n_targets == 1 else (horizon, n_targets)
+    shapes = {"forecast": (tail, np.float64), "forecast_scaled": (tail, np.float32), "series": ((), object),
+              "origin": ((), time_dtype), "time": ((horizon,), time_dtype)}
+    predictor = dask.delayed(predictor, pure=True)
+    parts: dict[str, list] = {name: [] for name in shapes}
+    codes = np.asarray(codes, dtype=np.int64)
+    for start in range(0, len(codes), series_per_task):
+        group = codes[start:start + series_per_task]
+        result = dask.delayed(_series_forecasts, pure=True)(view, predictor, group, horizon)
+        for name, (shape, dtype) in shapes.items():
+            parts[name].append(da.from_delayed(result[name], shape=(len(group), *shape), dtype=dtype))
+    arrays = {name: da.concatenate(pieces) for name, pieces in parts.items()}
+    dims = ("window", "step", "target")[:1 + len(tail)]
+    coords = {"series": ("window", arrays["series"]), "origin": ("window", arrays["origin"]),
+              "time": (("window", "step"), arrays["time"]), "step": np.arange(1, horizon + 1)}
+    if n_targets > 1:
+        coords["target"] = list(ds.window["targets"])
+    return xr.Dataset({name: (dims, arrays[name]) for name in ("forecast", "forecast_scaled")}, coords=coords,
+                      attrs={"store": str(ds.path), "split": "future", "units": "forecast: the target's original "
+                             "units", "recursive": bool(horizon > view.windows["horizon"])})
 
 
 # ------------------------------------------------------------------ honest metrics

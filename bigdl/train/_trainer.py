@@ -541,6 +541,94 @@ class Trainer:
         """
         return self._predict(data, split, probabilities=False)
 
+    def forecast(self, ds, horizon: int | None = None, series=None):
+        """Forecasts past the end of each series of a sequence store, with their future timestamps.
+
+        Each series' last ``window`` steps (whose next steps are not in the
+        store) go through the model; the forecasts are given the grid times
+        that follow the series' last time (month starts after a month-start
+        series, the next hours of an hourly one), in the target's
+        **original units**.  One Dask task per group of neighbouring series
+        (each reads its series' last windows only); the result is lazy.
+
+        Parameters
+        ----------
+        ds : Dataset or str
+            A sequence store.
+        horizon : int, optional
+            Steps to forecast; default the store's (the model's) horizon.  A
+            shorter one keeps the first steps; a longer one is forecast
+            **recursively**: the model forecasts its horizon, its forecasts
+            take the place of the targets' next steps, and it forecasts again
+            from the last ``window`` steps, until ``horizon`` steps are
+            forecast.  That needs every input channel to be a target (the
+            future of another channel is unknown): otherwise it is refused.
+        series : str or list of str, optional
+            The series to forecast (names, as in ``ds.attrs["series"]["names"]``);
+            default all.
+
+        Returns
+        -------
+        xarray.Dataset
+            The layout of :meth:`predict`'s (dimensions ``window``, one per
+            series, ``step`` and, with several targets, ``target``):
+            ``forecast`` (original units) and ``forecast_scaled``;
+            coordinates ``series``, ``origin`` (the series' last observed
+            time) and ``time`` (the forecast steps' times).  Attribute
+            ``recursive`` says whether the forecasts were fed back.
+
+        Raises
+        ------
+        ParameterError
+            A horizon that is not an int >= 1, a series the store does not
+            have, or a recursive horizon on a store whose inputs include
+            channels that are not forecast.
+        SchemaError
+            Not a sequence store, or (when computed) a series whose last
+            ``window`` steps hold a gap or that is shorter than a window.
+
+        Examples
+        --------
+        >>> future = trainer.forecast(ds, horizon=24).compute()               # doctest: +SKIP
+        >>> future["forecast"].sel(window=0).to_series()                      # doctest: +SKIP
+        """
+        from bigdl.train._forecast import future_forecasts
+
+        ds = ds if isinstance(ds, Dataset) else open_store(ds)
+        if ds.kind != "sequence":
+            raise SchemaError(f"Trainer.forecast forecasts past the end of sequence stores; {str(ds.path)!r} is a "
+                              f"{ds.kind} store (use predict).")
+        check_params("Trainer.forecast", {"horizon": horizon, "series": series},
+                     {"horizon": [Interval(int, 1, None), None], "series": [str, list, None]})
+        self._check_store_model(ds)
+        view = ds.view
+        model_horizon = int(view.windows["horizon"])
+        horizon = model_horizon if horizon is None else int(horizon)
+        channels, targets = list(ds.feature_names), list(ds.window["targets"])
+        if horizon > model_horizon and set(channels) - set(targets):
+            others = [name for name in channels if name not in targets]
+            raise ParameterError(
+                f"The 'horizon' parameter of Trainer.forecast is {horizon}, longer than the model's horizon "
+                f"{model_horizon}: forecasting it recursively needs the future of the input channels {others}, "
+                f"which the model does not forecast. Use horizon <= {model_horizon}, or train a model whose "
+                f"targets are every channel (ingest with target={channels}) or whose horizon is {horizon}.")
+        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, self._series_codes(ds, series))
+
+    @staticmethod
+    def _series_codes(ds: Dataset, series) -> np.ndarray:
+        """The codes of the series named by ``series`` (all of them for None)."""
+        names = [str(name) for name in ds.attrs.get("series", {}).get("names") or [""]]
+        if series is None:
+            return np.arange(len(names), dtype=np.int64)
+        wanted = [series] if isinstance(series, str) else list(series)
+        index = {name: code for code, name in enumerate(names)}
+        missing = [name for name in wanted if str(name) not in index]
+        if missing or not wanted:
+            raise ParameterError(f"The 'series' parameter of Trainer.forecast names series the store "
+                                 f"{str(ds.path)!r} does not have: {missing[:5] or wanted!r}. Its series are "
+                                 f"{names[:5]}{' ...' if len(names) > 5 else ''} (ds.attrs['series']['names']).")
+        return np.asarray([index[str(name)] for name in wanted], dtype=np.int64)
+
     def predict_proba(self, data, *, split: str | None = None):
         """Class probabilities (softmax of the outputs), chunk by chunk.
 

@@ -185,6 +185,77 @@ class SequenceView(SampleView):
         return inputs, targets, {"series": y["series"][last].astype(np.int64), "origin": y["time"][last],
                                  "target_time": np.ascontiguousarray(times)}
 
+    # -- past the end ------------------------------------------------------
+    def series_rows(self) -> np.ndarray:
+        """Where each series lies: ``(n_series, 2)`` first row and end row (series are stored one after another).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
+        lengths = np.asarray(self.attrs.get("series", {}).get("lengths") or [self.n_rows], dtype=np.int64)
+        ends = np.cumsum(lengths)
+        return np.stack([ends - lengths, ends], axis=1)
+
+    def last_windows(self, codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last ``window`` steps of each series in ``codes``: the inputs of a forecast past its end.
+
+        One read of the rows from the first of these windows to the end of the
+        last (series are stored one after another, so a group of neighbouring
+        series is one contiguous slice).
+
+        Parameters
+        ----------
+        codes : array-like of int
+            Series codes (``attrs["series"]["names"]`` order).
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+            Inputs ``(n, window, channels)`` float32 (scaled, as the model
+            sees them), the time of each series' last step (as stored) and
+            whether the window is usable (the series has ``window`` steps
+            and no gap inside them); unusable windows are zeros.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        window = int(self.windows["window"])
+        bounds = self.series_rows()[codes]
+        starts, ends = np.maximum(bounds[:, 1] - window, bounds[:, 0]), bounds[:, 1]
+        inputs = np.zeros((len(codes), window, self.stored_shape[0]), dtype=np.float32)
+        if not len(codes):
+            return inputs, np.zeros(0, dtype=self.array("time").dtype), np.zeros(0, dtype=bool)
+        low, high = int(starts.min()), int(ends.max())
+        rows = slice(low, high)
+        X, times, runs = (self.read(name, rows) for name in ("X", "time", "run"))
+        usable = (ends - starts == window) & (ends > starts)
+        last = np.maximum(ends - 1 - low, 0)
+        usable &= runs[np.maximum(starts - low, 0)] == runs[last]
+        for item in np.flatnonzero(usable):
+            inputs[item] = X[starts[item] - low:ends[item] - low]
+        return self.to_model(inputs), times[last], usable
+
+    def future_times(self, last, count: int) -> np.ndarray:
+        """The ``count`` times of the store's grid after ``last`` (month starts after a month start...).
+
+        Parameters
+        ----------
+        last : int or float
+            A stored time (ns for dates).
+        count : int
+
+        Returns
+        -------
+        numpy.ndarray
+            As stored: int64 ns for dates, float64 for numbers.
+        """
+        from bigdl.preprocessing._grid import future_times
+
+        time = self.attrs.get("preprocessing", {}).get("time", {})
+        step = time.get("step", 1)
+        if time.get("kind") != "datetime":
+            step = float(step)  # numeric times are float64, whatever the step looks like
+        return future_times(last, step, int(count))
+
     def unscale(self, values, channels: list[str] | None = None) -> np.ndarray:
         """Undo the store's scaling: ``values * std + mean`` per channel, on the last axis.
 
