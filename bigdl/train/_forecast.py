@@ -12,27 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sequence_forecasts", "future_forecasts", "recursive_forecast", "as_times", "forecast_metrics",
-           "training_scales", "infer_season"]
+from bigdl.forecast._metrics import (SEASONS, as_3d, as_times, error_sums, figures_from_sums, infer_season,
+                                    seasonal_naive_back, target_names, training_scales)
 
-
-def as_times(values: np.ndarray, attrs: dict) -> np.ndarray:
-    """Stored times as ``datetime64[ns]`` for a date/time column, as they are for numeric times.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        int64 nanoseconds or float64 numbers.
-    attrs : dict
-        The store's attributes.
-
-    Returns
-    -------
-    numpy.ndarray
-    """
-    if attrs.get("preprocessing", {}).get("time", {}).get("kind") == "datetime":
-        return np.asarray(values, dtype=np.int64).view("datetime64[ns]")
-    return np.asarray(values, dtype=np.float64)
+__all__ = ["sequence_forecasts", "future_forecasts", "recursive_forecast", "forecast_metrics", "SEASONS", "as_times",
+           "infer_season", "training_scales", "error_sums", "figures_from_sums", "seasonal_naive_back"]
 
 
 def _chunk_forecasts(view, predictor, chunk: int, split: str) -> dict:
@@ -214,132 +198,25 @@ def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_
                              "units", "recursive": bool(horizon > view.windows["horizon"])})
 
 
-# ------------------------------------------------------------------ honest metrics
-#: The season (steps per cycle) of common grid frequencies, for MASE's seasonal-naive scale.
-SEASONS = {"MS": 12, "ME": 12, "BMS": 12, "BME": 12, "QS": 4, "QE": 4, "BQS": 4, "BQE": 4, "YS": 1, "YE": 1,
-           "BYS": 1, "BYE": 1, "W": 52, "B": 5, "D": 7, "h": 24, "min": 60}
-
-
-def infer_season(attrs: dict) -> int:
-    """The season of a store's grid: 12 for months, 4 quarters, 52 weeks, 7 days, 24 hours, 5 business days, 1 else.
-
-    Parameters
-    ----------
-    attrs : dict
-        The store's attributes (``preprocessing.time.frequency``).
-
-    Returns
-    -------
-    int
-    """
-    import re
-
-    time = attrs.get("preprocessing", {}).get("time", {})
-    frequency = time.get("frequency")
-    if time.get("kind") != "datetime" or not isinstance(frequency, str):
-        return 1
-    match = re.fullmatch(r"(\d*)([A-Za-z]+)(-\w+)?", frequency)
-    if not match:
-        return 1
-    count, name = int(match.group(1) or 1), match.group(2)
-    if name == "D" and count == 7:
-        return 52
-    season = SEASONS.get(name, 1)
-    return max(1, season // count) if season % count == 0 else 1
-
-
-def training_scales(ds, season: int) -> np.ndarray:
-    """Per series and target, the in-sample seasonal-naive MAE of its training part, in original units.
-
-    ``mean |x_t - x_{t - season}|`` over the training steps ``t`` whose
-    ``t - season`` is a training step of the same series: MASE's denominator.
-    One task per store chunk (with ``season`` rows before it); NaN for a
-    series with no such pair or a constant training part.
-
-    Parameters
-    ----------
-    ds : Dataset
-        A sequence store.
-    season : int
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_series, n_targets)
-    """
-    import dask
-
-    view = ds.view
-    names = ds.attrs.get("series", {}).get("names") or [""]
-    parts = [dask.delayed(_chunk_scale_sums, pure=True)(view, chunk, season, len(names))
-             for chunk in range(view.n_chunks)]
-    sums = np.sum(dask.compute(*parts), axis=0) if parts else np.zeros((2, len(names), 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scales = sums[0] / sums[1]
-    return np.where(scales > 0, scales, np.nan)
-
-
-def _chunk_scale_sums(view, chunk: int, season: int, n_series: int) -> np.ndarray:
-    low, high = view.chunk_bounds(chunk)
-    start = max(0, low - season)
-    rows = slice(start, high)
-    targets = view.windows["target_index"]
-    values = view.unscale(view.read("X", rows)[:, targets].astype(np.float64), _target_names(view))
-    values = values.reshape(len(values), -1)
-    series, split, position = (view.read(name, rows) for name in ("series", "split", "position"))
-    here = np.arange(low - start, high - start)
-    here = here[here >= season]
-    here = here[(position[here] >= season) & (split[here] == 0) & (split[here - season] == 0)
-                & (series[here] == series[here - season])]
-    sums = np.zeros((2, n_series, values.shape[1]))
-    np.add.at(sums[0], series[here], np.abs(values[here] - values[here - season]))
-    np.add.at(sums[1], series[here], 1.0)
-    return sums
-
-
-def _target_names(view) -> list[str]:
-    names = view.attrs["feature_names"]
-    return [names[index] for index in view.windows["target_index"]]
-
-
-def _as_3d(values: np.ndarray) -> np.ndarray:
-    """(n, horizon) or (n, horizon, targets) -> (n, horizon, targets)."""
-    return values[:, :, None] if values.ndim == 2 else values
-
-
 def _chunk_metric_sums(view, predictor, chunk: int, split: str, season: int, scales: np.ndarray) -> dict:
     """One chunk's error sums for the model and the naive and seasonal-naive baselines, in original units."""
     X, meta, starts = view.read_chunk(chunk, split)
     inputs, targets, where = view.gather(X, meta, starts)
     n, window, horizon = len(starts), view.windows["window"], view.windows["horizon"]
-    actual = _as_3d(view.unscale(np.asarray(targets, dtype=np.float64)).reshape((n, *view.target_shape)))
-    history = _as_3d(view.unscale(inputs[:, :, view.windows["target_index"]].astype(np.float64),
-                                  _target_names(view)).reshape(n, window, -1))
+    actual = as_3d(view.unscale(np.asarray(targets, dtype=np.float64)).reshape((n, *view.target_shape)))
+    history = as_3d(view.unscale(inputs[:, :, view.windows["target_index"]].astype(np.float64),
+                                  target_names(view)).reshape(n, window, -1))
     forecasts = {}
     if n:
         outputs = np.asarray(predictor(view.to_model(inputs)), dtype=np.float64).reshape((n, *view.target_shape))
-        forecasts["model"] = _as_3d(view.unscale(outputs))
+        forecasts["model"] = as_3d(view.unscale(outputs))
     else:
         forecasts["model"] = np.zeros_like(actual)
     forecasts["naive"] = np.repeat(history[:, -1:, :], horizon, axis=1)
-    steps = np.arange(1, horizon + 1)
-    back = window - 1 + steps - season * np.ceil(steps / season).astype(int)  # one season before each target
+    back = window - 1 + seasonal_naive_back(horizon, season)  # one season before each target
     if (back >= 0).all():
         forecasts["seasonal_naive"] = history[:, back, :]
-    scale = scales[where["series"]][:, None, :]  # (n, 1, targets)
-    sums = {}
-    for name, forecast in forecasts.items():
-        error = forecast - actual
-        absolute = np.abs(error)
-        denominator = np.abs(actual) + np.abs(forecast)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            smape = np.where(denominator > 0, 200.0 * absolute / denominator, 0.0)
-            scaled = absolute / scale
-        finite = np.isfinite(scaled)
-        sums[name] = {"squared": float((error ** 2).sum()), "absolute": float(absolute.sum()),
-                      "smape": float(smape.sum()), "count": int(error.size),
-                      "absolute_by_step": absolute.sum(axis=(0, 2)), "count_by_step": n * absolute.shape[2],
-                      "mase": float(scaled[finite].sum()), "mase_count": int(finite.sum())}
-    return sums
+    return error_sums(forecasts, actual, scales[where["series"]])
 
 
 def forecast_metrics(predictor, ds, split: str, season: int | None = None) -> dict:
@@ -377,18 +254,7 @@ def forecast_metrics(predictor, ds, split: str, season: int | None = None) -> di
     parts = [dask.delayed(_chunk_metric_sums, pure=True)(view, predictor, chunk, split, season, scales)
              for chunk, count in enumerate(view.chunk_counts(split)) if count]
     results = dask.compute(*parts)
-    figures = {}
-    for name in ("model", "naive", "seasonal_naive"):
-        found = [result[name] for result in results if name in result]
-        if not found or len(found) != len(results):
-            continue
-        total = {key: sum(item[key] for item in found) for key in found[0]}
-        count = max(total["count"], 1)
-        figures[name] = {"mse": total["squared"] / count, "mae": total["absolute"] / count,
-                         "mase": total["mase"] / total["mase_count"] if total["mase_count"] else float("nan"),
-                         "smape": total["smape"] / count,
-                         "mae_by_step": [float(value) for value in
-                                         np.asarray(total["absolute_by_step"]) / max(total["count_by_step"], 1)]}
+    figures = figures_from_sums(results, ("model", "naive", "seasonal_naive"))
     result = dict(figures["model"])
     result["season"] = season
     result["baselines"] = {name: figures[name] for name in ("naive", "seasonal_naive") if name in figures}

@@ -96,9 +96,29 @@ class SequenceView(SampleView):
     # -- windows -----------------------------------------------------------
     def _window_starts(self, chunk: int, split: str):
         """Rows ``[low, stop)`` a chunk's windows need (its rows and the halo) and the valid window starts."""
+        low, high = self.chunk_bounds(chunk)
+        return self.starts_between(low, high, split)
+
+    def starts_between(self, low: int, high: int, split: str = "all"):
+        """The valid window starts among rows ``[low, high)``, and the rows ``[low, stop)`` their windows need.
+
+        The one rule of which windows exist (the loader's, predict's and the
+        baselines'): window and horizon inside one run, the position a
+        multiple of the stride, the targets in ``split``.
+
+        Parameters
+        ----------
+        low, high : int
+            Rows where windows may start (a chunk, a series).
+        split : {"train", "validation", "test", "all"}, default "all"
+
+        Returns
+        -------
+        (slice, numpy.ndarray of int)
+            The rows read and the starts, relative to ``low``.
+        """
         window, horizon, stride = self.windows["window"], self.windows["horizon"], self.windows["stride"]
         span = window + horizon
-        low, high = self.chunk_bounds(chunk)
         stop = min(high + span - 1, self.n_rows)
         run = self.read("run", slice(low, stop))
         position = self.read("position", slice(low, high))
