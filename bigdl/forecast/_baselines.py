@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from bigdl._validation import Interval, Options, Predicate, check_params
-from bigdl.errors import EmptyResultError, SchemaError
+from bigdl.errors import EmptyResultError, ParameterError, SchemaError
 from bigdl.forecast._metrics import (as_3d, as_times, error_sums, figures_from_sums, infer_season,
                                      seasonal_naive_back, target_names, training_scales)
 
@@ -81,7 +81,12 @@ def baselines(ds, models=MODELS, *, season: int | None = None, split: str = "tes
         Options of statsmodels' state-space ``ExponentialSmoothing``;
         default ``{"trend": True, "damped_trend": True, "seasonal": season}``
         (no seasonal part when ``season`` is 1).  Additive components (the
-        state-space form has no multiplicative ones).
+        state-space form has no multiplicative ones).  The initial states
+        are estimated with the parameters (statsmodels' default); do not
+        pass ``initialization_method="concentrated"``: it recomputes the
+        initial states from the data the model is run over, which here is
+        the whole series, so the forecasts would see the test period (it is
+        refused).
     arima : dict, optional
         Options of statsmodels' ``ARIMA``; default ``{"order": (1, 1, 1),
         "seasonal_order": (0, 1, 1, season)}`` (the "airline" model;
@@ -143,6 +148,11 @@ def baselines(ds, models=MODELS, *, season: int | None = None, split: str = "tes
         raise EmptyResultError(message, public=message)
     season = int(season) if season is not None else infer_season(ds.attrs)
     options = {"ets": _ets_options(ets, season), "arima": _arima_options(arima, season)}
+    if options["ets"].get("initialization_method", "estimated") != "estimated":
+        raise ParameterError(f"The 'ets' parameter of baselines sets initialization_method="
+                             f"{options['ets']['initialization_method']!r}; only 'estimated' keeps the initial "
+                             "states fitted on the training part (the others are recomputed from the series the "
+                             "model is run over, test period included). Leave it out.")
     scales = training_scales(ds, season)
     codes = np.arange(len(ds.attrs.get("series", {}).get("names") or [""]))
     tasks = [dask.delayed(_group_baselines, pure=True)(view, codes[start:start + series_per_task], models, season,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigdl._validation import QUANTILES
+
 __all__ = ["as_times", "infer_season", "training_scales", "error_sums", "figures_from_sums", "seasonal_naive_back",
-           "target_names", "as_3d", "SEASONS"]
+           "target_names", "as_3d", "SEASONS", "QUANTILES", "median_index", "pinball_sums"]
 
 
 def as_times(values: np.ndarray, attrs: dict) -> np.ndarray:
@@ -227,3 +229,40 @@ def seasonal_naive_back(horizon: int, season: int) -> np.ndarray:
     """
     steps = np.arange(1, horizon + 1)
     return steps - season * np.ceil(steps / season).astype(int)
+
+
+def median_index(quantiles) -> int:
+    """The position of the quantile nearest 0.5: a quantile forecast's point forecast.
+
+    Parameters
+    ----------
+    quantiles : list of float
+
+    Returns
+    -------
+    int
+    """
+    return int(np.argmin(np.abs(np.asarray(quantiles, dtype=np.float64) - 0.5)))
+
+
+def pinball_sums(forecast: np.ndarray, actual: np.ndarray, quantiles) -> dict:
+    """The sums behind the mean pinball loss and the coverage of each quantile (original units).
+
+    Parameters
+    ----------
+    forecast : numpy.ndarray of shape (..., n_quantiles)
+    actual : numpy.ndarray of the shape of ``forecast`` without its last axis
+    quantiles : list of float
+
+    Returns
+    -------
+    dict
+        ``pinball`` and ``below`` (per quantile: sums of the loss and of
+        ``actual <= forecast``), ``count``.
+    """
+    levels = np.asarray(quantiles, dtype=np.float64)
+    error = actual[..., None] - forecast
+    loss = np.maximum(levels * error, (levels - 1) * error)
+    axes = tuple(range(loss.ndim - 1))
+    return {"pinball": loss.sum(axis=axes), "below": (error <= 0).sum(axis=axes).astype(np.float64),
+            "count": int(np.prod(actual.shape))}

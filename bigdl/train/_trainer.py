@@ -33,6 +33,7 @@ from torch import nn
 
 from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.errors import EmptyResultError, ParameterError, SchemaError, TrainingError, public_message
+from bigdl.forecast._metrics import median_index
 from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.store._dataset import Dataset, open_store
@@ -400,7 +401,7 @@ class Trainer:
         check_params("Trainer", {name: getattr(self, name) for name in TRAINER_CONSTRAINTS}, TRAINER_CONSTRAINTS)
         if ds.task is None:
             raise SchemaError(f"The store {str(ds.path)!r} has no target, so there is nothing to train on.")
-        loss = self.loss or ("cross_entropy" if ds.task == "classification" else "mse")
+        loss = self._loss_for(ds)
         if isinstance(loss, str):
             if loss in CLASSIFICATION_LOSSES and ds.task != "classification":
                 raise SchemaError(f"loss={loss!r} is a classification loss but the store {str(ds.path)!r} holds "
@@ -431,6 +432,25 @@ class Trainer:
             "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
             "checkpoint_every": self.checkpoint_every,
         }
+
+    def _loss_for(self, ds: Dataset):
+        """The loss to train with: the given one, else by task (a quantile model: its QuantileLoss)."""
+        quantiles = getattr(self.model, "quantiles", None)
+        if quantiles is None:
+            return self.loss or ("cross_entropy" if ds.task == "classification" else "mse")
+        from bigdl.train._quantile import QuantileLoss
+
+        if self.loss is None:
+            return QuantileLoss(quantiles)
+        if not isinstance(self.loss, QuantileLoss) or list(self.loss.quantiles) != list(quantiles):
+            raise SchemaError(f"The model forecasts the quantiles {quantiles}, so it trains with "
+                              f"QuantileLoss({quantiles}); got loss={self.loss!r}. Leave loss=None (the default) "
+                              "or pass that QuantileLoss.")
+        return self.loss
+
+    def _quantiles(self) -> list[float] | None:
+        """The quantiles the model forecasts (a last output axis), or None for point forecasts."""
+        return getattr(self.model, "quantiles", None) or getattr(self.loss, "quantiles", None)
 
     def _trackers(self, loss) -> list:
         """The TensorBoard logger of ``log_dir`` (none without it)."""
@@ -509,7 +529,8 @@ class Trainer:
         check_params("Trainer.evaluate", {"season": season}, {"season": [Interval(int, 1, None), None]})
         scaled = {f"{name}_scaled": result.pop(name) for name in ("mse", "mae", "r2")}
         predictor = ModulePredictor(self.model, classify=False)
-        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season), **scaled,
+        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season, quantiles=self._quantiles()),
+                **scaled,
                 "n_samples": result["n_samples"]}
 
     def predict(self, data, *, split: str | None = None):
@@ -612,7 +633,8 @@ class Trainer:
                 f"{model_horizon}: forecasting it recursively needs the future of the input channels {others}, "
                 f"which the model does not forecast. Use horizon <= {model_horizon}, or train a model whose "
                 f"targets are every channel (ingest with target={channels}) or whose horizon is {horizon}.")
-        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, self._series_codes(ds, series))
+        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, self._series_codes(ds, series),
+                                quantiles=self._quantiles())
 
     @staticmethod
     def _series_codes(ds: Dataset, series) -> np.ndarray:
@@ -654,7 +676,7 @@ class Trainer:
             from bigdl.train._forecast import sequence_forecasts
 
             self._check_store_model(ds)
-            return sequence_forecasts(predictor, ds, split or "all")
+            return sequence_forecasts(predictor, ds, split or "all", quantiles=self._quantiles())
         if ds is None and not hasattr(X, "dask"):
             return predictor(np.asarray(X))
         if classify and not probabilities:
@@ -940,6 +962,7 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
     was_training = model.training
     model.eval()
     classify = loop.task == "classification"
+    quantiles = getattr(loop.criterion, "quantiles", None)
     total_loss, loss_weight, count = 0.0, 0.0, 0
     metrics = ClassificationMetrics(ds.n_classes) if classify else None
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
@@ -955,6 +978,8 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
                 # float64 softmax: the ROC-AUC histograms keep scores near 0 and 1 apart.
                 metrics.update(torch.softmax(output.double(), dim=1), target, predicted=output.argmax(1))
             else:
+                if quantiles and output.dim() == target.dim() + 1:  # a quantile forecast: its median is the point
+                    output = output[..., median_index(quantiles)]
                 error = (output.reshape(-1) - target.reshape(-1)).double()
                 values = target.reshape(-1).double()
                 sum_err2 += float((error ** 2).sum())

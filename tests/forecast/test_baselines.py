@@ -129,5 +129,31 @@ def test_baselines_line_up_with_the_networks_windows(monthly_panel):
 def test_baselines_refuse_what_they_cannot_do(monthly_panel, tmp_path):
     with pytest.raises(ParameterError, match="models"):
         bigdl.forecast.baselines(monthly_panel, models=["prophet"])
+    with pytest.raises(ParameterError, match="initialization_method='concentrated'"):
+        bigdl.forecast.baselines(monthly_panel, models=["ets"], ets={"initialization_method": "concentrated"})
     with pytest.raises(SchemaError, match="cannot be fitted on the training part of series 'a'"):
         bigdl.forecast.baselines(monthly_panel, models=["arima"], arima={"order": (1, 1, 1), "seasonal_order": (1, 1, 1, 1)})
+
+
+
+def test_a_forecast_sees_nothing_after_its_origin(monthly_panel, tmp_path):
+    """Three late test months of series 'a' jump by 5: no forecast from an origin before them changes."""
+    frame = pd.read_csv(_panel_csv(monthly_panel))
+    rows = frame.index[frame["sid"] == "a"][-10:-7]  # inputs of the last test windows
+    frame.loc[rows, "value"] += 5.0
+    frame.to_csv(tmp_path / "changed.csv", index=False)
+    changed = bigdl.ingest.sequences(tmp_path / "changed.csv", time="date", series="sid", values=["value"],
+                                     window=WINDOW, horizon=HORIZON, validation=0.1, test=0.25, rows_per_chunk=100,
+                                     store=tmp_path / "changed.zarr", progress=False)
+    before = bigdl.forecast.baselines(monthly_panel, models=["ets", "arima"], season=SEASON)["forecasts"]
+    after = bigdl.forecast.baselines(changed, models=["ets", "arima"], season=SEASON)["forecasts"]
+    first_changed = pd.Timestamp(frame.loc[rows[0], "date"]).to_datetime64()
+    untouched = ((before["series"] != "a") | (before["origin"] < first_changed)).to_numpy()
+    assert 0 < (~untouched).sum() < len(untouched)
+    np.testing.assert_allclose(after["forecast"].to_numpy()[:, untouched], before["forecast"].to_numpy()[:, untouched],
+                               rtol=1e-9)
+    assert not np.allclose(after["forecast"].to_numpy()[:, ~untouched], before["forecast"].to_numpy()[:, ~untouched])
+
+
+def _panel_csv(ds):
+    return ds.path.parent / "panel.csv"
