@@ -155,7 +155,7 @@ def recursive_forecast(predictor, inputs: np.ndarray, horizon: int, model_horizo
     return np.concatenate(rounds, axis=1)[:, :horizon]
 
 
-def _series_forecasts(view, predictor, codes: np.ndarray, horizon: int, quantiles=None) -> dict:
+def _series_forecasts(view, predictor, codes: np.ndarray, horizon: int, quantiles=None, known=None) -> dict:
     """One group of series: the forecast from each one's last window, with its future times."""
     inputs, last, usable = view.last_windows(codes)
     names = np.asarray(view.attrs.get("series", {}).get("names") or [""], dtype=object)
@@ -168,15 +168,20 @@ def _series_forecasts(view, predictor, codes: np.ndarray, horizon: int, quantile
                           f"{short} (of {int((~usable).sum())} such series) end with fewer; leave them out "
                           "with series=[...].")
     model_horizon, targets = int(view.windows["horizon"]), list(view.windows["target_index"])
+    times = np.stack([view.future_times(value, horizon) for value in last]) if len(codes) else np.zeros((0, horizon))
+    if view.decoder:  # the future's known channels and calendar in the decoder part (horizon <= the model's)
+        full = np.stack([view.future_times(value, model_horizon) for value in last]) if len(codes) else np.zeros(
+            (0, model_horizon), dtype=np.int64)
+        inputs = view.future_window(inputs, full, known)
     scaled = recursive_forecast(predictor, inputs, horizon, model_horizon, targets, quantiles)
     shape = (len(codes), horizon) if len(targets) == 1 else (len(codes), horizon, len(targets))
     scaled = scaled.reshape((*shape, *([len(quantiles)] if quantiles else [])))
-    times = np.stack([view.future_times(value, horizon) for value in last]) if len(codes) else np.zeros((0, horizon))
     return {"forecast": unscale_outputs(view, scaled.astype(np.float64), quantiles), "forecast_scaled": scaled,
             "series": names[codes], "origin": as_times(last, view.attrs), "time": as_times(times, view.attrs)}
 
 
-def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_task: int = 256, quantiles=None):
+def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_task: int = 256, quantiles=None,
+                     known: dict | None = None):
     """Forecasts past the end of each series in ``codes``, from its last window, lazily.
 
     Parameters
@@ -194,6 +199,9 @@ def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_
         Neighbouring series read and forecast by one Dask task.
     quantiles : list of float, optional
         The model forecasts these quantiles (a last output axis).
+    known : dict, optional
+        Known-future channels' values ``(len(codes), model horizon)`` in
+        original units, for a store whose windows have a decoder part.
 
     Returns
     -------
@@ -219,7 +227,8 @@ def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_
     codes = np.asarray(codes, dtype=np.int64)
     for start in range(0, len(codes), series_per_task):
         group = codes[start:start + series_per_task]
-        result = dask.delayed(_series_forecasts, pure=True)(view, predictor, group, horizon, quantiles)
+        part = None if not known else {name: values[start:start + series_per_task] for name, values in known.items()}
+        result = dask.delayed(_series_forecasts, pure=True)(view, predictor, group, horizon, quantiles, part)
         for name, (shape, dtype) in shapes.items():
             parts[name].append(da.from_delayed(result[name], shape=(len(group), *shape), dtype=dtype))
     arrays = {name: da.concatenate(pieces) for name, pieces in parts.items()}
@@ -241,7 +250,7 @@ def _chunk_metric_sums(view, predictor, chunk: int, split: str, season: int, sca
     inputs, targets, where = view.gather(X, meta, starts)
     n, window, horizon = len(starts), view.windows["window"], view.windows["horizon"]
     actual = as_3d(view.unscale(np.asarray(targets, dtype=np.float64)).reshape((n, *view.target_shape)))
-    history = as_3d(view.unscale(inputs[:, :, view.windows["target_index"]].astype(np.float64),
+    history = as_3d(view.unscale(inputs[:, :window, view.windows["target_index"]].astype(np.float64),
                                   target_names(view)).reshape(n, window, -1))
     forecasts = {}
     probabilistic = None

@@ -562,7 +562,7 @@ class Trainer:
         """
         return self._predict(data, split, probabilities=False)
 
-    def forecast(self, ds, horizon: int | None = None, series=None):
+    def forecast(self, ds, horizon: int | None = None, series=None, *, future: dict | None = None):
         """Forecasts past the end of each series of a sequence store, with their future timestamps.
 
         Each series' last ``window`` steps (whose next steps are not in the
@@ -587,6 +587,13 @@ class Trainer:
         series : str or list of str, optional
             The series to forecast (names, as in ``ds.attrs["series"]["names"]``);
             default all.
+        future : dict, optional
+            For a store with ``known_future`` channels: each one's future
+            values in original units, an array ``(n_series, model horizon)``
+            (the series in the order forecast).  Calendar features need
+            nothing: they come from the future times.  A window with a
+            decoder part is not forecast recursively (``horizon`` at most
+            the model's).
 
         Returns
         -------
@@ -619,22 +626,54 @@ class Trainer:
         if ds.kind != "sequence":
             raise SchemaError(f"Trainer.forecast forecasts past the end of sequence stores; {str(ds.path)!r} is a "
                               f"{ds.kind} store (use predict).")
-        check_params("Trainer.forecast", {"horizon": horizon, "series": series},
-                     {"horizon": [Interval(int, 1, None), None], "series": [str, list, None]})
+        check_params("Trainer.forecast", {"horizon": horizon, "series": series, "future": future},
+                     {"horizon": [Interval(int, 1, None), None], "series": [str, list, None],
+                      "future": [dict, None]})
         self._check_store_model(ds)
         view = ds.view
         model_horizon = int(view.windows["horizon"])
         horizon = model_horizon if horizon is None else int(horizon)
         channels, targets = list(ds.feature_names), list(ds.window["targets"])
-        if horizon > model_horizon and set(channels) - set(targets):
+        if horizon > model_horizon and set(channels) - set(targets) and not view.decoder:
             others = [name for name in channels if name not in targets]
             raise ParameterError(
                 f"The 'horizon' parameter of Trainer.forecast is {horizon}, longer than the model's horizon "
                 f"{model_horizon}: forecasting it recursively needs the future of the input channels {others}, "
                 f"which the model does not forecast. Use horizon <= {model_horizon}, or train a model whose "
                 f"targets are every channel (ingest with target={channels}) or whose horizon is {horizon}.")
-        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, self._series_codes(ds, series),
-                                quantiles=self._quantiles())
+        codes = self._series_codes(ds, series)
+        known = self._known_future(ds, future, len(codes), horizon)
+        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, codes,
+                                quantiles=self._quantiles(), known=known)
+
+    @staticmethod
+    def _known_future(ds: Dataset, future: dict | None, n_series: int, horizon: int) -> dict | None:
+        """``future=`` checked against the store's known-future channels: arrays ``(n_series, model horizon)``."""
+        view = ds.view
+        if not view.decoder:
+            if future:
+                raise ParameterError(f"The 'future' parameter of Trainer.forecast gives {sorted(future)}, but the "
+                                     f"store {str(ds.path)!r} has no known_future channels; leave it out.")
+            return None
+        model_horizon = int(view.windows["horizon"])
+        if horizon > model_horizon:
+            raise ParameterError(f"The 'horizon' parameter of Trainer.forecast is {horizon}, but windows with a "
+                                 f"decoder part (known_future / calendar) are forecast at most {model_horizon} steps "
+                                 "ahead (no recursion); use a smaller horizon.")
+        wanted = list(view.windows.get("known_future") or ())
+        future = dict(future or {})
+        if sorted(future) != sorted(wanted):
+            raise ParameterError(f"The 'future' parameter of Trainer.forecast must give the future values of the "
+                                 f"known_future channels {wanted}; got {sorted(future)}.")
+        arrays = {}
+        for name in wanted:
+            values = np.asarray(future[name], dtype=np.float64)
+            if values.shape != (n_series, model_horizon) or not np.isfinite(values).all():
+                raise ParameterError(f"future[{name!r}] of Trainer.forecast must be finite numbers of shape "
+                                     f"({n_series}, {model_horizon}) (series forecast, model horizon); got shape "
+                                     f"{values.shape}.")
+            arrays[name] = values
+        return arrays
 
     @staticmethod
     def _series_codes(ds: Dataset, series) -> np.ndarray:
