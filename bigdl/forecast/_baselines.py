@@ -307,7 +307,8 @@ def _model_forecasts(name: str, train: np.ndarray, values: np.ndarray, origins: 
         except (ValueError, np.linalg.LinAlgError) as error:
             raise SchemaError(f"bigdl.forecast.baselines: {name} {options} cannot be fitted on the training part "
                               f"of series {series or 'the series'!r} ({len(train)} steps): {error}. Give other "
-                              f"options ({name}={{...}}), a smaller season, or leave {name!r} out of models=.") from None
+                              f"options ({name}={{...}}), a smaller season, or leave {name!r} out of "
+                              "models=.") from None
         warned[name] = warned.get(name, 0) + count
         # The fitted parameters, run over the whole series: the state at each origin has seen nothing after it.
         with warnings.catch_warnings():

@@ -132,7 +132,8 @@ def test_baselines_refuse_what_they_cannot_do(monthly_panel, tmp_path):
     with pytest.raises(ParameterError, match="initialization_method='concentrated'"):
         bigdl.forecast.baselines(monthly_panel, models=["ets"], ets={"initialization_method": "concentrated"})
     with pytest.raises(SchemaError, match="cannot be fitted on the training part of series 'a'"):
-        bigdl.forecast.baselines(monthly_panel, models=["arima"], arima={"order": (1, 1, 1), "seasonal_order": (1, 1, 1, 1)})
+        bigdl.forecast.baselines(monthly_panel, models=["arima"],
+                                 arima={"order": (1, 1, 1), "seasonal_order": (1, 1, 1, 1)})
 
 
 

@@ -39,13 +39,17 @@ def test_windows_carry_the_known_future_and_the_calendar(panel):
     X, y, meta = next(iter(ChunkLoader(ds, "train", batch_size=16, shuffle=False, metadata=True)))
     X, y = X.numpy(), y.numpy()
     state = ds.attrs["preprocessing"]
-    temperature = frame.assign(time=pd.to_datetime(frame["time"])).set_index(["series", "time"])["temperature"]
+    indexed = frame.assign(time=pd.to_datetime(frame["time"])).set_index(["series", "time"])
+    temperature, load = indexed["temperature"], indexed["load"]
     names = np.asarray(ds.attrs["series"]["names"])
     times = meta["target_time"].numpy().view("datetime64[ns]")
     for row in range(len(X)):
         keys = pd.MultiIndex.from_arrays([np.repeat(names[meta["series"].numpy()[row]], HORIZON), times[row]])
         expected = (temperature.loc[keys].to_numpy() - state["mean"][1]) / state["std"][1]
         np.testing.assert_allclose(X[row, WINDOW:, 1], expected, rtol=1e-5, atol=1e-5)  # the known future
+        # the targets are the loads of those steps, which the inputs hide
+        np.testing.assert_allclose(y[row], (load.loc[keys].to_numpy() - state["mean"][0]) / state["std"][0],
+                                   rtol=1e-5, atol=1e-5)
         hours = pd.DatetimeIndex(times[row]).hour.to_numpy()
         np.testing.assert_allclose(X[row, WINDOW:, 2], np.sin(2 * np.pi * hours / 24), atol=1e-6)
         np.testing.assert_allclose(X[row, WINDOW:, 3], np.cos(2 * np.pi * hours / 24), atol=1e-6)

@@ -128,7 +128,7 @@ class SequenceView(SampleView):
         return (window + int(self.windows.get("horizon", 1)), int(self.stored_shape[0]) + extra)
 
     def decoder_columns(self) -> dict:
-        """Which input columns are what, for a decoder layout: ``values``, ``known`` (in the decoder part), ``calendar``.
+        """Which input columns are what in a decoder layout: ``values``, ``known`` (decoder part), ``calendar``.
 
         Returns
         -------
@@ -393,7 +393,9 @@ class SequenceView(SampleView):
         """
         window = self.windows["window"]
         columns = self.decoder_columns()
-        full = np.ascontiguousarray(spans.transpose(0, 2, 1), dtype=np.float32)
+        # A copy always: the spans may be laid out so that the transpose is contiguous, and then
+        # ascontiguousarray would hand back a view whose zeroing erased the targets.
+        full = np.array(spans.transpose(0, 2, 1), dtype=np.float32, order="C", copy=True)
         unknown = [index for index in columns["values"] if index not in columns["known"]]
         full[:, window:, unknown] = 0.0  # the future of these is what is forecast, or not known
         indicator = np.zeros((*full.shape[:2], 1), dtype=np.float32)
@@ -450,7 +452,9 @@ class SequenceView(SampleView):
                 f"{steps.get('total', 0):,} steps: {steps.get('observed', 0):,} observed, "
                 f"{steps.get('inserted', 0):,} inserted by gaps={state.get('gaps')!r}",
                 f"windows      window {window.get('window')}, horizon {window.get('horizon')}, "
-                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)",
+                f"stride {window.get('stride')}, targets {window.get('targets')} (cut at load time)"
+                + (f"; decoder part: known future {window.get('known_future') or []}, calendar "
+                   f"{window.get('calendar') or []}" if self.decoder else ""),
                 *self._grid_lines(state, series)]
 
     def _grid_lines(self, state: dict, series: dict) -> list[str]:
