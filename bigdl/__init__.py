@@ -17,7 +17,7 @@ from bigdl.store import open_store as open  # noqa: E402,A001
 
 # Subpackages that import torch or scikit-learn load on first use, so the
 # CLI and ingest start quickly.
-_LAZY = ("train", "estimators", "explain", "models", "loaders")
+_LAZY = ("train", "estimators", "explain", "models", "loaders", "forecast")
 
 __all__ = ["__version__", "open", "Dataset", "cluster", "datasets", "errors", "ingest", "store", *_LAZY]
 

@@ -32,7 +32,7 @@ import numpy as np
 from bigdl.errors import ParameterError
 
 __all__ = ["Constraint", "Interval", "Options", "HasMethods", "Predicate", "Hidden", "check_params",
-           "check_estimator_params", "parameter_error", "make_constraint"]
+           "check_estimator_params", "parameter_error", "make_constraint", "QUANTILES"]
 
 _BOOLS = (bool, np.bool_)
 
@@ -459,3 +459,17 @@ def check_estimator_params(estimator, constraints: dict | None = None) -> None:
     """
     table = type(estimator)._constraints if constraints is None else constraints
     check_params(type(estimator).__name__, estimator.get_params(deep=False), table)
+
+
+def _is_quantile_list(value) -> bool:
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    try:
+        numbers = [float(item) for item in value]
+    except (TypeError, ValueError):
+        return False
+    return all(0 < item < 1 for item in numbers) and all(a < b for a, b in zip(numbers, numbers[1:]))
+
+
+#: What a ``quantiles=`` parameter accepts (``QuantileLoss``, ``StackedLSTM``).
+QUANTILES = [Predicate(_is_quantile_list, "a non-empty increasing list of floats in (0, 1)")]

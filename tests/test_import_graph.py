@@ -3,7 +3,7 @@
 Every ``import`` statement counts, the ones inside functions too (a lazy
 import is still a dependency).  Layers, bottom first (docs/architecture.md):
 
-errors -> _validation -> runtime, preprocessing -> store -> ingest, loaders -> train -> estimators, explain -> cluster, cli
+errors -> _validation -> runtime, preprocessing -> store -> ingest, loaders, forecast -> train -> estimators, explain -> cluster, cli
 
 (preprocessing is the fitted transforms' state and maths: the store rebuilds
 a tabular store's preprocessor from its attributes, ingest fits it.)
@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "bigdl"
 
 # What a package may import, besides itself (and anything outside bigdl).
-STORE_MUST_NOT_IMPORT = {"ingest", "train", "estimators", "explain", "cluster", "loaders", "datasets", "models",
+STORE_MUST_NOT_IMPORT = {"ingest", "train", "estimators", "explain", "cluster", "loaders", "datasets", "models", "forecast",
                          "cli"}
 
 
@@ -170,4 +170,12 @@ def test_library_code_draws_without_pyplot():
             switch = isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use"
             if pyplot or switch:
                 offenders.append(f"{_module_name(path)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_forecast_sits_below_train():
+    """The baselines and the shared forecasting figures need no torch: train imports them, not the other way."""
+    allowed = {"forecast", "errors", "_validation", "runtime", "preprocessing", "store"}
+    offenders = sorted(f"{module} imports {other}" for module, imported in _graph().items()
+                       if _unit(module) == "forecast" for other in imported if _unit(other) not in allowed)
     assert not offenders, offenders

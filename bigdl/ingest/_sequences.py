@@ -43,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bigdl._validation import Interval, Options, check_params
-from bigdl.errors import EmptyResultError, SchemaError
+from bigdl.errors import EmptyResultError, ParameterError, SchemaError
 from bigdl.ingest import _rows
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
@@ -72,7 +72,7 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
               target: str | list[str] | None = None, store: str | os.PathLike, window: int = 16, horizon: int = 1,
               stride: int = 1, frequency=None, gaps: str = "ffill", duplicates: str = "last",
               non_finite: str = "reject", max_filled: float = 0.05, validation: float = 0.1, test: float = 0.2,
-              scale: bool = True,
+              scale: bool = True, known_future: list[str] | None = None, calendar: list[str] | None = None,
               format: str | None = None, table: str | None = None, time_format: str | None = None,
               rows_per_chunk: int | None = None, blocksize: int | str = "64MiB", compression: str = "lz4",
               overwrite: bool = False, progress: bool = True, client=None) -> Dataset:
@@ -151,6 +151,21 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
         Fractions of each series' steps, taken from its end: the last ``test``
         fraction is the test split, the ``validation`` fraction before it the
         validation split.
+    known_future : list of str, optional
+        Value channels whose future is known when forecasting (a planned
+        price, a weather forecast, a holiday flag): a window then also holds
+        the ``horizon`` steps after its inputs, where these channels (and the
+        ``calendar`` features) keep their values and every other channel is
+        zero, with an indicator channel that is 1 on those steps (the
+        *decoder part* of the window; see :class:`bigdl.models.StackedLSTM`).
+        They may not be targets.  ``Trainer.forecast`` past the end needs
+        their future values (``future=``).
+    calendar : list of {"hour", "dayofweek", "dayofyear", "month"}, optional
+        Calendar features from the time grid (date/time columns only): the
+        sine and cosine of the hour of the day, day of the week, day of the
+        year or month of the year, at every step of a window, its decoder
+        part too (their future is always known).  Computed at load time from
+        the stored times, not stored.
     scale : bool, default True
         Standardise each channel with its mean and standard deviation,
         fitted out of core on the **training part** of every series only
@@ -217,9 +232,10 @@ def sequences(source, *, time: str | None = None, values: list[str] | None = Non
     plan = plan_sources(source, format=format, table=table, blocksize=blocksize, owner="sequences")
     spec = _resolve_columns(plan, time=time, values=values, series=series, target=target, gaps=gaps,
                             time_format=time_format, non_finite=non_finite)
+    decoder = _decoder_spec(spec, known_future, calendar)
     steps = SequenceSteps(plan, spec, frequency=frequency, duplicates=duplicates, scale=scale, max_filled=max_filled,
                           validation=validation, test=test, window={"window": window, "horizon": horizon,
-                                                                    "stride": stride},
+                                                                    "stride": stride, **decoder},
                           rows_per_chunk=rows_per_chunk, compression=compression)
     steps.inputs = tuple(plan.paths)
     return run_ingest(steps, store, overwrite=overwrite, progress=progress, client=client)
@@ -443,6 +459,34 @@ def _resolve_columns(plan: SourcePlan, *, time, values, series, target, gaps, ti
     return {"format": plan.format, "time": time, "series": series, "values": values, "targets": targets,
             "target_index": [values.index(name) for name in targets], "time_kind": time_kind, "gaps": gaps,
             "time_format": time_format, "non_finite": non_finite}
+
+
+def _decoder_spec(spec: dict, known_future, calendar) -> dict:
+    """The window spec's ``known_future`` channels and ``calendar`` features, checked against the columns."""
+    from bigdl.store.kinds.sequence import CALENDAR_FEATURES
+
+    check_params("sequences", {"known_future": known_future, "calendar": calendar},
+                 {"known_future": [list, None], "calendar": [list, None]})
+    decoder = {}
+    if known_future:
+        unknown = [name for name in known_future if name not in spec["values"]]
+        if unknown:
+            raise SchemaError(f"known_future= names {unknown}, which are not value columns; the value columns are "
+                              f"{spec['values']}.")
+        targets = [name for name in known_future if name in spec["targets"]]
+        if targets:
+            raise SchemaError(f"known_future= names the target(s) {targets}: a target's future is what is forecast. "
+                              "Leave them out of known_future= (or out of target=).")
+        decoder["known_future"] = list(dict.fromkeys(known_future))
+    if calendar:
+        wrong = [name for name in calendar if name not in CALENDAR_FEATURES]
+        if wrong:
+            raise ParameterError(f"The 'calendar' parameter of sequences names {wrong}; the calendar features are "
+                                 f"{list(CALENDAR_FEATURES)}.")
+        if spec["time_kind"] != "datetime":
+            raise SchemaError("calendar= needs a date/time column: the time column holds numbers.")
+        decoder["calendar"] = list(dict.fromkeys(calendar))
+    return decoder
 
 
 def _check_roles(time: str, series: str | None, values: list[str]) -> None:

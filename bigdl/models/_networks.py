@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bigdl._validation import Interval, Options, Predicate, check_params
+from bigdl._validation import QUANTILES, Interval, Options, Predicate, check_params
 from bigdl.errors import ParameterError
 
 __all__ = ["MLP", "CNN", "StackedLSTM"]
@@ -191,6 +191,26 @@ class StackedLSTM(nn.Module):
         Left out, it is ``0 .. out_features - 1``, and the Trainer refuses
         to train a residual model on a store whose targets are other
         channels (it would add the wrong channel's last value).
+    quantiles : list of float, optional
+        Forecast these quantiles of each target step (increasing, in (0,
+        1)), for probabilistic forecasts: the outputs get a last axis of one
+        value per quantile, trained with
+        :class:`~bigdl.train.QuantileLoss` (the Trainer's default loss for
+        such a model).  ``Trainer.predict`` and ``Trainer.forecast`` give
+        them a ``quantile`` dimension; point figures use the quantile
+        nearest 0.5.
+    decoder : dict, optional
+        The windows have a decoder part (a store ingested with
+        ``known_future=`` or ``calendar=``; :meth:`for_store` fills this in
+        from ``ds.view.decoder_columns()``): ``{"values": [...], "known":
+        [...]}``, the input columns holding the series' channels and those
+        known in the future.  The LSTM then runs over the whole ``window +
+        horizon`` steps (the decoder steps carry the known-future channels,
+        the calendar features and an indicator), and each forecast step is
+        read from the LSTM's output at that step (a shared linear head),
+        not from the last input step's.  With ``residual=True`` the shift
+        by the last input step applies to the value channels, and in the
+        decoder part to the known ones only.
 
     Raises
     ------
@@ -204,14 +224,24 @@ class StackedLSTM(nn.Module):
 
     def __init__(self, input_size: int, hidden: int = 64, layers: int = 3, out_features: int = 1,
                  horizon: int = 1, dropout: float = 0.0, residual: bool = False,
-                 target_channels: list[int] | None = None):
+                 target_channels: list[int] | None = None, quantiles: list[float] | None = None,
+                 decoder: dict | None = None):
         super().__init__()
+        quantiles = list(quantiles) if isinstance(quantiles, tuple) else quantiles
+        check_params("StackedLSTM", {"quantiles": quantiles}, {"quantiles": [*QUANTILES, None]})
+        self.quantiles = None if quantiles is None else [float(value) for value in quantiles]
+        n_outputs = 1 if quantiles is None else len(quantiles)
         check_params("StackedLSTM", {"input_size": input_size, "hidden": hidden, "layers": layers,
                                      "out_features": out_features, "horizon": horizon, "dropout": dropout},
                      {**PARAMETERS, "hidden": [_SIZE]})  # one width: every layer's units
         self.lstm = nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
-        self.head = nn.Linear(hidden, horizon * out_features)
+        if decoder is not None and not (isinstance(decoder, dict) and {"values", "known"} <= set(decoder)):
+            raise ParameterError("The 'decoder' parameter of StackedLSTM must be a dict with 'values' and 'known' "
+                                 f"column lists (ds.view.decoder_columns()). Got {decoder!r} instead.")
+        self.decoder = None if decoder is None else {"values": [int(c) for c in decoder["values"]],
+                                                     "known": [int(c) for c in decoder["known"]]}
+        self.head = nn.Linear(hidden, (1 if decoder else horizon) * out_features * n_outputs)
         self.input_size, self.horizon, self.out_features = input_size, horizon, out_features
         channels = list(range(out_features)) if target_channels is None else [int(c) for c in target_channels]
         if (residual or target_channels is not None) and (
@@ -238,8 +268,11 @@ class StackedLSTM(nn.Module):
         StackedLSTM
         """
         targets = [ds.feature_names.index(name) for name in ds.window["targets"]]
-        settings = {"input_size": ds.n_features, "out_features": len(targets), "horizon": ds.window["horizon"],
+        view = ds.view
+        settings = {"input_size": ds.sample_shape[-1], "out_features": len(targets), "horizon": ds.window["horizon"],
                     "target_channels": targets}
+        if getattr(view, "decoder", False):
+            settings["decoder"] = view.decoder_columns()
         settings.update(options)
         return cls(**settings)
 
@@ -284,11 +317,28 @@ class StackedLSTM(nn.Module):
 
         Returns
         -------
-        torch.Tensor of shape (batch, horizon) for one output, else (batch, horizon, out_features)
+        torch.Tensor
+            ``(batch, horizon)`` for one output, else ``(batch, horizon,
+            out_features)``; with ``quantiles``, one more last axis of one
+            value per quantile.
         """
-        last = x[:, -1:, :]
-        output, _ = self.lstm(x - last if self.residual else x)
-        forecast = self.head(output[:, -1]).view(x.shape[0], self.horizon, self.out_features)
+        n_outputs = 1 if self.quantiles is None else len(self.quantiles)
+        if self.decoder is not None:
+            window = x.shape[1] - self.horizon
+            last = x[:, window - 1:window, :]
+            if self.residual:
+                encoder, known = torch.zeros_like(last), torch.zeros_like(last)
+                encoder[..., self.decoder["values"]] = last[..., self.decoder["values"]]
+                known[..., self.decoder["known"]] = last[..., self.decoder["known"]]
+                x = x - torch.cat([encoder.expand(-1, window, -1), known.expand(-1, self.horizon, -1)], dim=1)
+            output, _ = self.lstm(x)
+            forecast = self.head(output[:, window:]).view(x.shape[0], self.horizon, self.out_features, n_outputs)
+        else:
+            last = x[:, -1:, :]
+            output, _ = self.lstm(x - last if self.residual else x)
+            forecast = self.head(output[:, -1]).view(x.shape[0], self.horizon, self.out_features, n_outputs)
         if self.residual:
-            forecast = forecast + last[:, :, self.target_channels]
-        return forecast.squeeze(-1) if self.out_features == 1 else forecast
+            forecast = forecast + last[:, :, self.target_channels, None]
+        if self.quantiles is None:
+            forecast = forecast.squeeze(-1)
+        return forecast.squeeze(2) if self.out_features == 1 else forecast

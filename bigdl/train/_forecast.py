@@ -12,44 +12,49 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sequence_forecasts", "as_times", "forecast_metrics", "training_scales", "infer_season"]
+from bigdl.forecast._metrics import (SEASONS, as_3d, as_times, error_sums, figures_from_sums, infer_season,
+                                    median_index, pinball_sums, seasonal_naive_back, target_names, training_scales)
+
+__all__ = ["sequence_forecasts", "future_forecasts", "recursive_forecast", "forecast_metrics", "unscale_outputs",
+           "SEASONS", "as_times",
+           "infer_season", "training_scales", "error_sums", "figures_from_sums", "seasonal_naive_back"]
 
 
-def as_times(values: np.ndarray, attrs: dict) -> np.ndarray:
-    """Stored times as ``datetime64[ns]`` for a date/time column, as they are for numeric times.
+def unscale_outputs(view, scaled: np.ndarray, quantiles=None) -> np.ndarray:
+    """Model outputs in the targets' original units; a quantile forecast's last axis is the quantiles.
 
     Parameters
     ----------
-    values : numpy.ndarray
-        int64 nanoseconds or float64 numbers.
-    attrs : dict
-        The store's attributes.
+    view : SequenceView
+    scaled : numpy.ndarray
+    quantiles : list of float, optional
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray of float64
     """
-    if attrs.get("preprocessing", {}).get("time", {}).get("kind") == "datetime":
-        return np.asarray(values, dtype=np.int64).view("datetime64[ns]")
-    return np.asarray(values, dtype=np.float64)
+    if not quantiles:
+        return view.unscale(scaled)
+    return np.moveaxis(view.unscale(np.moveaxis(np.asarray(scaled, dtype=np.float64), -1, 0)), 0, -1)
 
 
-def _chunk_forecasts(view, predictor, chunk: int, split: str) -> dict:
+def _chunk_forecasts(view, predictor, chunk: int, split: str, quantiles=None) -> dict:
     """One chunk's windows: forecasts and actual values (original and scaled units), series, origin, times."""
     X, meta, starts = view.read_chunk(chunk, split)
     inputs, targets, where = view.gather(X, meta, starts)
-    target_shape = (len(starts), *view.target_shape)
+    target_shape = (len(starts), *view.target_shape, *([len(quantiles)] if quantiles else []))
     if len(starts):
         scaled = np.asarray(predictor(view.to_model(inputs)), dtype=np.float64).reshape(target_shape)
     else:
         scaled = np.zeros(target_shape)
     names = np.asarray(view.attrs.get("series", {}).get("names") or [""], dtype=object)
-    return {"forecast": view.unscale(scaled), "actual": view.unscale(np.asarray(targets, dtype=np.float64)),
+    return {"forecast": unscale_outputs(view, scaled, quantiles),
+            "actual": view.unscale(np.asarray(targets, dtype=np.float64)),
             "forecast_scaled": scaled.astype(np.float32), "series": names[where["series"]],
             "origin": as_times(where["origin"], view.attrs), "time": as_times(where["target_time"], view.attrs)}
 
 
-def sequence_forecasts(predictor, ds, split: str = "all"):
+def sequence_forecasts(predictor, ds, split: str = "all", quantiles=None):
     """The forecasts of every window of ``split``, lined up with their series and times, lazily.
 
     Parameters
@@ -60,12 +65,15 @@ def sequence_forecasts(predictor, ds, split: str = "all"):
     ds : Dataset
         A sequence store.
     split : {"train", "validation", "test", "all"}, default "all"
+    quantiles : list of float, optional
+        The model forecasts these quantiles (a last output axis).
 
     Returns
     -------
     xarray.Dataset
         Dimensions ``window`` and ``step`` (and ``target`` with several
-        targets); ``forecast`` and ``actual`` in the target's original units,
+        targets; ``forecast`` has a ``quantile`` dimension last for a
+        quantile model); ``forecast`` and ``actual`` in the target's original units,
         ``forecast_scaled`` as the model gave it; coordinates ``series``
         (name), ``origin`` (time of the window's last input step) and
         ``time`` (``(window, step)``: each forecast's target time).  Dask
@@ -79,158 +87,195 @@ def sequence_forecasts(predictor, ds, split: str = "all"):
     counts = view.chunk_counts(split)
     time_dtype = as_times(np.zeros(0), ds.attrs).dtype
     target_shape = tuple(view.target_shape)
-    shapes = {"forecast": (target_shape, np.float64), "actual": (target_shape, np.float64),
-              "forecast_scaled": (target_shape, np.float32), "series": ((), object), "origin": ((), time_dtype),
+    output_shape = (*target_shape, *([len(quantiles)] if quantiles else []))
+    shapes = {"forecast": (output_shape, np.float64), "actual": (target_shape, np.float64),
+              "forecast_scaled": (output_shape, np.float32), "series": ((), object), "origin": ((), time_dtype),
               "time": (target_shape[:1], time_dtype)}
     predictor = dask.delayed(predictor, pure=True)
     parts: dict[str, list] = {name: [] for name in shapes}
     for chunk, count in enumerate(counts):
         if not count:
             continue
-        result = dask.delayed(_chunk_forecasts, pure=True)(view, predictor, chunk, split)
+        result = dask.delayed(_chunk_forecasts, pure=True)(view, predictor, chunk, split, quantiles)
         for name, (tail, dtype) in shapes.items():
             parts[name].append(da.from_delayed(result[name], shape=(int(count), *tail), dtype=dtype))
     arrays = {name: (da.concatenate(pieces) if pieces else da.zeros((0, *shapes[name][0]), dtype=shapes[name][1]))
               for name, pieces in parts.items()}
     dims = ("window", "step", "target")[:1 + len(target_shape)]
+    output_dims = (*dims, *(["quantile"] if quantiles else []))
     coords = {"series": ("window", arrays["series"]), "origin": ("window", arrays["origin"]),
               "time": (("window", "step"), arrays["time"]), "step": np.arange(1, target_shape[0] + 1)}
     if len(target_shape) > 1:
         coords["target"] = list(ds.window["targets"])
-    return xr.Dataset({name: (dims, arrays[name]) for name in ("forecast", "actual", "forecast_scaled")},
+    if quantiles:
+        coords["quantile"] = list(quantiles)
+    return xr.Dataset({"forecast": (output_dims, arrays["forecast"]), "actual": (dims, arrays["actual"]),
+                       "forecast_scaled": (output_dims, arrays["forecast_scaled"])},
                       coords=coords, attrs={"store": str(ds.path), "split": split,
                                             "units": "forecast and actual: the target's original units"})
 
 
-# ------------------------------------------------------------------ honest metrics
-#: The season (steps per cycle) of common grid frequencies, for MASE's seasonal-naive scale.
-SEASONS = {"MS": 12, "ME": 12, "BMS": 12, "BME": 12, "QS": 4, "QE": 4, "BQS": 4, "BQE": 4, "YS": 1, "YE": 1,
-           "BYS": 1, "BYE": 1, "W": 52, "B": 5, "D": 7, "h": 24, "min": 60}
+# ------------------------------------------------------------------ past the end
+def recursive_forecast(predictor, inputs: np.ndarray, horizon: int, model_horizon: int,
+                       target_index: list[int], quantiles=None) -> np.ndarray:
+    """Forecast ``horizon`` steps from scaled windows, feeding the model's own forecasts back beyond its horizon.
 
-
-def infer_season(attrs: dict) -> int:
-    """The season of a store's grid: 12 for months, 4 quarters, 52 weeks, 7 days, 24 hours, 5 business days, 1 else.
+    Each round forecasts ``model_horizon`` steps from the last ``window``
+    steps; the forecasts take the place of the target channels of the next
+    steps, and the next round starts from there (every channel must be a
+    target: the caller checks).
 
     Parameters
     ----------
-    attrs : dict
-        The store's attributes (``preprocessing.time.frequency``).
+    predictor : callable
+        ``predictor(windows) -> outputs`` on scaled windows ``(n, window, channels)``.
+    inputs : numpy.ndarray of shape (n, window, channels)
+    horizon, model_horizon : int
+    target_index : list of int
+        The channel of each model output.
+    quantiles : list of float, optional
+        A quantile model's quantiles: the quantile nearest 0.5 is fed back.
 
     Returns
     -------
-    int
+    numpy.ndarray of shape (n, horizon, n_targets) or (n, horizon, n_targets, n_quantiles), scaled
     """
-    import re
+    n, window, _ = inputs.shape
+    rounds, history = [], np.asarray(inputs, dtype=np.float32)
+    done = 0
+    shape = (n, model_horizon, len(target_index), len(quantiles) if quantiles else 1)
+    while done < horizon:
+        outputs = np.asarray(predictor(history[:, -window:]), dtype=np.float32).reshape(shape)
+        rounds.append(outputs if quantiles else outputs[..., 0])
+        done += model_horizon
+        if done < horizon:
+            steps = np.zeros((n, model_horizon, history.shape[2]), dtype=np.float32)
+            steps[:, :, target_index] = outputs[..., median_index(quantiles) if quantiles else 0]
+            history = np.concatenate([history[:, -window:], steps], axis=1)
+    return np.concatenate(rounds, axis=1)[:, :horizon]
 
-    time = attrs.get("preprocessing", {}).get("time", {})
-    frequency = time.get("frequency")
-    if time.get("kind") != "datetime" or not isinstance(frequency, str):
-        return 1
-    match = re.fullmatch(r"(\d*)([A-Za-z]+)(-\w+)?", frequency)
-    if not match:
-        return 1
-    count, name = int(match.group(1) or 1), match.group(2)
-    if name == "D" and count == 7:
-        return 52
-    season = SEASONS.get(name, 1)
-    return max(1, season // count) if season % count == 0 else 1
+
+def _series_forecasts(view, predictor, codes: np.ndarray, horizon: int, quantiles=None, known=None) -> dict:
+    """One group of series: the forecast from each one's last window, with its future times."""
+    inputs, last, usable = view.last_windows(codes)
+    names = np.asarray(view.attrs.get("series", {}).get("names") or [""], dtype=object)
+    if not usable.all():
+        from bigdl.errors import SchemaError
+
+        window = view.windows["window"]
+        short = [str(names[code]) or "the series" for code in codes[~usable]][:5]
+        raise SchemaError(f"Trainer.forecast needs the last {window} steps of each series without a gap, but "
+                          f"{short} (of {int((~usable).sum())} such series) end with fewer; leave them out "
+                          "with series=[...].")
+    model_horizon, targets = int(view.windows["horizon"]), list(view.windows["target_index"])
+    times = np.stack([view.future_times(value, horizon) for value in last]) if len(codes) else np.zeros((0, horizon))
+    if view.decoder:  # the future's known channels and calendar in the decoder part (horizon <= the model's)
+        full = np.stack([view.future_times(value, model_horizon) for value in last]) if len(codes) else np.zeros(
+            (0, model_horizon), dtype=np.int64)
+        inputs = view.future_window(inputs, full, known)
+    scaled = recursive_forecast(predictor, inputs, horizon, model_horizon, targets, quantiles)
+    shape = (len(codes), horizon) if len(targets) == 1 else (len(codes), horizon, len(targets))
+    scaled = scaled.reshape((*shape, *([len(quantiles)] if quantiles else [])))
+    return {"forecast": unscale_outputs(view, scaled.astype(np.float64), quantiles), "forecast_scaled": scaled,
+            "series": names[codes], "origin": as_times(last, view.attrs), "time": as_times(times, view.attrs)}
 
 
-def training_scales(ds, season: int) -> np.ndarray:
-    """Per series and target, the in-sample seasonal-naive MAE of its training part, in original units.
-
-    ``mean |x_t - x_{t - season}|`` over the training steps ``t`` whose
-    ``t - season`` is a training step of the same series: MASE's denominator.
-    One task per store chunk (with ``season`` rows before it); NaN for a
-    series with no such pair or a constant training part.
+def future_forecasts(predictor, ds, horizon: int, codes: np.ndarray, series_per_task: int = 256, quantiles=None,
+                     known: dict | None = None):
+    """Forecasts past the end of each series in ``codes``, from its last window, lazily.
 
     Parameters
     ----------
+    predictor : callable
+        ``predictor(windows) -> outputs`` on scaled NumPy windows; must pickle.
     ds : Dataset
         A sequence store.
-    season : int
+    horizon : int
+        Steps to forecast (beyond the model's horizon: recursively, see
+        :func:`recursive_forecast`).
+    codes : numpy.ndarray of int
+        The series (codes, in store order).
+    series_per_task : int, default 256
+        Neighbouring series read and forecast by one Dask task.
+    quantiles : list of float, optional
+        The model forecasts these quantiles (a last output axis).
+    known : dict, optional
+        Known-future channels' values ``(len(codes), model horizon)`` in
+        original units, for a store whose windows have a decoder part.
 
     Returns
     -------
-    numpy.ndarray of shape (n_series, n_targets)
+    xarray.Dataset
+        The layout of :func:`sequence_forecasts` without ``actual``: one
+        ``window`` per series (its last ``window`` steps), ``origin`` its
+        last observed time, ``time`` the ``horizon`` grid times after it.
     """
     import dask
+    import dask.array as da
+    import xarray as xr
 
     view = ds.view
-    names = ds.attrs.get("series", {}).get("names") or [""]
-    parts = [dask.delayed(_chunk_scale_sums, pure=True)(view, chunk, season, len(names))
-             for chunk in range(view.n_chunks)]
-    sums = np.sum(dask.compute(*parts), axis=0) if parts else np.zeros((2, len(names), 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scales = sums[0] / sums[1]
-    return np.where(scales > 0, scales, np.nan)
+    time_dtype = as_times(np.zeros(0), ds.attrs).dtype
+    n_targets = len(view.windows["target_index"])
+    tail = (horizon,) if n_targets == 1 else (horizon, n_targets)
+    dims = ("window", "step", "target")[:1 + len(tail)] + (("quantile",) if quantiles else ())
+    tail = (*tail, *([len(quantiles)] if quantiles else []))
+    shapes = {"forecast": (tail, np.float64), "forecast_scaled": (tail, np.float32), "series": ((), object),
+              "origin": ((), time_dtype), "time": ((horizon,), time_dtype)}
+    predictor = dask.delayed(predictor, pure=True)
+    parts: dict[str, list] = {name: [] for name in shapes}
+    codes = np.asarray(codes, dtype=np.int64)
+    for start in range(0, len(codes), series_per_task):
+        group = codes[start:start + series_per_task]
+        part = None if not known else {name: values[start:start + series_per_task] for name, values in known.items()}
+        result = dask.delayed(_series_forecasts, pure=True)(view, predictor, group, horizon, quantiles, part)
+        for name, (shape, dtype) in shapes.items():
+            parts[name].append(da.from_delayed(result[name], shape=(len(group), *shape), dtype=dtype))
+    arrays = {name: da.concatenate(pieces) for name, pieces in parts.items()}
+    coords = {"series": ("window", arrays["series"]), "origin": ("window", arrays["origin"]),
+              "time": (("window", "step"), arrays["time"]), "step": np.arange(1, horizon + 1)}
+    if n_targets > 1:
+        coords["target"] = list(ds.window["targets"])
+    if quantiles:
+        coords["quantile"] = list(quantiles)
+    return xr.Dataset({name: (dims, arrays[name]) for name in ("forecast", "forecast_scaled")}, coords=coords,
+                      attrs={"store": str(ds.path), "split": "future", "units": "forecast: the target's original "
+                             "units", "recursive": bool(horizon > view.windows["horizon"])})
 
 
-def _chunk_scale_sums(view, chunk: int, season: int, n_series: int) -> np.ndarray:
-    low, high = view.chunk_bounds(chunk)
-    start = max(0, low - season)
-    rows = slice(start, high)
-    targets = view.windows["target_index"]
-    values = view.unscale(view.read("X", rows)[:, targets].astype(np.float64), _target_names(view))
-    values = values.reshape(len(values), -1)
-    series, split, position = (view.read(name, rows) for name in ("series", "split", "position"))
-    here = np.arange(low - start, high - start)
-    here = here[here >= season]
-    here = here[(position[here] >= season) & (split[here] == 0) & (split[here - season] == 0)
-                & (series[here] == series[here - season])]
-    sums = np.zeros((2, n_series, values.shape[1]))
-    np.add.at(sums[0], series[here], np.abs(values[here] - values[here - season]))
-    np.add.at(sums[1], series[here], 1.0)
-    return sums
-
-
-def _target_names(view) -> list[str]:
-    names = view.attrs["feature_names"]
-    return [names[index] for index in view.windows["target_index"]]
-
-
-def _as_3d(values: np.ndarray) -> np.ndarray:
-    """(n, horizon) or (n, horizon, targets) -> (n, horizon, targets)."""
-    return values[:, :, None] if values.ndim == 2 else values
-
-
-def _chunk_metric_sums(view, predictor, chunk: int, split: str, season: int, scales: np.ndarray) -> dict:
+def _chunk_metric_sums(view, predictor, chunk: int, split: str, season: int, scales: np.ndarray,
+                       quantiles=None) -> dict:
     """One chunk's error sums for the model and the naive and seasonal-naive baselines, in original units."""
     X, meta, starts = view.read_chunk(chunk, split)
     inputs, targets, where = view.gather(X, meta, starts)
     n, window, horizon = len(starts), view.windows["window"], view.windows["horizon"]
-    actual = _as_3d(view.unscale(np.asarray(targets, dtype=np.float64)).reshape((n, *view.target_shape)))
-    history = _as_3d(view.unscale(inputs[:, :, view.windows["target_index"]].astype(np.float64),
-                                  _target_names(view)).reshape(n, window, -1))
+    actual = as_3d(view.unscale(np.asarray(targets, dtype=np.float64)).reshape((n, *view.target_shape)))
+    history = as_3d(view.unscale(inputs[:, :window, view.windows["target_index"]].astype(np.float64),
+                                  target_names(view)).reshape(n, window, -1))
     forecasts = {}
+    probabilistic = None
     if n:
-        outputs = np.asarray(predictor(view.to_model(inputs)), dtype=np.float64).reshape((n, *view.target_shape))
-        forecasts["model"] = _as_3d(view.unscale(outputs))
+        shape = (n, *view.target_shape, *([len(quantiles)] if quantiles else []))
+        outputs = unscale_outputs(view, np.asarray(predictor(view.to_model(inputs)), dtype=np.float64).reshape(shape),
+                                  quantiles)
+        if quantiles:
+            probabilistic = pinball_sums(outputs, actual.reshape(outputs.shape[:-1]), quantiles)
+            outputs = outputs[..., median_index(quantiles)]
+        forecasts["model"] = as_3d(outputs)
     else:
         forecasts["model"] = np.zeros_like(actual)
     forecasts["naive"] = np.repeat(history[:, -1:, :], horizon, axis=1)
-    steps = np.arange(1, horizon + 1)
-    back = window - 1 + steps - season * np.ceil(steps / season).astype(int)  # one season before each target
+    back = window - 1 + seasonal_naive_back(horizon, season)  # one season before each target
     if (back >= 0).all():
         forecasts["seasonal_naive"] = history[:, back, :]
-    scale = scales[where["series"]][:, None, :]  # (n, 1, targets)
-    sums = {}
-    for name, forecast in forecasts.items():
-        error = forecast - actual
-        absolute = np.abs(error)
-        denominator = np.abs(actual) + np.abs(forecast)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            smape = np.where(denominator > 0, 200.0 * absolute / denominator, 0.0)
-            scaled = absolute / scale
-        finite = np.isfinite(scaled)
-        sums[name] = {"squared": float((error ** 2).sum()), "absolute": float(absolute.sum()),
-                      "smape": float(smape.sum()), "count": int(error.size),
-                      "absolute_by_step": absolute.sum(axis=(0, 2)), "count_by_step": n * absolute.shape[2],
-                      "mase": float(scaled[finite].sum()), "mase_count": int(finite.sum())}
+    sums = error_sums(forecasts, actual, scales[where["series"]])
+    if quantiles:
+        sums["quantiles"] = probabilistic or {"pinball": np.zeros(len(quantiles)), "below": np.zeros(len(quantiles)),
+                                              "count": 0}
     return sums
 
 
-def forecast_metrics(predictor, ds, split: str, season: int | None = None) -> dict:
+def forecast_metrics(predictor, ds, split: str, season: int | None = None, quantiles=None) -> dict:
     """MSE, MAE, MASE, sMAPE and per-step MAE in original units, beside the naive and seasonal-naive baselines.
 
     Parameters
@@ -243,6 +288,12 @@ def forecast_metrics(predictor, ds, split: str, season: int | None = None) -> di
     season : int, optional
         Steps per season for the seasonal-naive forecast and MASE's scale
         (default :func:`infer_season` of the store's grid).
+    quantiles : list of float, optional
+        The model forecasts these quantiles (a last output axis): its point
+        figures are those of the quantile nearest 0.5, and ``quantiles``
+        reports, per quantile, the mean ``pinball`` loss (original units)
+        and the ``coverage`` (the fraction of actual values at or below
+        it: near the quantile itself when it is calibrated).
 
     Returns
     -------
@@ -262,25 +313,20 @@ def forecast_metrics(predictor, ds, split: str, season: int | None = None) -> di
     season = int(season) if season is not None else infer_season(ds.attrs)
     scales = training_scales(ds, season)
     view = ds.view.with_metadata()
-    parts = [dask.delayed(_chunk_metric_sums, pure=True)(view, predictor, chunk, split, season, scales)
+    parts = [dask.delayed(_chunk_metric_sums, pure=True)(view, predictor, chunk, split, season, scales, quantiles)
              for chunk, count in enumerate(view.chunk_counts(split)) if count]
     results = dask.compute(*parts)
-    figures = {}
-    for name in ("model", "naive", "seasonal_naive"):
-        found = [result[name] for result in results if name in result]
-        if not found or len(found) != len(results):
-            continue
-        total = {key: sum(item[key] for item in found) for key in found[0]}
-        count = max(total["count"], 1)
-        figures[name] = {"mse": total["squared"] / count, "mae": total["absolute"] / count,
-                         "mase": total["mase"] / total["mase_count"] if total["mase_count"] else float("nan"),
-                         "smape": total["smape"] / count,
-                         "mae_by_step": [float(value) for value in
-                                         np.asarray(total["absolute_by_step"]) / max(total["count_by_step"], 1)]}
+    figures = figures_from_sums(results, ("model", "naive", "seasonal_naive"))
     result = dict(figures["model"])
     result["season"] = season
     result["baselines"] = {name: figures[name] for name in ("naive", "seasonal_naive") if name in figures}
     reference = figures.get("seasonal_naive", {}).get("mase")
     result["skill"] = 1.0 - result["mase"] / reference if reference else float("nan")
     result["mase_series_left_out"] = int(np.isnan(scales).any(axis=1).sum())
+    if quantiles:
+        count = max(sum(part["quantiles"]["count"] for part in results), 1)
+        pinball = sum(part["quantiles"]["pinball"] for part in results) / count
+        below = sum(part["quantiles"]["below"] for part in results) / count
+        result["quantiles"] = {float(level): {"pinball": float(loss), "coverage": float(share)}
+                               for level, loss, share in zip(quantiles, pinball, below)}
     return result

@@ -33,6 +33,7 @@ from torch import nn
 
 from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.errors import EmptyResultError, ParameterError, SchemaError, TrainingError, public_message
+from bigdl.forecast._metrics import median_index
 from bigdl.preprocessing._weights import CLASS_WEIGHT, resolve_class_weight
 from bigdl.runtime import TRAIN_TOPIC, BatchLossReporter
 from bigdl.store._dataset import Dataset, open_store
@@ -400,7 +401,7 @@ class Trainer:
         check_params("Trainer", {name: getattr(self, name) for name in TRAINER_CONSTRAINTS}, TRAINER_CONSTRAINTS)
         if ds.task is None:
             raise SchemaError(f"The store {str(ds.path)!r} has no target, so there is nothing to train on.")
-        loss = self.loss or ("cross_entropy" if ds.task == "classification" else "mse")
+        loss = self._loss_for(ds)
         if isinstance(loss, str):
             if loss in CLASSIFICATION_LOSSES and ds.task != "classification":
                 raise SchemaError(f"loss={loss!r} is a classification loss but the store {str(ds.path)!r} holds "
@@ -431,6 +432,25 @@ class Trainer:
             "class_weight": None if class_weight is None else [float(weight) for weight in class_weight],
             "checkpoint_every": self.checkpoint_every,
         }
+
+    def _loss_for(self, ds: Dataset):
+        """The loss to train with: the given one, else by task (a quantile model: its QuantileLoss)."""
+        quantiles = getattr(self.model, "quantiles", None)
+        if quantiles is None:
+            return self.loss or ("cross_entropy" if ds.task == "classification" else "mse")
+        from bigdl.train._quantile import QuantileLoss
+
+        if self.loss is None:
+            return QuantileLoss(quantiles)
+        if not isinstance(self.loss, QuantileLoss) or list(self.loss.quantiles) != list(quantiles):
+            raise SchemaError(f"The model forecasts the quantiles {quantiles}, so it trains with "
+                              f"QuantileLoss({quantiles}); got loss={self.loss!r}. Leave loss=None (the default) "
+                              "or pass that QuantileLoss.")
+        return self.loss
+
+    def _quantiles(self) -> list[float] | None:
+        """The quantiles the model forecasts (a last output axis), or None for point forecasts."""
+        return getattr(self.model, "quantiles", None) or getattr(self.loss, "quantiles", None)
 
     def _trackers(self, loss) -> list:
         """The TensorBoard logger of ``log_dir`` (none without it)."""
@@ -509,7 +529,8 @@ class Trainer:
         check_params("Trainer.evaluate", {"season": season}, {"season": [Interval(int, 1, None), None]})
         scaled = {f"{name}_scaled": result.pop(name) for name in ("mse", "mae", "r2")}
         predictor = ModulePredictor(self.model, classify=False)
-        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season), **scaled,
+        return {"loss": result["loss"], **forecast_metrics(predictor, ds, split, season, quantiles=self._quantiles()),
+                **scaled,
                 "n_samples": result["n_samples"]}
 
     def predict(self, data, *, split: str | None = None):
@@ -541,6 +562,134 @@ class Trainer:
         """
         return self._predict(data, split, probabilities=False)
 
+    def forecast(self, ds, horizon: int | None = None, series=None, *, future: dict | None = None):
+        """Forecasts past the end of each series of a sequence store, with their future timestamps.
+
+        Each series' last ``window`` steps (whose next steps are not in the
+        store) go through the model; the forecasts are given the grid times
+        that follow the series' last time (month starts after a month-start
+        series, the next hours of an hourly one), in the target's
+        **original units**.  One Dask task per group of neighbouring series
+        (each reads its series' last windows only); the result is lazy.
+
+        Parameters
+        ----------
+        ds : Dataset or str
+            A sequence store.
+        horizon : int, optional
+            Steps to forecast; default the store's (the model's) horizon.  A
+            shorter one keeps the first steps; a longer one is forecast
+            **recursively**: the model forecasts its horizon, its forecasts
+            take the place of the targets' next steps, and it forecasts again
+            from the last ``window`` steps, until ``horizon`` steps are
+            forecast.  That needs every input channel to be a target (the
+            future of another channel is unknown): otherwise it is refused.
+        series : str or list of str, optional
+            The series to forecast (names, as in ``ds.attrs["series"]["names"]``);
+            default all.
+        future : dict, optional
+            For a store with ``known_future`` channels: each one's future
+            values in original units, an array ``(n_series, model horizon)``
+            (the series in the order forecast).  Calendar features need
+            nothing: they come from the future times.  A window with a
+            decoder part is not forecast recursively (``horizon`` at most
+            the model's).
+
+        Returns
+        -------
+        xarray.Dataset
+            The layout of :meth:`predict`'s (dimensions ``window``, one per
+            series, ``step`` and, with several targets, ``target``):
+            ``forecast`` (original units) and ``forecast_scaled``;
+            coordinates ``series``, ``origin`` (the series' last observed
+            time) and ``time`` (the forecast steps' times).  Attribute
+            ``recursive`` says whether the forecasts were fed back.
+
+        Raises
+        ------
+        ParameterError
+            A horizon that is not an int >= 1, a series the store does not
+            have, or a recursive horizon on a store whose inputs include
+            channels that are not forecast.
+        SchemaError
+            Not a sequence store, or (when computed) a series whose last
+            ``window`` steps hold a gap or that is shorter than a window.
+
+        Examples
+        --------
+        >>> future = trainer.forecast(ds, horizon=24).compute()               # doctest: +SKIP
+        >>> future["forecast"].sel(window=0).to_series()                      # doctest: +SKIP
+        """
+        from bigdl.train._forecast import future_forecasts
+
+        ds = ds if isinstance(ds, Dataset) else open_store(ds)
+        if ds.kind != "sequence":
+            raise SchemaError(f"Trainer.forecast forecasts past the end of sequence stores; {str(ds.path)!r} is a "
+                              f"{ds.kind} store (use predict).")
+        check_params("Trainer.forecast", {"horizon": horizon, "series": series, "future": future},
+                     {"horizon": [Interval(int, 1, None), None], "series": [str, list, None],
+                      "future": [dict, None]})
+        self._check_store_model(ds)
+        view = ds.view
+        model_horizon = int(view.windows["horizon"])
+        horizon = model_horizon if horizon is None else int(horizon)
+        channels, targets = list(ds.feature_names), list(ds.window["targets"])
+        if horizon > model_horizon and set(channels) - set(targets) and not view.decoder:
+            others = [name for name in channels if name not in targets]
+            raise ParameterError(
+                f"The 'horizon' parameter of Trainer.forecast is {horizon}, longer than the model's horizon "
+                f"{model_horizon}: forecasting it recursively needs the future of the input channels {others}, "
+                f"which the model does not forecast. Use horizon <= {model_horizon}, or train a model whose "
+                f"targets are every channel (ingest with target={channels}) or whose horizon is {horizon}.")
+        codes = self._series_codes(ds, series)
+        known = self._known_future(ds, future, len(codes), horizon)
+        return future_forecasts(ModulePredictor(self.model, classify=False), ds, horizon, codes,
+                                quantiles=self._quantiles(), known=known)
+
+    @staticmethod
+    def _known_future(ds: Dataset, future: dict | None, n_series: int, horizon: int) -> dict | None:
+        """``future=`` checked against the store's known-future channels: arrays ``(n_series, model horizon)``."""
+        view = ds.view
+        if not view.decoder:
+            if future:
+                raise ParameterError(f"The 'future' parameter of Trainer.forecast gives {sorted(future)}, but the "
+                                     f"store {str(ds.path)!r} has no known_future channels; leave it out.")
+            return None
+        model_horizon = int(view.windows["horizon"])
+        if horizon > model_horizon:
+            raise ParameterError(f"The 'horizon' parameter of Trainer.forecast is {horizon}, but windows with a "
+                                 f"decoder part (known_future / calendar) are forecast at most {model_horizon} steps "
+                                 "ahead (no recursion); use a smaller horizon.")
+        wanted = list(view.windows.get("known_future") or ())
+        future = dict(future or {})
+        if sorted(future) != sorted(wanted):
+            raise ParameterError(f"The 'future' parameter of Trainer.forecast must give the future values of the "
+                                 f"known_future channels {wanted}; got {sorted(future)}.")
+        arrays = {}
+        for name in wanted:
+            values = np.asarray(future[name], dtype=np.float64)
+            if values.shape != (n_series, model_horizon) or not np.isfinite(values).all():
+                raise ParameterError(f"future[{name!r}] of Trainer.forecast must be finite numbers of shape "
+                                     f"({n_series}, {model_horizon}) (series forecast, model horizon); got shape "
+                                     f"{values.shape}.")
+            arrays[name] = values
+        return arrays
+
+    @staticmethod
+    def _series_codes(ds: Dataset, series) -> np.ndarray:
+        """The codes of the series named by ``series`` (all of them for None)."""
+        names = [str(name) for name in ds.attrs.get("series", {}).get("names") or [""]]
+        if series is None:
+            return np.arange(len(names), dtype=np.int64)
+        wanted = [series] if isinstance(series, str) else list(series)
+        index = {name: code for code, name in enumerate(names)}
+        missing = [name for name in wanted if str(name) not in index]
+        if missing or not wanted:
+            raise ParameterError(f"The 'series' parameter of Trainer.forecast names series the store "
+                                 f"{str(ds.path)!r} does not have: {missing[:5] or wanted!r}. Its series are "
+                                 f"{names[:5]}{' ...' if len(names) > 5 else ''} (ds.attrs['series']['names']).")
+        return np.asarray([index[str(name)] for name in wanted], dtype=np.int64)
+
     def predict_proba(self, data, *, split: str | None = None):
         """Class probabilities (softmax of the outputs), chunk by chunk.
 
@@ -566,7 +715,7 @@ class Trainer:
             from bigdl.train._forecast import sequence_forecasts
 
             self._check_store_model(ds)
-            return sequence_forecasts(predictor, ds, split or "all")
+            return sequence_forecasts(predictor, ds, split or "all", quantiles=self._quantiles())
         if ds is None and not hasattr(X, "dask"):
             return predictor(np.asarray(X))
         if classify and not probabilities:
@@ -852,6 +1001,7 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
     was_training = model.training
     model.eval()
     classify = loop.task == "classification"
+    quantiles = getattr(loop.criterion, "quantiles", None)
     total_loss, loss_weight, count = 0.0, 0.0, 0
     metrics = ClassificationMetrics(ds.n_classes) if classify else None
     sum_y = sum_y2 = sum_err2 = sum_abs = 0.0
@@ -867,6 +1017,8 @@ def _evaluate(loop: TrainingLoop, ds: Dataset, split: str) -> dict:
                 # float64 softmax: the ROC-AUC histograms keep scores near 0 and 1 apart.
                 metrics.update(torch.softmax(output.double(), dim=1), target, predicted=output.argmax(1))
             else:
+                if quantiles and output.dim() == target.dim() + 1:  # a quantile forecast: its median is the point
+                    output = output[..., median_index(quantiles)]
                 error = (output.reshape(-1) - target.reshape(-1)).double()
                 values = target.reshape(-1).double()
                 sum_err2 += float((error ** 2).sum())
