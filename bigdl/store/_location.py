@@ -1,0 +1,216 @@
+"""Where a store's files are: one helper for local paths and fsspec URLs (``s3://``, ``gs://``, ``abfs://``...).
+
+Every piece of bigdl that reads or writes a store's files by name (the
+integrity checks, ``verify``, the rejects, the commit) goes through these
+functions, so a local path and an object-store URL take the same code.  A
+location is a plain string: a local path, or a URL other than ``file://``
+(which is read as the local path it names).  Zarr opens both itself
+(:func:`zarr_store`).
+
+Credentials and endpoints come from the standard environment of each
+process (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION`` for ``s3://``; each fsspec back end reads its own) or from
+``storage_options`` registered with :func:`set_storage_options`.  They are
+never written into a store: a store records only its URL, and
+:func:`display` takes any ``user:password@`` out of a URL before it is
+named in a message, a log line or on the dashboard.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+__all__ = ["is_remote", "location", "join", "display", "filesystem", "tail", "read_bytes", "write_bytes",
+           "exists", "list_names", "remove_tree", "tree_bytes", "zarr_store", "set_storage_options",
+           "storage_options_for", "remote_error"]
+
+_OPTIONS: dict[str, dict] = {}  # protocol -> storage options, set by set_storage_options
+_LOCK = threading.Lock()
+
+
+def is_remote(path) -> bool:
+    """True for an fsspec URL other than ``file://``."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    return isinstance(text, str) and "://" in text and not text.startswith("file://")
+
+
+def location(path) -> str:
+    """A location as a string: a URL unchanged (trailing ``/`` removed), a local path made absolute."""
+    text = os.fspath(path)
+    if is_remote(text):
+        return text.rstrip("/")
+    return os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
+
+
+def join(base: str, *parts: str) -> str:
+    """``base`` and ``parts`` joined with ``/`` for a URL, :func:`os.path.join` for a local path."""
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
+    return os.path.join(base, *parts)
+
+
+def display(path) -> str:
+    """A location for messages, logs and the dashboard: any ``user:password@`` in a URL is taken out."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", text)
+
+
+def set_storage_options(protocol: str, options: dict | None) -> None:
+    """Register the fsspec ``storage_options`` of one protocol (``"s3"``) for this process; None removes them.
+
+    Parameters
+    ----------
+    protocol : str
+        The URL scheme.
+    options : dict or None
+        Passed to the file system (``{"endpoint_url": ..., "key": ..., "secret": ...}``
+        for s3fs).  Held in memory only.
+    """
+    with _LOCK:
+        if options:
+            _OPTIONS[protocol] = dict(options)
+        else:
+            _OPTIONS.pop(protocol, None)
+
+
+def storage_options_for(path) -> dict:
+    """The storage options registered for the protocol of ``path`` (empty for local paths)."""
+    if not is_remote(path):
+        return {}
+    return dict(_OPTIONS.get(str(path).split("://", 1)[0], {}))
+
+
+def filesystem(path):
+    """``(fsspec file system, path inside it)`` of a location (fsspec caches the file system per options)."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(path), **storage_options_for(path))
+
+
+def remote_error(error: BaseException, path) -> str:
+    """Why a request on ``path`` failed, in words: permanent (403, 404, missing bucket) or not."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, PermissionError) or "AccessDenied" in text or "InvalidAccessKeyId" in text \
+            or "SignatureDoesNotMatch" in text or "403" in text:
+        return (f"access to {display(path)!r} was refused ({text}): check the credentials "
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage_options) and the bucket's permissions")
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return f"the bucket of {display(path)!r} does not exist ({text}): create it or check the URL"
+    return f"{type(error).__name__}: {text}"
+
+
+def tail(path: str, size: int) -> bytes | None:
+    """The last ``size`` bytes of a file (fewer if it is shorter); None when it does not exist."""
+    if not is_remote(path):
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            length = os.fstat(descriptor).st_size
+            return os.pread(descriptor, size, max(0, length - size))
+        finally:
+            os.close(descriptor)
+    fs, inner = filesystem(path)
+    try:
+        # One ranged GET: a negative start counts from the end of the object.
+        return fs.cat_file(inner, start=-size)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        # A ranged read of an object shorter than the range: read it whole.
+        if "InvalidRange" in str(error) or "416" in str(error):
+            return fs.cat_file(inner)
+        raise
+
+
+def read_bytes(path: str) -> bytes | None:
+    """A whole file's bytes; None when it does not exist."""
+    if not is_remote(path):
+        try:
+            with open(path, "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+    fs, inner = filesystem(path)
+    try:
+        return fs.cat_file(inner)
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a whole file (one PUT on object storage, so a reader sees all of it or none)."""
+    if not is_remote(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(data)
+        return
+    fs, inner = filesystem(path)
+    fs.pipe_file(inner, data)
+
+
+def exists(path: str) -> bool:
+    """Whether a file (or, locally, a folder) exists."""
+    if not is_remote(path):
+        return os.path.lexists(path)
+    fs, inner = filesystem(path)
+    return fs.exists(inner)
+
+
+def list_names(folder: str, suffix: str = "") -> dict[str, str]:
+    """The files directly in ``folder`` whose names end with ``suffix``: name -> location (empty if none)."""
+    if not is_remote(folder):
+        try:
+            return {entry.name: entry.path for entry in os.scandir(folder)
+                    if entry.is_file() and entry.name.endswith(suffix)}
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+    fs, inner = filesystem(folder)
+    try:
+        entries = fs.ls(inner, detail=True, refresh=True)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") == "file" and name.endswith(suffix):
+            found[name] = join(folder, name)
+    return found
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder (a prefix on object storage) and everything under it; nothing if it is not there."""
+    if not is_remote(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, inner = filesystem(path)
+    try:
+        fs.rm(inner, recursive=True)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache(inner)
+
+
+def tree_bytes(path: str) -> int:
+    """Bytes of every file under a folder (a prefix)."""
+    if not is_remote(path):
+        total = 0
+        for folder, _, files in os.walk(path):
+            total += sum(os.path.getsize(os.path.join(folder, name)) for name in files)
+        return total
+    fs, inner = filesystem(path)
+    return int(fs.du(inner, total=True))
+
+
+def zarr_store(path, *, read_only: bool = False):
+    """What ``zarr.open_group`` takes for a location: the local path, or an fsspec store for a URL."""
+    if not is_remote(path):
+        return str(path)
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(str(path), storage_options=storage_options_for(path) or None, read_only=read_only)
