@@ -450,12 +450,16 @@ def _entries(url: str) -> list[str]:
     """The names directly under a prefix (files and sub-prefixes)."""
     fs, inner = filesystem(url)
     try:
-        return sorted(entry.rstrip("/").rsplit("/", 1)[-1]
-                      for entry in _remote_call(url, fs.ls, inner, detail=False, refresh=True))
-    except ObjectStoreError as error:
-        if "does not exist" in str(error) and "bucket" not in str(error.cause or "").lower():
-            return []
-        raise
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(inner, detail=False, refresh=True))
+    except FileNotFoundError:
+        bucket = inner.split("/", 1)[0]
+        if not _remote_call(url, fs.exists, bucket):
+            raise ObjectStoreError(f"Cannot use the store {display(url)!r}: the bucket {bucket!r} does not exist; "
+                                   "create it first or check the URL.", url=display(url), cause="NoSuchBucket") from None
+        return []
+    except PermissionError as error:
+        raise ObjectStoreError(f"Cannot use the store {display(url)!r}: {remote_error(error, url)}.",
+                               url=display(url), cause=str(error)) from None
 
 
 def _not_a_store_prefix(url: str, commit: dict | None) -> str | None:
