@@ -24,7 +24,7 @@ import threading
 
 __all__ = ["is_remote", "location", "join", "display", "filesystem", "tail", "read_bytes", "write_bytes",
            "exists", "list_names", "remove_tree", "tree_bytes", "zarr_store", "set_storage_options",
-           "storage_options_for", "remote_error"]
+           "storage_options_for", "remote_error", "is_transient", "with_retries"]
 
 _OPTIONS: dict[str, dict] = {}  # protocol -> storage options, set by set_storage_options
 _LOCK = threading.Lock()
@@ -214,3 +214,83 @@ def zarr_store(path, *, read_only: bool = False):
     from zarr.storage import FsspecStore
 
     return FsspecStore.from_url(str(path), storage_options=storage_options_for(path) or None, read_only=read_only)
+
+
+# ------------------------------------------------------------------ transient and permanent failures
+#: What a transient failure of object storage looks like in an error's text (5xx, throttling, timeouts).
+TRANSIENT_MARKERS = ("500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
+                     "RequestTimeout", "Throttl", "timed out", "Timeout", "Connection reset", "IncompleteRead")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed request may succeed if sent again: a timeout, a lost connection, a 5xx answer."""
+    from bigdl.errors import BigdlError
+
+    if isinstance(error, (BigdlError, PermissionError, FileNotFoundError)):
+        return False  # 403 / 404 / a finding of bigdl's own checks: the same again every time
+    if isinstance(error, (TimeoutError, ConnectionError)):
+        return True
+    text = f"{type(error).__name__}: {error}"
+    return isinstance(error, OSError) and any(marker in text for marker in TRANSIENT_MARKERS)
+
+
+def with_retries(call, *, url, what: str = "a read", attempts: int = 5, first_delay: float = 0.2,
+                 sleep=None):
+    """``call()``, sent again with exponential backoff after transient failures of object storage.
+
+    Timeouts, lost connections and 5xx answers are retried up to
+    ``attempts`` times in all, waiting ``first_delay`` seconds and then twice
+    as long each time; a permanent failure (access refused, no such bucket
+    or object) is raised at once as :class:`~bigdl.errors.ObjectStoreError`
+    naming the URL and the cause, and so is a transient one that persists.
+    Local paths are called once, as they are.
+
+    Parameters
+    ----------
+    call : callable
+        Takes no argument.
+    url : str
+        What is read, for the message.
+    what : str, default "a read"
+        What ``call`` does, for the message (``"chunk 3"``).
+    attempts : int, default 5
+    first_delay : float, default 0.2
+        Seconds before the second attempt.
+    sleep : callable, optional
+        Waits (default :func:`time.sleep`; tests pass their own).
+
+    Returns
+    -------
+    What ``call`` returns.
+
+    Raises
+    ------
+    ObjectStoreError
+        A permanent failure, or a transient one ``attempts`` times over.
+    """
+    import time
+
+    from bigdl.errors import BigdlError, ObjectStoreError
+
+    if not is_remote(url):
+        return call()
+    sleep = sleep or time.sleep
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except BigdlError:
+            raise
+        except Exception as error:  # noqa: BLE001 - sorted into transient and permanent below
+            if not is_transient(error):
+                if isinstance(error, (PermissionError, FileNotFoundError)):
+                    raise ObjectStoreError(f"Cannot read {what} of {display(url)!r}: {remote_error(error, url)}.",
+                                           url=display(url), cause=str(error)) from None
+                raise
+            if attempt == attempts:
+                raise ObjectStoreError(
+                    f"Cannot read {what} of {display(url)!r}: it failed {attempts} times with a transient error "
+                    f"(last: {remote_error(error, url)}); the object store may be overloaded or unreachable.",
+                    url=display(url), cause=str(error)) from None
+            sleep(delay)
+            delay *= 2

@@ -298,3 +298,110 @@ def test_a_missing_bucket_is_a_clear_error(s3, s3_csv):
         _ingest(s3_csv[0], "s3://no-such-bucket/table.zarr")
     with pytest.raises(ObjectStoreError, match=r"no-such-bucket.*does not exist"):
         bigdl.open("s3://no-such-bucket/table.zarr")
+
+
+# ---------------------------------------------------------------- consumers
+@pytest.fixture(scope="module")
+def s3_arrays_store(s3):
+    """A small classification store written with from_arrays straight to s3 (threads)."""
+    from sklearn.datasets import make_classification
+
+    import bigdl
+
+    X, y = make_classification(n_samples=1200, n_features=5, n_informative=3, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, class_sep=1.5, random_state=0)
+    return bigdl.store.from_arrays(X.astype(np.float32), y.astype(np.int64), store=f"s3://{BUCKET}/stores/cls.zarr",
+                                   rows_per_chunk=200, validation=0.1, test=0.2, seed=1), X.astype(np.float32)
+
+
+def test_chunk_loader_streams_the_same_batches_as_from_a_local_copy(s3_arrays_store, tmp_path):
+    import bigdl
+    from bigdl.loaders import ChunkLoader
+
+    ds, X = s3_arrays_store
+    local = bigdl.store.from_arrays(X, ds.y.compute(), store=tmp_path / "cls.zarr", rows_per_chunk=200,
+                                    split_codes=ds.split.compute())
+    # read_ahead_bytes of one chunk: prefetch is lowered to one chunk beyond the buffer.
+    remote_loader = ChunkLoader(ds, "train", batch_size=64, seed=3, threads=4, read_ahead_bytes=200 * 5 * 4)
+    assert remote_loader.prefetch == 1
+    remote = [(X_batch.numpy(), y_batch.numpy()) for X_batch, y_batch in remote_loader]
+    expected = [(X_batch.numpy(), y_batch.numpy()) for X_batch, y_batch in
+                ChunkLoader(local, "train", batch_size=64, seed=3)]
+    assert len(remote) == len(expected) > 0
+    for (got_X, got_y), (want_X, want_y) in zip(remote, expected):
+        np.testing.assert_array_equal(got_X, want_X)
+        np.testing.assert_array_equal(got_y, want_y)
+
+
+def test_trainer_fits_with_checkpoints_on_s3_and_resumes(s3, s3_arrays_store, s3_client):
+    import torch
+
+    from bigdl.models import MLP
+    from bigdl.train import Trainer
+
+    ds, _ = s3_arrays_store
+    directory = f"s3://{BUCKET}/runs/mlp"
+
+    def trainer(epochs):
+        torch.manual_seed(0)
+        return Trainer(MLP(ds.n_features, [16], ds.n_classes), epochs=epochs, batch_size=64, seed=0,
+                       checkpoint_dir=directory, progress=False)
+
+    # On a worker of the cluster: it reads the store and writes the checkpoints through the AWS_* environment.
+    with s3_client.as_current():
+        first = trainer(2).fit(ds)
+    assert [entry["epoch"] for entry in first] == [1, 2]
+    names = sorted(name.rsplit("/", 1)[-1] for name in s3["fs"].ls(f"{BUCKET}/runs/mlp", refresh=True))
+    assert "epoch-00001.pt" in names and "epoch-00001.json" in names
+    with s3_client.as_current():
+        resumed = trainer(3).fit(ds, resume=True)
+    assert [entry["epoch"] for entry in resumed] == [1, 2, 3]
+    # The first two epochs come from the checkpoint, not from training again.
+    assert [entry["train_loss"] for entry in resumed[:2]] == [entry["train_loss"] for entry in first]
+    assert resumed[2]["checkpoint"] == f"{directory}/epoch-00002.pt"
+
+
+def test_an_estimator_fits_on_an_s3_store(s3_arrays_store, s3_client):
+    from bigdl.estimators import ChunkForestClassifier
+
+    ds, _ = s3_arrays_store
+    with s3_client.as_current():
+        forest = ChunkForestClassifier(n_estimators=20, random_state=0).fit(ds)
+        assert forest.score(ds) > 0.8
+
+
+# ---------------------------------------------------------------- retries
+class FlakyView:
+    """A view whose first reads fail as an overloaded object store answers (503), or refuse access (403)."""
+
+    def __init__(self, view, failures: int, error):
+        self.view, self.failures, self.error, self.calls = view, failures, error, 0
+
+    def __getattr__(self, name):
+        return getattr(self.view, name)
+
+    def read_chunk(self, chunk, split):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return self.view.read_chunk(chunk, split)
+
+
+def test_transient_errors_are_retried_and_permanent_ones_reported_at_once(s3_arrays_store, monkeypatch):
+    import bigdl.store._location as location
+    from bigdl.errors import ObjectStoreError
+    from bigdl.loaders import ChunkLoader
+
+    ds, _ = s3_arrays_store
+    waits = []
+    monkeypatch.setattr(location.time if hasattr(location, "time") else __import__("time"), "sleep", waits.append)
+    loader = ChunkLoader(ds, "train", batch_size=64, shuffle=False, threads=1)
+    expected = [y.numpy() for _, y in loader]
+    loader.view = FlakyView(loader.view, 2, OSError("503 Service Unavailable: SlowDown"))
+    assert [y.numpy().tolist() for _, y in loader] == [y.tolist() for y in expected]
+    assert waits == [0.2, 0.4]  # exponential backoff, then success
+    loader.view = FlakyView(loader.view.view, 1, PermissionError("Forbidden"))
+    waits.clear()
+    with pytest.raises(ObjectStoreError, match=r"chunk 0 of 's3://bigdl-test/stores/cls.zarr/version-\w+'.*refused"):
+        list(loader)
+    assert loader.view.calls == 1 and waits == []
