@@ -92,6 +92,7 @@ def atomic_store(path: str | os.PathLike, overwrite: bool = False, *, inputs=())
     into place, an old store it was replacing goes back under its name.
     """
     if is_remote(path):
+        check_store_path(path, overwrite=overwrite, inputs=inputs)
         with _atomic_object_store(path, overwrite=overwrite) as temporary:
             yield temporary
         return
@@ -162,8 +163,17 @@ def check_store_path(path: str | os.PathLike, *, overwrite: bool = False, inputs
         or a non-empty folder that is not a bigdl store.
     """
     if is_remote(path):
-        _check_object_store(location(path), overwrite=overwrite)
-        return location(path)
+        url = location(path)
+        for source in inputs or ():
+            if not isinstance(source, (str, os.PathLike)) or not is_remote(source):
+                continue  # a local input cannot overlap a store on object storage
+            text = location(source).split("*", 1)[0].rstrip("/")
+            if text == url or text.startswith(url + "/") or url.startswith(text + "/"):
+                raise StorePathError(
+                    f"The store URL {display(url)!r} overlaps the input {display(source)!r}; writing the store "
+                    "there could replace or delete the data being read. Choose a store URL outside the inputs.")
+        _check_object_store(url, overwrite=overwrite)
+        return url
     final = Path(path).expanduser().absolute()
     real = Path(os.path.realpath(final))
     for source in _local_inputs(inputs):

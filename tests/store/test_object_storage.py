@@ -362,12 +362,18 @@ def test_trainer_fits_with_checkpoints_on_s3_and_resumes(s3, s3_arrays_store, s3
 
 
 def test_an_estimator_fits_on_an_s3_store(s3_arrays_store, s3_client):
-    from bigdl.estimators import ChunkForestClassifier
+    from bigdl.errors import StorePathError
+    from bigdl.estimators import ChunkForestClassifier, predict_to_store
 
     ds, _ = s3_arrays_store
     with s3_client.as_current():
         forest = ChunkForestClassifier(n_estimators=20, random_state=0).fit(ds)
         assert forest.score(ds) > 0.8
+        predicted = predict_to_store(forest, ds, f"s3://{BUCKET}/stores/cls-proba.zarr")
+    assert predicted.path == f"s3://{BUCKET}/stores/cls-proba.zarr"
+    np.testing.assert_allclose(predicted.X.compute(), forest.predict_proba(ds.X.compute()), rtol=1e-6)
+    with pytest.raises(StorePathError, match="overlaps the input"):
+        predict_to_store(forest, ds, ds.path, overwrite=True)
 
 
 # ---------------------------------------------------------------- retries
@@ -405,3 +411,56 @@ def test_transient_errors_are_retried_and_permanent_ones_reported_at_once(s3_arr
     with pytest.raises(ObjectStoreError, match=r"chunk 0 of 's3://bigdl-test/stores/cls.zarr/version-\w+'.*refused"):
         list(loader)
     assert loader.view.calls == 1 and waits == []
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_ingest_info_and_verify_on_s3(s3, s3_csv, s3_client, capsys):
+    from bigdl.cli import main
+
+    store = f"s3://{BUCKET}/stores/cli.zarr"
+    scheduler = s3_client.scheduler.address
+    assert main(["ingest", s3_csv[0], "--target", TARGET, "--drop", ",".join(DROP), "--store", store, "--rows-per-chunk",
+                 str(ROWS_PER_CHUNK), "--no-progress", "--scheduler", scheduler]) == 0
+    assert f"store        {store}" in capsys.readouterr().out
+    assert main(["info", store, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["path"] == store and info["n_samples"] == len(s3_csv[1])
+    assert main(["verify", store, "--no-progress", "--scheduler", scheduler]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["info", f"s3://{BUCKET}/stores/nothing.zarr"]) == 2
+    assert "nothing is stored under that prefix" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- other sources
+def test_image_folder_and_npy_on_s3_ingest_as_from_a_local_copy(s3, tmp_path):
+    import io
+
+    from PIL import Image
+
+    import bigdl
+
+    fs, rng = s3["fs"], np.random.default_rng(0)
+    local = tmp_path / "imgs"
+    for label in ("cat", "dog"):
+        (local / label).mkdir(parents=True)
+        for index in range(6):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            (local / label / f"{index}.png").write_bytes(buffer.getvalue())
+            fs.pipe_file(f"{BUCKET}/imgs/{label}/{index}.png", buffer.getvalue())
+    options = dict(size=(8, 8), rows_per_chunk=5, progress=False)
+    remote = bigdl.ingest.images(f"s3://{BUCKET}/imgs", store=f"s3://{BUCKET}/stores/imgs.zarr", **options)
+    expected = bigdl.ingest.images(local, store=tmp_path / "imgs.zarr", **options)
+    assert remote.classes == expected.classes == ["cat", "dog"]
+    np.testing.assert_array_equal(remote.X.compute(), expected.X.compute())
+    np.testing.assert_array_equal(remote.y.compute(), expected.y.compute())
+
+    images, labels = rng.integers(0, 255, (12, 1, 6, 6), dtype=np.uint8), np.arange(12) % 3
+    for name, values in (("x.npy", images), ("y.npy", labels)):
+        buffer = io.BytesIO()
+        np.save(buffer, values)
+        fs.pipe_file(f"{BUCKET}/arrays/{name}", buffer.getvalue())
+    arrays = bigdl.ingest.images(f"s3://{BUCKET}/arrays/x.npy", labels=f"s3://{BUCKET}/arrays/y.npy",
+                                 store=f"s3://{BUCKET}/stores/arrays.zarr", rows_per_chunk=5, progress=False)
+    order = np.argsort(arrays.group["record"][:])
+    np.testing.assert_array_equal(arrays.X.compute()[order], images)

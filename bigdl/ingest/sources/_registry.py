@@ -260,6 +260,12 @@ def resolve_image_source(source, *, format: str | None = None, labels=None, path
         if labels is not None:
             raise SchemaError("labels= is for IDX and .npy sources; a folder's labels are its sub-folder names.")
         return _folder.folder_listing(folder)
+    if is_url(text) and not glob.has_magic(text) and _remote_folder(text):
+        if format not in (None, "folder"):
+            raise SchemaError(f"{text!r} is a folder; format={format!r} needs a file (or a glob of files).")
+        if labels is not None:
+            raise SchemaError("labels= is for IDX and .npy sources; a folder's labels are its sub-folder names.")
+        return _folder.remote_folder_listing(text)
     locations = expand_paths(source)
     found = {location: format or sniff_image_format(location) for location in locations}
     unknown = [location for location, kind in found.items() if kind is None]
@@ -273,3 +279,14 @@ def resolve_image_source(source, *, format: str | None = None, labels=None, path
         raise SourceError(f"The source {text!r} mixes formats {kinds}; ingest one format at a time.")
     return IMAGE_FORMATS[kinds[0]](text, locations, labels=labels, path_column=path_column,
                                    label_column=label_column)
+
+
+def _remote_folder(url: str) -> bool:
+    """Whether an fsspec URL names a folder (a prefix with objects under it) rather than an object."""
+    from bigdl.store._location import filesystem
+
+    fs, path = filesystem(url)
+    try:
+        return fs.isdir(path)
+    except OSError:
+        return False
