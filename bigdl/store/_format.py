@@ -262,6 +262,8 @@ def open_root(path, *, check_integrity: bool = True) -> tuple:
     try:
         group = zarr.open_group(zarr_store(root, read_only=True), mode="r")
     except (PermissionError, FileNotFoundError) as error:
+        if not is_remote(root):
+            raise StoreFormatError(f"{shown!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
         from bigdl.errors import ObjectStoreError
         from bigdl.store._location import remote_error
 

@@ -75,11 +75,17 @@ def set_storage_options(protocol: str, options: dict | None) -> None:
             _OPTIONS.pop(protocol, None)
 
 
+# s3fs sends a HEAD before every whole-object GET to decide on a multi-part read, which only pays
+# above its block size (50 MiB), beyond a store chunk: one request per chunk read saved.
+DEFAULT_OPTIONS = {"s3": {"max_concurrency": 1}}
+
+
 def storage_options_for(path) -> dict:
-    """The storage options registered for the protocol of ``path`` (empty for local paths)."""
+    """The storage options of the protocol of ``path``: bigdl's defaults, then the registered ones (empty locally)."""
     if not is_remote(path):
         return {}
-    return dict(_OPTIONS.get(str(path).split("://", 1)[0], {}))
+    protocol = str(path).split("://", 1)[0]
+    return {**DEFAULT_OPTIONS.get(protocol, {}), **_OPTIONS.get(protocol, {})}
 
 
 def filesystem(path):
@@ -115,7 +121,9 @@ def tail(path: str, size: int) -> bytes | None:
             os.close(descriptor)
     fs, inner = filesystem(path)
     try:
-        # One ranged GET: a negative start counts from the end of the object.
+        if type(fs).__name__ == "S3FileSystem":
+            return _s3_suffix(fs, inner, size)
+        # A negative start counts from the end of the object (fsspec asks for its size first).
         return fs.cat_file(inner, start=-size)
     except FileNotFoundError:
         return None
@@ -124,6 +132,22 @@ def tail(path: str, size: int) -> bytes | None:
         if "InvalidRange" in str(error) or "416" in str(error):
             return fs.cat_file(inner)
         raise
+
+
+def _s3_suffix(fs, path: str, size: int) -> bytes:
+    """The last ``size`` bytes of an S3 object in one GET with a suffix range (fsspec would HEAD it first)."""
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(path)
+
+    async def suffix():
+        response = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes=-{size}")
+        try:
+            return await response["Body"].read()
+        finally:
+            response["Body"].close()
+
+    return sync(fs.loop, suffix)
 
 
 def read_bytes(path: str) -> bytes | None:

@@ -69,11 +69,10 @@ def s3():
 def s3_client(s3):
     """A LocalCluster started after the environment is set, so its workers reach the S3 server."""
     import bigdl
-    from conftest import _forget_default_client
 
+    # Not left as Dask's default client: the autouse fixture of tests/conftest.py forgets it before each test.
     client = bigdl.cluster.start_local(n_workers=2, threads_per_worker=1, memory_limit="2GiB",
                                        dashboard_address=":0", quiet=True)
-    _forget_default_client(client)
     yield client
     cluster = client.cluster
     client.close()

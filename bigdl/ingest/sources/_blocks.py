@@ -135,13 +135,19 @@ class SourcePlan:
         for path in self.paths:
             try:
                 entries.append({"path": path, **file_stat(path)})
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a URL fsspec does not serve (a database)
                 entries.append({"path": path})
         return {"format": self.format, "files": entries}
 
     @property
     def input_bytes(self) -> int:
-        return sum(file_size(path) for path in self.paths if exists(path))
+        total = 0
+        for path in self.paths:
+            try:
+                total += file_size(path) if exists(path) else 0
+            except (OSError, ValueError):  # ValueError: a URL fsspec does not serve (a database)
+                continue
+        return total
 
 
 def compression_of(path: str) -> str | None:
