@@ -585,7 +585,7 @@ def _atomic_object_store(path, *, overwrite: bool):
         fs.rm_file(f"{inner}/{LOCK_NAME}")
         for old in {item["version"] for item in (previous, current) if item} - {version}:
             remove_tree(join(url, old))
-    except OSError as error:  # the next write removes what is left
+    except (OSError, ConnectionError) as error:  # the next write removes what is left
         logger.warning("The store %s is committed, but tidying its old version failed: %s", display(url),
                        type(error).__name__)
 

@@ -57,8 +57,13 @@ def display(path) -> str:
     return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", text)
 
 
-def set_storage_options(protocol: str, options: dict | None) -> None:
-    """Register the fsspec ``storage_options`` of one protocol (``"s3"``) for this process; None removes them.
+def set_storage_options(protocol: str, options: dict | None, *, client=None) -> None:
+    """Register the fsspec ``storage_options`` of one protocol (``"s3"``); None removes them.
+
+    They apply in this process, and with ``client`` also in every worker
+    of its cluster at the time of the call (a worker that joins later reads
+    only its environment: on a cluster, prefer the ``AWS_*`` environment of
+    every pod, as ``cluster/daskcluster.yaml`` sets it).
 
     Parameters
     ----------
@@ -66,13 +71,22 @@ def set_storage_options(protocol: str, options: dict | None) -> None:
         The URL scheme.
     options : dict or None
         Passed to the file system (``{"endpoint_url": ..., "key": ..., "secret": ...}``
-        for s3fs).  Held in memory only.
+        for s3fs).  Held in memory only: never written into a store, a log
+        line or the dashboard.
+    client : distributed.Client, optional
+        Also register them on its workers.
+
+    Examples
+    --------
+    >>> bigdl.store.set_storage_options("s3", {"endpoint_url": "http://minio:9000"}, client=client)  # doctest: +SKIP
     """
     with _LOCK:
         if options:
             _OPTIONS[protocol] = dict(options)
         else:
             _OPTIONS.pop(protocol, None)
+    if client is not None:
+        client.run(set_storage_options, protocol, options)
 
 
 # s3fs sends a HEAD before every whole-object GET to decide on a multi-part read, which only pays

@@ -463,3 +463,54 @@ def test_image_folder_and_npy_on_s3_ingest_as_from_a_local_copy(s3, tmp_path):
                                  store=f"s3://{BUCKET}/stores/arrays.zarr", rows_per_chunk=5, progress=False)
     order = np.argsort(arrays.group["record"][:])
     np.testing.assert_array_equal(arrays.X.compute()[order], images)
+
+
+def test_storage_options_reach_the_workers_and_stay_out_of_the_store(s3, s3_client, monkeypatch):
+    """Credentials given as storage_options instead of the environment: used on the workers, never stored."""
+    import s3fs
+
+    import bigdl
+    from bigdl.store._location import storage_options_for
+
+    options = {"key": s3["AWS_ACCESS_KEY_ID"], "secret": s3["AWS_SECRET_ACCESS_KEY"], "endpoint_url": s3["endpoint"]}
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")  # the environment alone would be refused
+    s3fs.S3FileSystem.clear_instance_cache()
+    bigdl.store.set_storage_options("s3", options, client=s3_client)
+    try:
+        on_workers = s3_client.run(storage_options_for, "s3://any/thing")
+        assert all(found["secret"] == options["secret"] for found in on_workers.values())
+        with s3_client.as_current():
+            ds = bigdl.store.from_arrays(np.ones((50, 2), np.float32), np.arange(50) % 2,
+                                         store=f"s3://{BUCKET}/stores/options.zarr", rows_per_chunk=10)
+            assert bigdl.store.verify_store(ds.path, progress=False).ok
+        for name in s3["fs"].find(f"{BUCKET}/stores/options.zarr"):
+            assert options["secret"].encode() not in s3["fs"].cat_file(name), name
+    finally:
+        bigdl.store.set_storage_options("s3", None, client=s3_client)
+        monkeypatch.undo()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_interrupted_after_the_commit_the_new_store_is_live_and_the_next_write_tidies(s3, s3_csv, monkeypatch):
+    """Cut short while the old version is removed: the new commit stands; the next write removes the old version."""
+    import bigdl
+    import bigdl.store._commit as commit_module
+
+    fs, store = s3["fs"], f"s3://{BUCKET}/stores/tidy.zarr"
+    old = _ingest(s3_csv[0], store)
+    real_remove = commit_module.remove_tree
+
+    def failing_remove(path):
+        if path == old.root:
+            raise ConnectionError("connection lost while tidying")
+        real_remove(path)
+
+    monkeypatch.setattr(commit_module, "remove_tree", failing_remove)
+    new = _ingest(s3_csv[0], store, overwrite=True)
+    monkeypatch.setattr(commit_module, "remove_tree", real_remove)
+    assert bigdl.open(store).root == new.root != old.root
+    assert fs.exists(old.root.removeprefix("s3://") + "/zarr.json")  # left behind, no longer named by the commit
+    latest = _ingest(s3_csv[0], store, overwrite=True)
+    assert not fs.exists(old.root.removeprefix("s3://") + "/zarr.json")
+    assert not fs.exists(new.root.removeprefix("s3://") + "/zarr.json")
+    assert bigdl.open(store).root == latest.root
