@@ -465,7 +465,8 @@ def _entries(url: str) -> list[str]:
         bucket = inner.split("/", 1)[0]
         if not _remote_call(url, fs.exists, bucket):
             raise ObjectStoreError(f"Cannot use the store {display(url)!r}: the bucket {bucket!r} does not exist; "
-                                   "create it first or check the URL.", url=display(url), cause="NoSuchBucket") from None
+                                   "create it first or check the URL.", url=display(url),
+                                   cause="NoSuchBucket") from None
         return []
     except PermissionError as error:
         raise ObjectStoreError(f"Cannot use the store {display(url)!r}: {remote_error(error, url)}.",

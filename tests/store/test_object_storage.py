@@ -393,13 +393,12 @@ class FlakyView:
 
 
 def test_transient_errors_are_retried_and_permanent_ones_reported_at_once(s3_arrays_store, monkeypatch):
-    import bigdl.store._location as location
     from bigdl.errors import ObjectStoreError
     from bigdl.loaders import ChunkLoader
 
     ds, _ = s3_arrays_store
     waits = []
-    monkeypatch.setattr(location.time if hasattr(location, "time") else __import__("time"), "sleep", waits.append)
+    monkeypatch.setattr("time.sleep", waits.append)  # with_retries waits through time.sleep
     loader = ChunkLoader(ds, "train", batch_size=64, shuffle=False, threads=1)
     expected = [y.numpy() for _, y in loader]
     loader.view = FlakyView(loader.view, 2, OSError("503 Service Unavailable: SlowDown"))
@@ -418,8 +417,8 @@ def test_cli_ingest_info_and_verify_on_s3(s3, s3_csv, s3_client, capsys):
 
     store = f"s3://{BUCKET}/stores/cli.zarr"
     scheduler = s3_client.scheduler.address
-    assert main(["ingest", s3_csv[0], "--target", TARGET, "--drop", ",".join(DROP), "--store", store, "--rows-per-chunk",
-                 str(ROWS_PER_CHUNK), "--no-progress", "--scheduler", scheduler]) == 0
+    assert main(["ingest", s3_csv[0], "--target", TARGET, "--drop", ",".join(DROP), "--store", store,
+                 "--rows-per-chunk", str(ROWS_PER_CHUNK), "--no-progress", "--scheduler", scheduler]) == 0
     assert f"store        {store}" in capsys.readouterr().out
     assert main(["info", store, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
