@@ -94,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "out of core and write a Zarr store with train/validation/test splits.",
         epilog=EPILOG_INGEST, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ingest.add_argument("source", nargs="+", help="files, globs (quote them), a folder, or a SQLAlchemy URL")
-    ingest.add_argument("--store", required=True, help="output store directory, e.g. work/data.zarr")
+    ingest.add_argument("source", nargs="+",
+                        help="files, globs (quote them), a folder, fsspec URLs (s3://bucket/data/*.csv), "
+                             "or a SQLAlchemy URL")
+    ingest.add_argument("--store", required=True,
+                        help="output store directory or URL, e.g. work/data.zarr or s3://bucket/data.zarr "
+                             "(credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
     ingest.add_argument("--target", help="column to predict (omit for unlabelled data)")
     ingest.add_argument("--table", help="table name when SOURCE is a database URL")
     ingest.add_argument("--format", choices=["csv", "jsonl", "parquet", "sql"], help="input format (default: from names)")
@@ -140,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="describe a store: rows, rejects, splits, features, chunks, preprocessing",
         epilog=EPILOG_INFO, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    info.add_argument("store", help="store directory")
+    info.add_argument("store", help="store directory or URL (s3://bucket/data.zarr)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--rejects", type=int, metavar="N", default=0, help="also print the first N rejected rows")
 
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode every chunk of every array (checking its CRC-32C) and compare the chunk files with "
                     "the store's integrity manifest. Exit status 0: intact; 1: damaged chunks listed.",
     )
-    verify.add_argument("store", help="store directory")
+    verify.add_argument("store", help="store directory or URL (s3://bucket/data.zarr)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--scheduler", default=None,
                         help="check the chunks on this Dask cluster (default: threads in this process)")

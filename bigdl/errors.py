@@ -182,6 +182,24 @@ class StoreWriteError(BigdlError, OSError):
 __all__.append("StoreWriteError")
 
 
+class ObjectStoreError(BigdlError, OSError):
+    """A request to object storage failed for good: access refused (403), no such bucket or object (404).
+
+    Raised at once, not retried (timeouts and server errors are retried
+    first).  The message names the URL (without credentials) and the cause;
+    ``url`` and ``cause`` say the same to code.
+    """
+
+    data_free = True
+
+    def __init__(self, message: str, *, url=None, cause=None):
+        super().__init__(message)
+        self.url, self.cause = url, cause
+
+
+__all__.append("ObjectStoreError")
+
+
 def public_message(error: BaseException, limit: int = 500) -> str:
     """What the dashboard may show of ``error``: its type and a message that quotes no data values.
 

@@ -16,6 +16,7 @@ rejects files) are the only copies of that logic in :mod:`bigdl.ingest`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -31,6 +32,7 @@ from bigdl.runtime import ingest_job, run_tasks
 from bigdl.store._commit import LOCK_NAME, atomic_store
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import check_whole_chunk
+from bigdl.store._location import display, is_remote, join, write_bytes, zarr_store
 from bigdl.store._write import finish_store
 
 __all__ = ["IngestSteps", "run_ingest", "account", "check_accounting", "chunk_jobs", "write_chunk", "shuffle_rng",
@@ -316,7 +318,7 @@ def write_chunk(root: str, start: int, arrays: dict[str, np.ndarray], *,
     if shuffle_seed is not None:
         order = shuffle_rng(shuffle_seed, 3, start).permutation(stop - start)
         arrays = {name: values[order] for name, values in arrays.items()}
-    group = zarr.open_group(root, mode="r+")
+    group = zarr.open_group(zarr_store(root), mode="r+")
     check_whole_chunk(group["X"], start, stop)
     for name, values in arrays.items():
         group[name][start:stop] = values
@@ -389,10 +391,13 @@ def write_rejects_part(root: str | os.PathLike, name: str, frame: pd.DataFrame) 
     int
         Rows written.
     """
-    folder = Path(root) / "rejects"
-    folder.mkdir(exist_ok=True)
+    import io
+
     types = {column: dtype for column, dtype in REJECT_TYPES.items() if column in frame.columns}
-    frame.astype(types).to_parquet(folder / f"{name}.parquet", index=False)
+    buffer = io.BytesIO()
+    frame.astype(types).to_parquet(buffer, index=False)
+    # One write of the whole file: a single PUT on object storage.
+    write_bytes(join(os.fspath(root), "rejects", f"{name}.parquet"), buffer.getvalue())
     return len(frame)
 
 
@@ -606,6 +611,30 @@ def row_order(shuffle_seed: int | None) -> dict:
     return {"shuffled": shuffle_seed is not None, "seed": shuffle_seed}
 
 
+@contextlib.contextmanager
+def _staging_folder(temporary):
+    """The staging folder of an ingest: ``_staging`` inside a local temporary store.
+
+    A store on object storage stages on a local file system instead (what the
+    staged blocks are read back from is memory-mapped): a folder under
+    ``BIGDL_STAGING_DIR`` (default: the system's temporary folder), which the
+    workers must see at the same path, removed at the end.
+    """
+    import tempfile
+
+    if not is_remote(temporary):
+        staging = Path(temporary) / "_staging"
+        staging.mkdir()
+        yield staging
+        return
+    folder = os.environ.get("BIGDL_STAGING_DIR") or None
+    staging = Path(tempfile.mkdtemp(prefix="bigdl-staging-", dir=folder))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool, progress: bool,
                client=None) -> Dataset:
     """Run the ingest pipeline with one kind's ``steps``; return the committed store, opened.
@@ -639,10 +668,10 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         return run_tasks(f"bigdl-ingest-{stage}", task, jobs, desc=f"ingest {steps.name}: {stage}",
                          progress=progress, client=client)
 
+    remote = is_remote(store)
     with atomic_store(store, overwrite=overwrite, inputs=steps.inputs) as temporary, ingest_job(
-            Path(store).absolute(), temporary, uncounted=("_staging", LOCK_NAME)):
-        staging = temporary / "_staging"
-        staging.mkdir()
+            display(store) if remote else Path(store).absolute(), temporary, uncounted=("_staging", LOCK_NAME)), \
+            _staging_folder(temporary) as staging:
         steps.prepare(staging)
         read_results = run(steps.read_stage, steps.read_task, steps.read_jobs(str(staging)))
         accounting = steps.account(read_results)
@@ -659,7 +688,8 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
                                   for start, pieces in chunk_jobs(counts, steps.rows_per_chunk, ids,
                                                                   shuffle_seed=steps.shuffle_seed)])
         steps.write_rejects(temporary, staging, read_results, accounting, run)
-        shutil.rmtree(staging)
+        if not remote:
+            shutil.rmtree(staging)
         attributes = steps.attributes(accounting)
         finish_store(temporary, kind=steps.kind, accounting=accounting, chunk_split_counts=chunk_split_counts,
                      compression=steps.compression, ingest_seconds=round(time.perf_counter() - started, 3),

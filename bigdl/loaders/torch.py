@@ -45,7 +45,8 @@ __all__ = ["ChunkLoader"]
 PARAMETERS = {"split": [Options(SPLITS)], "batch_size": [Interval(int, 1, None)],
               "buffer_chunks": [Interval(int, 1, None)], "prefetch": [Interval(int, 0, None), None],
               "threads": [Interval(int, 1, None)], "world_size": [Interval(int, 1, None)],
-              "rank": [Interval(int, 0, None)], "transform": [callable, None]}
+              "rank": [Interval(int, 0, None)], "transform": [callable, None],
+              "read_ahead_bytes": [Interval(int, 1, None), None]}
 
 
 class ChunkLoader(IterableDataset):
@@ -72,6 +73,12 @@ class ChunkLoader(IterableDataset):
         read-ahead reaches; image and tabular stores), so memory is about
         chunk size x ``buffer_chunks`` x (1 + ceil(prefetch / buffer_chunks))
         in shuffled order, chunk size x (1 + prefetch) in stored order.
+    read_ahead_bytes : int, optional
+        A bound in bytes on what is read ahead: at most this many bytes of
+        chunks (uncompressed ``X``) are in flight or waiting beyond the buffer,
+        so ``prefetch`` is lowered to fit (one chunk at least).  On object
+        storage each chunk read is a few requests; more ``threads`` keep more
+        of them in flight to hide each request's latency.
     drop_last : bool, default False
         Drop the last, smaller batch of an epoch.
     rank, world_size : int, default 0 and 1
@@ -83,7 +90,11 @@ class ChunkLoader(IterableDataset):
         all of its chunks), so reading costs ``world_size`` times what one
         consumer's does; decompression is cheap next to a training step.
     threads : int, default 2
-        Threads reading and decompressing chunks.
+        Threads reading and decompressing chunks (requests in flight on
+        object storage).  A read that fails with a transient error (a
+        timeout, a 5xx answer) is sent again with exponential backoff; a
+        permanent one (403, 404) is raised at once as
+        :class:`~bigdl.errors.ObjectStoreError` naming the URL and the cause.
     transform : callable, optional
         Applied to each ``X`` batch (a torch tensor) after the store kind's
         own view (images are always float pixels normalised with the stored
@@ -140,7 +151,8 @@ class ChunkLoader(IterableDataset):
     """
 
     def __init__(self, store, split: str = "train", *, batch_size: int = 256, shuffle: bool = True,
-                 seed: int = 0, buffer_chunks: int = 4, prefetch: int | None = None, drop_last: bool = False,
+                 seed: int = 0, buffer_chunks: int = 4, prefetch: int | None = None,
+                 read_ahead_bytes: int | None = None, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, threads: int = 2,
                  transform: Callable | None = None, device=None, augment=None, window: int | None = None,
                  horizon: int | None = None, stride: int | None = None, global_batch_size: int | None = None,
@@ -149,7 +161,8 @@ class ChunkLoader(IterableDataset):
         dataset = store if isinstance(store, Dataset) else open_store(store)
         check_params("ChunkLoader", {"split": split, "batch_size": batch_size, "buffer_chunks": buffer_chunks,
                                      "prefetch": prefetch, "threads": threads, "world_size": world_size,
-                                     "rank": rank, "transform": transform}, PARAMETERS)
+                                     "rank": rank, "transform": transform, "read_ahead_bytes": read_ahead_bytes},
+                     PARAMETERS)
         if rank >= world_size:
             raise ParameterError(f"The 'rank' parameter of ChunkLoader must be smaller than world_size "
                                  f"({world_size}). Got {rank!r} instead.")
@@ -160,7 +173,14 @@ class ChunkLoader(IterableDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.buffer_chunks = buffer_chunks
-        self.prefetch = buffer_chunks if prefetch is None else prefetch
+        X = dataset.group["X"]
+        #: Bytes of one chunk of X, uncompressed: the unit of read-ahead.
+        self.chunk_bytes = int(dataset.rows_per_chunk * np.prod(X.shape[1:], dtype=np.int64) * X.dtype.itemsize)
+        self.read_ahead_bytes = read_ahead_bytes
+        prefetch = buffer_chunks if prefetch is None else prefetch
+        if read_ahead_bytes is not None:
+            prefetch = max(1, min(prefetch, read_ahead_bytes // max(self.chunk_bytes, 1)))
+        self.prefetch = prefetch
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
@@ -314,9 +334,14 @@ class ChunkLoader(IterableDataset):
 
     # -- iteration ----------------------------------------------------
     def _read_chunk(self, chunk: int, into: dict | None = None):
+        from bigdl.store._location import with_retries
+
         if into is None:
-            return self.view.read_chunk(chunk, self.split)
-        return self.view.read_chunk(chunk, self.split, into=into)
+            return with_retries(lambda: self.view.read_chunk(chunk, self.split), url=self.view.path,
+                                what=f"chunk {chunk}")
+        # A retried read decodes into the same part of the buffer again.
+        return with_retries(lambda: self.view.read_chunk(chunk, self.split, into=into), url=self.view.path,
+                            what=f"chunk {chunk}")
 
     def _slot_count(self) -> int:
         """Buffer slots decoded into: the one being sliced, and those the read-ahead reaches."""

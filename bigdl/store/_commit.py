@@ -1,4 +1,29 @@
-"""The atomic commit of a store: written under a temporary sibling name, renamed into place when complete.
+"""The atomic commit of a store: renamed into place on a local disk, a commit object on object storage.
+
+**Local stores** are written under a temporary sibling name and renamed
+into place when complete.
+
+**Object storage** (``s3://``, ``gs://``... any fsspec URL) has no atomic
+rename of a prefix, so a store there is a prefix holding versions and one
+commit object::
+
+    s3://bucket/flights.zarr/bigdl-commit.json      the commit: names the live version (written last)
+    s3://bucket/flights.zarr/version-<token>/       a complete Zarr group (zarr.json, X/, y/, rejects/...)
+
+A write puts the new store under a fresh ``version-<token>/`` prefix (its
+lock object ``.bigdl-writer.json`` first), finishes it (its integrity
+manifest in ``zarr.json``), and then writes the commit object in one PUT,
+which object stores make visible whole or not at all.  The commit records
+the version and the SHA-256 of the version's ``zarr.json`` (the manifest),
+so a reader (:func:`resolve_store`) opens exactly the version committed, and
+refuses a prefix without a commit, saying why (a write was interrupted, or
+is still running).  Overwriting writes the new version beside the old one;
+the old version is removed only after the new commit is written.  At each
+step an interruption leaves either the old commit (naming the old, whole
+version) or the new one.  Left-over versions that no commit names are bigdl's
+own temporaries: the next write of the store removes those whose writer is
+gone (:func:`remove_stale_temporaries`); nothing else under the prefix is
+ever deleted, and a prefix holding anything that is not bigdl's is refused.
 
 It also owns the checks that keep a write from losing data (:func:`check_store_path`):
 only a bigdl store is ever replaced, and a store path never overlaps the write's
@@ -22,14 +47,23 @@ import socket
 import uuid
 from pathlib import Path
 
-from bigdl.errors import BigdlError, NotAStoreError, StoreExistsError, StorePathError, StoreWriteError
+from bigdl.errors import BigdlError, NotAStoreError, ObjectStoreError, StoreExistsError, StoreFormatError, \
+    StorePathError, StoreWriteError
+from bigdl.store._location import display, exists, filesystem, is_remote, join, location, read_bytes, \
+    remote_error, remove_tree, write_bytes
 
-__all__ = ["atomic_store", "check_store_path", "check_store_writable", "remove_stale_temporaries"]
+__all__ = ["atomic_store", "check_store_path", "check_store_writable", "remove_stale_temporaries",
+           "resolve_store", "read_commit", "COMMIT_NAME"]
 
 logger = logging.getLogger(__name__)
 
 # Inside each temporary; removed just before the rename, so never part of a store.
 LOCK_NAME = ".bigdl-writer.json"
+#: On object storage: the commit object at the store's prefix, naming the live version.
+COMMIT_NAME = "bigdl-commit.json"
+VERSION_PREFIX = "version-"
+#: On object storage a writer on another host cannot be checked: its uncommitted version is stale after this.
+STALE_SECONDS = 24 * 3600
 
 
 @contextlib.contextmanager
@@ -57,6 +91,11 @@ def atomic_store(path: str | os.PathLike, overwrite: bool = False, *, inputs=())
     that cannot be read) keep their type.  If the new store cannot be renamed
     into place, an old store it was replacing goes back under its name.
     """
+    if is_remote(path):
+        check_store_path(path, overwrite=overwrite, inputs=inputs)
+        with _atomic_object_store(path, overwrite=overwrite) as temporary:
+            yield temporary
+        return
     final = check_store_path(path, overwrite=overwrite, inputs=inputs)
     token = uuid.uuid4().hex[:12]
     temporary = final.with_name(f".{final.name}.tmp-{token}")
@@ -123,6 +162,18 @@ def check_store_path(path: str | os.PathLike, *, overwrite: bool = False, inputs
         ``overwrite=True``, but what is at ``path`` is a file, a symbolic link,
         or a non-empty folder that is not a bigdl store.
     """
+    if is_remote(path):
+        url = location(path)
+        for source in inputs or ():
+            if not isinstance(source, (str, os.PathLike)) or not is_remote(source):
+                continue  # a local input cannot overlap a store on object storage
+            text = location(source).split("*", 1)[0].rstrip("/")
+            if text == url or text.startswith(url + "/") or url.startswith(text + "/"):
+                raise StorePathError(
+                    f"The store URL {display(url)!r} overlaps the input {display(source)!r}; writing the store "
+                    "there could replace or delete the data being read. Choose a store URL outside the inputs.")
+        _check_object_store(url, overwrite=overwrite)
+        return url
     final = Path(path).expanduser().absolute()
     real = Path(os.path.realpath(final))
     for source in _local_inputs(inputs):
@@ -218,7 +269,11 @@ def check_store_writable(path: str | os.PathLike) -> None:
     found by creating and removing an empty folder in the nearest existing
     folder above the store; nothing else is created.  The CLI calls it
     before it starts a cluster.  A full disk shows only when the store is written.
+    On object storage it checks that the bucket exists and can be listed.
     """
+    if is_remote(path):
+        _check_bucket(location(path))
+        return
     final = Path(path).expanduser().absolute()
     folder = final.parent
     while not os.path.lexists(folder) and folder != folder.parent:
@@ -282,6 +337,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     (written by an older bigdl, or just being created), one of another host,
     or one of a live process is left alone.
     """
+    if is_remote(path):
+        return _remove_stale_versions(location(path))
     final = Path(path).absolute()
     prefix = f".{final.name}.tmp-"
     removed = []
@@ -348,3 +405,231 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# ---------------------------------------------------------------- object storage
+def _remote_call(url: str, call, *args, **kwargs):
+    """``call(*args)``, with a permanent failure (403, 404, a missing bucket) raised as ObjectStoreError."""
+    try:
+        return call(*args, **kwargs)
+    except (PermissionError, FileNotFoundError) as error:
+        raise ObjectStoreError(f"Cannot use the store {display(url)!r}: {remote_error(error, url)}.",
+                               url=display(url), cause=str(error)) from None
+
+
+def _check_bucket(url: str) -> None:
+    """Refuse a URL whose bucket does not exist or cannot be listed with these credentials."""
+    fs, inner = filesystem(url)
+    bucket = inner.split("/", 1)[0]
+    try:
+        fs.ls(bucket, refresh=True)
+    except FileNotFoundError as error:
+        raise ObjectStoreError(
+            f"Cannot write the store {display(url)!r}: the bucket {bucket!r} does not exist ({error}); create it "
+            "first or check the URL.", url=display(url), cause=str(error)) from None
+    except PermissionError as error:
+        raise ObjectStoreError(f"Cannot write the store {display(url)!r}: {remote_error(error, url)}.",
+                               url=display(url), cause=str(error)) from None
+
+
+def read_commit(url: str) -> dict | None:
+    """The commit object of a store on object storage, or None when there is none.
+
+    Raises
+    ------
+    StoreFormatError
+        A commit object that is not one bigdl wrote.
+    ObjectStoreError
+        Access refused, or no such bucket.
+    """
+    data = _remote_call(url, read_bytes, join(url, COMMIT_NAME))
+    if data is None:
+        return None
+    try:
+        commit = json.loads(data)
+        if not isinstance(commit, dict) or not str(commit["version"]).startswith(VERSION_PREFIX) \
+                or "/" in commit["version"]:
+            raise ValueError("no version")
+    except (ValueError, KeyError, TypeError):
+        raise StoreFormatError(f"{display(url)!r} has a commit object ({COMMIT_NAME}) that bigdl cannot read: it was "
+                               "edited or not written by bigdl. Re-create the store (run the ingest again).") from None
+    return commit
+
+
+def _entries(url: str) -> list[str]:
+    """The names directly under a prefix (files and sub-prefixes)."""
+    fs, inner = filesystem(url)
+    try:
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(inner, detail=False, refresh=True))
+    except FileNotFoundError:
+        bucket = inner.split("/", 1)[0]
+        if not _remote_call(url, fs.exists, bucket):
+            raise ObjectStoreError(f"Cannot use the store {display(url)!r}: the bucket {bucket!r} does not exist; "
+                                   "create it first or check the URL.", url=display(url),
+                                   cause="NoSuchBucket") from None
+        return []
+    except PermissionError as error:
+        raise ObjectStoreError(f"Cannot use the store {display(url)!r}: {remote_error(error, url)}.",
+                               url=display(url), cause=str(error)) from None
+
+
+def _not_a_store_prefix(url: str, commit: dict | None) -> str | None:
+    """Why what is under ``url`` is not bigdl's (so may not be replaced), or None."""
+    foreign = [name for name in _entries(url) if name != COMMIT_NAME and not name.startswith(VERSION_PREFIX)]
+    if not foreign:
+        return None
+    examples = ", ".join(repr(name) for name in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    if commit is None:
+        return f"holds objects that are not a bigdl store (no {COMMIT_NAME}; it holds {examples})"
+    return f"holds objects bigdl did not write beside the store ({examples})"
+
+
+def _check_object_store(url: str, *, overwrite: bool) -> dict | None:
+    """check_store_path for object storage: the current commit (None if no store is there)."""
+    commit = read_commit(url)
+    reason = _not_a_store_prefix(url, commit)
+    if commit is not None and not overwrite:
+        raise StoreExistsError(f"The store {display(url)!r} already exists; pass overwrite=True to replace it "
+                               "(or choose another URL).")
+    if reason and (overwrite or commit is None):
+        raise NotAStoreError(f"bigdl writes a store only under a prefix of its own, and {display(url)!r} {reason}; it "
+                             "was left untouched. Choose another store URL, or remove the objects yourself if they "
+                             "are not needed.")
+    return commit
+
+
+def resolve_store(path) -> str:
+    """The location of a store's Zarr group: the path itself locally, the committed version on object storage.
+
+    Raises
+    ------
+    StoreFormatError
+        Nothing at the URL, or a prefix without a commit object (an
+        interrupted write, or one still running), or a commit naming a
+        version that is not there or was changed.
+    ObjectStoreError
+        Access refused, or no such bucket.
+    """
+    if not is_remote(path):
+        return os.fspath(path)
+    url = location(path)
+    commit = read_commit(url)
+    parent, _, name = url.rpartition("/")
+    if commit is None and name.startswith(VERSION_PREFIX):
+        # A version's own URL (what a Dataset hands its tasks): readable while its parent's commit names it.
+        named = read_commit(parent)
+        if named is not None and named["version"] == name:
+            url, commit = parent, named
+    if commit is None:
+        names = _entries(url)
+        if not names:
+            raise StoreFormatError(f"No store at {display(url)!r}: nothing is stored under that prefix. "
+                                   "Create it with bigdl.ingest.")
+        if any(name.startswith(VERSION_PREFIX) for name in names):
+            raise StoreFormatError(
+                f"{display(url)!r} holds no committed store: it has no commit object ({COMMIT_NAME}), so its write "
+                "was interrupted or is still running, and what is there is incomplete. Wait for the write to finish, "
+                "or run the ingest again (it removes what an interrupted write left).")
+        raise StoreFormatError(f"{display(url)!r} is not a bigdl store: it has no commit object ({COMMIT_NAME}).")
+    root = join(url, commit["version"])
+    metadata = _remote_call(url, read_bytes, join(root, "zarr.json"))
+    if metadata is None:
+        raise StoreFormatError(f"The store {display(url)!r} is damaged: its commit names {commit['version']!r}, which "
+                               "is not there (it was deleted). Re-create the store (run the ingest again).")
+    import hashlib
+
+    if commit.get("zarr_json_sha256") not in (None, hashlib.sha256(metadata).hexdigest()):
+        raise StoreFormatError(
+            f"The store {display(url)!r} was changed after it was committed: the metadata of {commit['version']!r} "
+            "(zarr.json, which holds the integrity manifest) is not the one committed. Re-create the store "
+            "(run the ingest again) or restore it from a copy.")
+    return root
+
+
+def _lock_record() -> dict:
+    import time
+
+    import psutil
+
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": psutil.Process().create_time(),
+            "written": time.time()}
+
+
+@contextlib.contextmanager
+def _atomic_object_store(path, *, overwrite: bool):
+    """atomic_store on object storage: yield a fresh version prefix, commit it with the commit object."""
+    import hashlib
+
+    url = location(path)
+    _check_bucket(url)
+    previous = _check_object_store(url, overwrite=overwrite)
+    _remove_stale_versions(url, keep=previous)
+    version = f"{VERSION_PREFIX}{uuid.uuid4().hex[:12]}"
+    temporary = join(url, version)
+    try:
+        _remote_call(url, write_bytes, join(temporary, LOCK_NAME), json.dumps(_lock_record()).encode())
+        yield temporary
+        # What is there may have changed while the store was written.
+        current = _check_object_store(url, overwrite=overwrite)
+        metadata = read_bytes(join(temporary, "zarr.json"))
+        if metadata is None:
+            raise RuntimeError(f"bigdl internal error: {display(temporary)!r} has no zarr.json to commit.")
+        commit = {"version": version, "zarr_json_sha256": hashlib.sha256(metadata).hexdigest(),
+                  "format": "bigdl-commit-1"}
+        _remote_call(url, write_bytes, join(url, COMMIT_NAME), json.dumps(commit).encode())
+    except BaseException:
+        remove_tree(temporary)
+        raise
+    # Committed: the new version is live; what follows only tidies up.
+    try:
+        fs, inner = filesystem(temporary)
+        fs.rm_file(f"{inner}/{LOCK_NAME}")
+        for old in {item["version"] for item in (previous, current) if item} - {version}:
+            remove_tree(join(url, old))
+    except (OSError, ConnectionError) as error:  # the next write removes what is left
+        logger.warning("The store %s is committed, but tidying its old version failed: %s", display(url),
+                       type(error).__name__)
+
+
+def _remove_stale_versions(url: str, keep: dict | None = None) -> list[str]:
+    """Remove the uncommitted versions under ``url`` whose writer is gone; the locations removed.
+
+    A version no commit names is removed when its lock object was written
+    on this host by a process that no longer runs, or more than
+    :data:`STALE_SECONDS` ago elsewhere (a writer on another host cannot be
+    checked), or when it has no lock left (a version superseded by a later
+    commit, whose removal was cut short).  A version just being created (no
+    object yet) is not listed at all.
+    """
+    import time
+
+    try:
+        commit = keep if keep is not None else read_commit(url)
+        names = [name for name in _entries(url) if name.startswith(VERSION_PREFIX)]
+    except (ObjectStoreError, StoreFormatError):
+        return []
+    live = commit["version"] if commit else None
+    host, removed = socket.gethostname(), []
+    for name in names:
+        if name == live:
+            continue
+        version = join(url, name)
+        data = read_bytes(join(version, LOCK_NAME))
+        if data is not None:
+            try:
+                owner = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(owner, dict):
+                continue
+            if owner.get("host") == host:
+                if _running(owner):
+                    continue
+            elif not isinstance(owner.get("written"), (int, float)) or time.time() - owner["written"] < STALE_SECONDS:
+                continue
+        elif commit is None:
+            continue  # no lock and nothing committed: not a version bigdl can tell is finished with
+        remove_tree(version)
+        logger.info("Removed %s, an uncommitted version left by an earlier write.", display(version))
+        removed.append(version)
+    return removed

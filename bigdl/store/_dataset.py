@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from bigdl.errors import SchemaError, StoreCorruptedError
-from bigdl.store._format import SPLIT_CODES, open_group
-from bigdl.store._integrity import REPAIR, Manifest
+from bigdl.store._format import SPLIT_CODES, open_root
+from bigdl.store._integrity import REPAIR, Manifest, _reject_files
+from bigdl.store._location import display, is_remote, join, read_bytes, tree_bytes
 from bigdl.store._verify import CheckedArray, read_checked
 
 __all__ = ["Dataset", "open_store", "StoreInfo"]
@@ -22,7 +23,9 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     Parameters
     ----------
     path : str or path-like
-        The store directory (``*.zarr``).
+        The store directory (``*.zarr``), or its fsspec URL (``s3://bucket/flights.zarr``):
+        credentials come from the environment (``AWS_*``) or
+        :func:`bigdl.store.set_storage_options`.
 
     Returns
     -------
@@ -31,7 +34,10 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     Raises
     ------
     StoreFormatError
-        Not a bigdl store, or a format this bigdl does not read.
+        Not a bigdl store, or a format this bigdl does not read; on object
+        storage also a prefix without a commit object (an interrupted write).
+    ObjectStoreError
+        Access to the object store refused, or no such bucket.
     StoreCorruptedError
         The store's attributes or an array's metadata changed after it was
         written (compared with its integrity manifest; no chunk is read here).
@@ -41,9 +47,10 @@ def open_store(path: str | os.PathLike) -> "Dataset":
     >>> ds = bigdl.open("work/flights.zarr")        # doctest: +SKIP
     >>> X_train, y_train = ds.arrays("train")      # lazy dask arrays
     """
-    path = Path(path)
-    group, attrs = open_group(path)
-    return Dataset(path, group, attrs)
+    root, group, attrs = open_root(path)
+    dataset = Dataset(display(path) if is_remote(path) else path, group, attrs)
+    dataset.root = str(root)
+    return dataset
 
 
 class Dataset:
@@ -55,8 +62,8 @@ class Dataset:
 
     Parameters
     ----------
-    path : path
-        The store directory.
+    path : path or str
+        The store directory, or its URL on object storage.
     group : zarr.Group
         Its Zarr group, opened read-only.
     attrs : dict
@@ -64,7 +71,9 @@ class Dataset:
     """
 
     def __init__(self, path: Path, group, attrs: dict):
-        self.path = Path(path)
+        self.path = path if is_remote(path) else Path(path)
+        #: Where the Zarr group is: the store directory, or on object storage its committed version's URL.
+        self.root = str(self.path)
         self._group = group
         self.attrs = attrs
         # Every chunk read is checked against it (see bigdl.store._integrity).
@@ -84,7 +93,7 @@ class Dataset:
                 raise SchemaError(f"The store {str(self.path)!r} has kind {self.kind!r}, which this bigdl does not "
                                   f"know (known: {sorted(VIEWS)}); upgrade bigdl.")
             X = self._group["X"]
-            self._view = VIEWS[self.kind](str(self.path), self.attrs, n_rows=X.shape[0],
+            self._view = VIEWS[self.kind](self.root, self.attrs, n_rows=X.shape[0],
                                           rows_per_chunk=X.chunks[0], stored_shape=X.shape[1:],
                                           has_target="y" in self._group)
         return self._view
@@ -236,9 +245,9 @@ class Dataset:
         return self.view.preprocessor
 
     @property
-    def rejects_path(self) -> Path:
-        """The folder of the quarantined rows' Parquet files (``<store>/rejects``)."""
-        return self.path / "rejects"
+    def rejects_path(self) -> Path | str:
+        """The folder of the quarantined rows' Parquet files (``<store>/rejects``; a URL on object storage)."""
+        return join(self.root, "rejects") if is_remote(self.root) else self.path / "rejects"
 
     # -- data ---------------------------------------------------------
     def _dask(self, name: str):
@@ -249,16 +258,20 @@ class Dataset:
         array = self._group[name]
         # Keys must differ between stores and between versions of one store
         # rewritten in place, or dask would reuse stale results.
-        stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
-        token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
+        if is_remote(self.root):
+            # Each version of a store on object storage has its own prefix.
+            token = tokenize(self.root, self.attrs.get("created"), name)
+        else:
+            stamp = (self.path / "zarr.json").stat().st_mtime_ns if (self.path / "zarr.json").exists() else 0
+            token = tokenize(str(self.path.resolve()), stamp, self.attrs.get("created"), name)
         # As da.from_zarr, but a damaged chunk raises an error naming the store, array and chunk.
-        return da.from_array(CheckedArray(array, str(self.path), name, self._manifest), chunks=array.chunks,
+        return da.from_array(CheckedArray(array, self.root, name, self._manifest), chunks=array.chunks,
                              name=f"bigdl-{name}-{token}", asarray=False, fancy=False, lock=False,
                              meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
     def _read(self, name: str, selection):
         """Rows of one array; a damaged chunk raises StoreCorruptedError naming it."""
-        return read_checked(self._group[name], selection, store=str(self.path), name=name, manifest=self._manifest)
+        return read_checked(self._group[name], selection, store=self.root, name=name, manifest=self._manifest)
 
     @property
     def X(self):
@@ -369,7 +382,9 @@ class Dataset:
         """
         import xarray as xr
 
-        dataset = xr.open_zarr(str(self.path), consolidated=None)
+        from bigdl.store._location import zarr_store
+
+        dataset = xr.open_zarr(zarr_store(self.root, read_only=True), consolidated=None)
         if self.feature_names and self.kind == "tabular":
             dataset = dataset.assign_coords(feature=("feature", np.asarray(self.feature_names, dtype=object)))
         return dataset
@@ -391,18 +406,20 @@ class Dataset:
         """
         import pandas as pd
 
-        problems = [] if self._manifest is None else self._manifest.rejects_problems(self.path)
+        problems = [] if self._manifest is None else self._manifest.rejects_problems(self.root)
         if problems:
             raise StoreCorruptedError(
                 f"The store {str(self.path)!r} was changed after it was written: "
                 f"{'; '.join(item['problem'] for item in problems)}. {REPAIR}; `bigdl verify {self.path}` lists "
                 "every change.", store=str(self.path), file=problems[0]["file"])
-        parts = sorted(self.rejects_path.glob("*.parquet")) if self.rejects_path.exists() else []
+        parts = [part for _, part in sorted(_reject_files(self.root).items())]
         if not parts:
             return pd.DataFrame({"source": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
                                  "line": pd.Series(dtype="Int64"), "raw": pd.Series(dtype=object),
                                  "reason": pd.Series(dtype=object)})
-        return pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+        import io
+
+        return pd.concat([pd.read_parquet(io.BytesIO(read_bytes(part))) for part in parts], ignore_index=True)
 
     def size_on_disk(self) -> int:
         """Bytes of the store's files (rejects included).
@@ -411,6 +428,8 @@ class Dataset:
         -------
         int
         """
+        if is_remote(self.root):
+            return tree_bytes(self.root)
         return sum(path.stat().st_size for path in self.path.rglob("*") if path.is_file())
 
     def info(self) -> "StoreInfo":

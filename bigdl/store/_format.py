@@ -17,7 +17,7 @@ from bigdl.errors import ParameterError, StoreFormatError
 __all__ = [
     "FORMAT_VERSION", "SPLIT_CODES", "SPLIT_NAMES", "TASKS", "WRITER_PARAMETERS", "compressor", "rows_per_chunk_for",
     "check_split_parameters", "check_whole_chunk", "assign_split", "assign_folds", "open_group", "check_format_version",
-    "TARGET_CHUNK_BYTES", "READABLE_FORMATS",
+    "TARGET_CHUNK_BYTES", "READABLE_FORMATS", "open_root",
 ]
 
 #: The store format this bigdl writes.  2: the integrity manifest binds every chunk's checksum to its
@@ -234,17 +234,43 @@ def open_group(path, *, check_integrity: bool = True) -> tuple:
     StoreCorruptedError
         The attributes or the arrays' metadata changed after the store was written.
     """
+    _, group, attrs = open_root(path, check_integrity=check_integrity)
+    return group, attrs
+
+
+def open_root(path, *, check_integrity: bool = True) -> tuple:
+    """As :func:`open_group`, and where the Zarr group is: ``(root, group, attrs)``.
+
+    ``root`` is ``path`` for a local store, and the committed version's URL
+    for a store on object storage (see :mod:`bigdl.store._commit`).
+    """
     from pathlib import Path
 
     import zarr
 
-    path = Path(path)
-    if not path.exists():
-        raise StoreFormatError(f"No store at {str(path)!r}: the path does not exist. Create it with bigdl.ingest.")
+    from bigdl.store._commit import resolve_store
+    from bigdl.store._location import display, is_remote, zarr_store
+
+    if is_remote(path):
+        root = resolve_store(path)
+        shown = display(path)
+    else:
+        root = path = Path(path)
+        shown = str(path)
+        if not path.exists():
+            raise StoreFormatError(f"No store at {shown!r}: the path does not exist. Create it with bigdl.ingest.")
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(zarr_store(root, read_only=True), mode="r")
+    except (PermissionError, FileNotFoundError) as error:
+        if not is_remote(root):
+            raise StoreFormatError(f"{shown!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
+        from bigdl.errors import ObjectStoreError
+        from bigdl.store._location import remote_error
+
+        raise ObjectStoreError(f"Cannot read the store {shown!r}: {remote_error(error, root)}.", url=shown,
+                               cause=str(error)) from None
     except Exception as error:  # zarr raises several types for "not a group"
-        raise StoreFormatError(f"{str(path)!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
+        raise StoreFormatError(f"{shown!r} is not a Zarr store ({error}); create it with bigdl.ingest.") from None
     attrs = dict(group.attrs)
     if "format_version" not in attrs or "kind" not in attrs:
         raise StoreFormatError(f"{str(path)!r} is a Zarr group but not a bigdl store (no 'format_version').")
@@ -252,8 +278,8 @@ def open_group(path, *, check_integrity: bool = True) -> tuple:
     if check_integrity:
         from bigdl.store._integrity import check_attributes
 
-        check_attributes(path, group, attrs)
-    return group, attrs
+        check_attributes(shown, group, attrs)
+    return root, group, attrs
 
 
 def check_format_version(path, attrs: dict) -> int:

@@ -38,11 +38,10 @@ import itertools
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from bigdl.errors import StoreCorruptedError
+from bigdl.store._location import join, list_names, read_bytes, tail, zarr_store
 
 __all__ = ["integrity_manifest", "Manifest", "check_attributes", "chunk_file",
            "chunk_coordinates", "chunk_label", "array_names", "has_checksum", "unreadable_manifest", "REPAIR"]
@@ -86,16 +85,16 @@ def has_checksum(array) -> bool:
 
 
 def _trailer(path) -> bytes | None:
-    """The last 4 bytes of a chunk file (its CRC-32C), or None when the file does not exist."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(descriptor).st_size
-        return os.pread(descriptor, TRAILER_BYTES, max(0, size - TRAILER_BYTES))
-    finally:
-        os.close(descriptor)
+    """The last 4 bytes of a chunk file (its CRC-32C), or None when the file does not exist.
+
+    One ``pread`` locally; one ranged GET on object storage.
+    """
+    return tail(os.fspath(path), TRAILER_BYTES)
+
+
+def _reject_files(root) -> dict[str, str]:
+    """The store's ``rejects/*.parquet`` files: name -> location."""
+    return list_names(join(os.fspath(root), "rejects"), ".parquet")
 
 
 # ------------------------------------------------------------------ digests
@@ -139,8 +138,8 @@ def integrity_manifest(path: str | os.PathLike) -> dict:
     import google_crc32c
     import zarr
 
-    root = Path(path)
-    group = zarr.open_group(str(root), mode="r", use_consolidated=False)
+    root = os.fspath(path)
+    group = zarr.open_group(zarr_store(root, read_only=True), mode="r", use_consolidated=False)
     arrays = {}
     for name in array_names(group):
         array = group[name]
@@ -149,13 +148,12 @@ def integrity_manifest(path: str | os.PathLike) -> dict:
         absent, trailers = [], []
         for coords in chunk_coordinates(array):
             file = chunk_file(array, coords)
-            trailer = _trailer(root / file)
+            trailer = _trailer(join(root, file))
             if trailer is None:
                 absent.append(file)
             trailers.append(trailer or bytes(TRAILER_BYTES))
         arrays[name] = {"metadata": _metadata_digest(array), "absent": absent, "crc32c": b"".join(trailers).hex()}
-    rejects = {part.name: google_crc32c.value(part.read_bytes())
-               for part in sorted((root / "rejects").glob("*.parquet"))} if (root / "rejects").is_dir() else {}
+    rejects = {name: google_crc32c.value(read_bytes(part)) for name, part in sorted(_reject_files(root).items())}
     return {"checksum": "crc32c", "attributes": _attribute_digests(dict(group.attrs)), "arrays": arrays,
             "rejects": rejects}
 
@@ -287,21 +285,20 @@ class Manifest:
                              "problem": problem})
         return problems
 
-    def rejects_problems(self, root: Path) -> list[dict]:
+    def rejects_problems(self, root) -> list[dict]:
         """Reject files changed, removed or added since the store was written (empty for format-1 manifests)."""
         if not self.bound:
             return []
         import google_crc32c
 
-        folder = Path(root) / "rejects"
-        present = {part.name: part for part in folder.glob("*.parquet")} if folder.is_dir() else {}
+        present = _reject_files(root)
         problems = []
         for part in sorted(set(present) | set(self.rejects)):
             if part not in present:
                 problem = "was removed"
             elif part not in self.rejects:
                 problem = "was added"
-            elif google_crc32c.value(present[part].read_bytes()) != self.rejects[part]:
+            elif google_crc32c.value(read_bytes(present[part]) or b"") != self.rejects[part]:
                 problem = "fails its checksum: its bytes changed after it was written"
             else:
                 continue
@@ -310,7 +307,7 @@ class Manifest:
         return problems
 
     # -- one chunk (at every read) -----------------------------------------------
-    def chunk_problem(self, root: Path, name: str, array, coords) -> str | None:
+    def chunk_problem(self, root, name: str, array, coords) -> str | None:
         """What is wrong with one chunk's file against the manifest (None if nothing): one 4-byte read.
 
         Missing (unless absent on purpose), present where none was written,
@@ -320,7 +317,7 @@ class Manifest:
         if record is None:
             return None
         file = chunk_file(array, coords)
-        trailer = _trailer(os.path.join(root, file))
+        trailer = _trailer(join(os.fspath(root), file))
         if trailer is None:
             if file in record.absent:
                 return None

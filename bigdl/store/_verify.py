@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bigdl.errors import StoreCorruptedError
 from bigdl.store._integrity import REPAIR, Manifest, array_names, chunk_coordinates, chunk_file, chunk_label, \
     has_checksum, unreadable_manifest
+from bigdl.store._location import display, is_remote, join, read_bytes, zarr_store
 
 __all__ = ["verify_store", "VerifyReport", "chunk_checksums", "read_checked", "CheckedArray"]
 
@@ -56,16 +56,18 @@ def chunk_checksums(path: str | os.PathLike, arrays=None) -> dict[str, dict[str,
     import google_crc32c
     import zarr
 
-    root = Path(path)
-    group = zarr.open_group(str(root), mode="r")
+    from bigdl.store._commit import resolve_store
+
+    root = resolve_store(path)
+    group = zarr.open_group(zarr_store(root, read_only=True), mode="r")
     result = {}
     for name in arrays or array_names(group):
         array = group[name]
         sums = {}
         for coords in chunk_coordinates(array):
-            file = root / chunk_file(array, coords)
-            if file.exists():
-                sums[chunk_file(array, coords)] = google_crc32c.value(file.read_bytes())
+            data = read_bytes(join(root, chunk_file(array, coords)))
+            if data is not None:
+                sums[chunk_file(array, coords)] = google_crc32c.value(data)
         result[name] = sums
     return result
 
@@ -134,7 +136,7 @@ def read_checked(array, selection, *, store, name: str, manifest: Manifest | Non
         checksum or cannot be decoded.  Other errors are raised unchanged.
     """
     if manifest is not None:
-        root = Path(store)
+        root = os.fspath(store)
         for coords in _chunks_touched(array, selection):
             problem = manifest.chunk_problem(root, name, array, coords)
             if problem is not None:
@@ -313,10 +315,11 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
     import zarr
 
     from bigdl.runtime import run_tasks
-    from bigdl.store._format import open_group
+    from bigdl.store._format import open_root
 
-    root = Path(path)
-    group, attrs = open_group(root, check_integrity=False)
+    root, group, attrs = open_root(path, check_integrity=False)
+    root = os.fspath(root)
+    shown = display(path) if is_remote(path) else str(root)
     problems = []
     try:
         manifest = Manifest.from_attrs(root, attrs)
@@ -327,7 +330,7 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
     if manifest is not None:
         # The consolidated copy is what readers use; each array's own zarr.json is what plain zarr falls back to.
         seen = set()
-        for view in (group, zarr.open_group(str(root), mode="r", use_consolidated=False)):
+        for view in (group, zarr.open_group(zarr_store(root, read_only=True), mode="r", use_consolidated=False)):
             for item in manifest.attribute_problems(view, attrs, root):
                 key = (item["file"], item["problem"])
                 if key not in seen:
@@ -343,10 +346,10 @@ def verify_store(path: str | os.PathLike, *, client=None, progress: bool = True)
         # Each task reads the manifest from the store itself: it can be megabytes for a big store.
         jobs.extend((str(root), name, coords[start:start + CHUNKS_PER_TASK], manifest is not None)
                     for start in range(0, len(coords), CHUNKS_PER_TASK))
-    found = run_tasks("bigdl-verify", _verify_chunks, jobs, desc=f"verify {root.name}", progress=progress,
-                      client=client)
+    found = run_tasks("bigdl-verify", _verify_chunks, jobs, desc=f"verify {shown.rstrip('/').rsplit('/', 1)[-1]}",
+                      progress=progress, client=client)
     problems.extend(item for items in found for item in items)
-    return VerifyReport(str(root), total, problems, checksums, manifest is not None,
+    return VerifyReport(shown, total, problems, checksums, manifest is not None,
                         attrs.get("format_version"), None if manifest is None else manifest.checksum)
 
 
@@ -355,8 +358,8 @@ def _verify_chunks(path: str, name: str, coords: list[tuple], with_manifest: boo
     import google_crc32c
     import zarr
 
-    root = Path(path)
-    group = zarr.open_group(path, mode="r")
+    root = path
+    group = zarr.open_group(zarr_store(path, read_only=True), mode="r")
     array = group[name]
     manifest = Manifest.from_attrs(path, dict(group.attrs)) if with_manifest else None
     bound = manifest is not None and manifest.checksum == "crc32c" and manifest.bound
@@ -364,8 +367,8 @@ def _verify_chunks(path: str, name: str, coords: list[tuple], with_manifest: boo
     for chunk in coords:
         file = chunk_file(array, chunk)
         problem = None if manifest is None else manifest.chunk_problem(root, name, array, chunk)
-        if problem is None and (root / file).exists():
-            data = (root / file).read_bytes()
+        data = read_bytes(join(root, file)) if problem is None else None
+        if data is not None:
             # The chunk's own CRC-32C, computed here: it does not rely on the array's metadata listing the codec.
             if bound and (len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little")):
                 problem = "fails its checksum: its bytes changed after it was written"

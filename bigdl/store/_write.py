@@ -58,7 +58,9 @@ def create_arrays(path: str | os.PathLike, n_samples: int, rows_per_chunk: int, 
 
     from zarr.codecs import Crc32cCodec
 
-    group = zarr.open_group(str(path), mode="a", zarr_format=3)
+    from bigdl.store._location import zarr_store
+
+    group = zarr.open_group(zarr_store(os.fspath(path)), mode="a", zarr_format=3)
     codec = compressor(compression)
     # A CRC-32C of every stored chunk (zarr v3's own codec, so plain zarr and
     # xarray still read it): a byte flipped on disk fails at decode instead of
@@ -118,7 +120,9 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
 
     per_chunk = np.asarray(chunk_split_counts, dtype=np.int64).reshape(-1, len(SPLIT_NAMES))
     split_counts = per_chunk.sum(axis=0)
-    group = zarr.open_group(str(path), mode="r+")
+    from bigdl.store._location import zarr_store
+
+    group = zarr.open_group(zarr_store(os.fspath(path)), mode="r+")
     group.attrs.update({
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -137,7 +141,7 @@ def finish_store(path, *, kind: str, accounting: dict, chunk_split_counts, split
         # Zarr warns that consolidated metadata is not in the v3 spec yet;
         # xarray reads it and falls back cleanly where it is absent.
         warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(path))
+        zarr.consolidate_metadata(zarr_store(os.fspath(path)))
 
 
 

@@ -35,9 +35,9 @@ STATE_KEYS = ("epoch", "model", "optimizer", "torch_rng", "loader", "history")
 
 
 def _fs(directory: str):
-    import fsspec
+    from bigdl.store._location import filesystem
 
-    fs, path = fsspec.core.url_to_fs(str(directory))
+    fs, path = filesystem(str(directory))
     return fs, path.rstrip("/")
 
 
@@ -45,7 +45,13 @@ def checkpoint_path(directory: str, epoch: int, step: int | None = None) -> str:
     """Where the checkpoint of ``epoch`` goes (0-based epoch), or of its first ``step`` steps."""
     fs, root = _fs(directory)
     name = NAME.format(epoch=epoch) if step is None else STEP_NAME.format(epoch=epoch, step=step)
-    return f"{root}/{name}"
+    return _full(fs, f"{root}/{name}")
+
+
+def _full(fs, path: str) -> str:
+    """A path of ``fs`` as a location that names its file system again (the URL for object storage)."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return path if {"file", "local"} & set(protocols) else fs.unstrip_protocol(path)
 
 
 def sidecar_path(checkpoint: str) -> str:
@@ -54,6 +60,11 @@ def sidecar_path(checkpoint: str) -> str:
 
 
 def _write_atomically(fs, final: str, data: bytes) -> None:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if not {"file", "local"} & set(protocols):
+        # Object storage: one PUT is visible whole or not at all (and a move there is a copy and a delete).
+        fs.pipe_file(final, data)
+        return
     temporary = final + ".tmp"
     with fs.open(temporary, "wb") as handle:
         handle.write(data)
@@ -94,9 +105,12 @@ def _order(path: str) -> tuple:
 def _checkpoints(directory: str) -> list[str]:
     """The checkpoint files in ``directory``, newest epoch first."""
     fs, root = _fs(directory)
+    fs.invalidate_cache(root)
     if not fs.exists(root):
         return []
-    found = [(_order(path), path) for path in fs.ls(root, detail=False) if PATTERN.search(path)]
+    # refresh: a cached listing of object storage would miss the checkpoints written since.
+    found = [(_order(path), _full(fs, path)) for path in fs.ls(root, detail=False, refresh=True)
+             if PATTERN.search(path)]
     return [path for _, path in sorted(found, reverse=True)]
 
 

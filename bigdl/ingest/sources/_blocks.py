@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigdl.errors import SchemaError, SourceError
+from bigdl.ingest.sources._paths import exists, file_size, file_stat, open_binary
 
 __all__ = ["Block", "RawBlock", "SourcePlan", "NULL_TOKENS", "SAMPLE_BYTES", "MAX_SAMPLE_BYTES", "count_lines",
            "line_ends", "record_spans", "compression_of", "head_bytes", "head_records", "check_ascii_based",
@@ -133,15 +134,20 @@ class SourcePlan:
         entries = []
         for path in self.paths:
             try:
-                stat = os.stat(path)
-                entries.append({"path": path, "bytes": stat.st_size, "mtime": stat.st_mtime})
-            except OSError:
+                entries.append({"path": path, **file_stat(path)})
+            except (OSError, ValueError):  # ValueError: a URL fsspec does not serve (a database)
                 entries.append({"path": path})
         return {"format": self.format, "files": entries}
 
     @property
     def input_bytes(self) -> int:
-        return sum(os.path.getsize(path) for path in self.paths if os.path.exists(path))
+        total = 0
+        for path in self.paths:
+            try:
+                total += file_size(path) if exists(path) else 0
+            except (OSError, ValueError):  # ValueError: a URL fsspec does not serve (a database)
+                continue
+        return total
 
 
 def compression_of(path: str) -> str | None:
@@ -153,11 +159,11 @@ def head_bytes(path: str, size: int = SAMPLE_BYTES) -> bytes:
     """The first ``size`` bytes of a file (decompressed when gzip)."""
     if compression_of(path) == "gzip":
         try:
-            with gzip.open(path, "rb") as handle:
+            with open_binary(path) as raw, gzip.open(raw, "rb") as handle:
                 return handle.read(size)
         except (OSError, EOFError) as error:
             raise SourceError(f"{path}: cannot be read as gzip ({error}); is it really compressed?") from None
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         return handle.read(size)
 
 
@@ -217,7 +223,7 @@ def check_encoding(path: str, head: bytes, encoding: str) -> None:
 
 def block_ranges(path: str, blocksize: int) -> list[tuple[int, int]]:
     """Byte ranges of about ``blocksize`` of one file (one range for gzip or small files)."""
-    size = os.path.getsize(path)
+    size = file_size(path)
     if compression_of(path) or size <= blocksize:
         return [(0, size)]
     # Equal blocks (not blocksize, blocksize, ..., remainder) keep workers evenly busy.
@@ -239,12 +245,12 @@ def plan_lines(paths: list[str], blocksize: int, fmt: str, options: dict) -> lis
 def line_aligned_bytes(block: Block) -> bytes:
     """The bytes of a block's whole lines: a block owns every line whose first byte lies in it."""
     if block.compression == "gzip":
-        with gzip.open(block.path, "rb") as handle:
+        with open_binary(block.path) as raw, gzip.open(raw, "rb") as handle:
             try:
                 return handle.read()
             except (OSError, EOFError) as error:
                 raise SourceError(f"{block.path}: the gzip stream is corrupt or truncated ({error}).") from None
-    with open(block.path, "rb") as handle:
+    with open_binary(block.path) as handle:
         # A block owns every line whose first byte lies in [start, stop).
         begin = line_start(handle, block.start)
         end = line_start(handle, block.stop)

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from bigdl.errors import SchemaError, SourceError
+from bigdl.ingest.sources._paths import file_size, open_binary
 from bigdl.ingest.sources._blocks import (Block, RawBlock, SourcePlan, block_ranges, check_ascii_based, check_encoding,
                                           compression_of, count_lines, head_records, header_mismatch,
                                           line_aligned_bytes)
@@ -201,14 +202,14 @@ def record_block_ranges(path: str, blocksize: int, delimiter: int = ord(",")) ->
     ranges = block_ranges(path, blocksize)
     if len(ranges) == 1:
         return ranges
-    size = os.path.getsize(path)
+    size = file_size(path)
     # A block owns the records that start in it: a cut moves to the start of the first record
     # that starts at or after it (its first byte follows a record-ending newline at cut - 1 or later).
     targets = [start - 1 for start, _ in ranges[1:]]
     cuts = [0]
     inside = False
     multiline = False
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         base = 0
         carry = b""
         while targets:

@@ -17,7 +17,7 @@ from pathlib import Path
 from bigdl.errors import SchemaError, SourceError, SourceNotFoundError
 from bigdl.ingest.sources._listing import FilePart, ImageListing
 
-__all__ = ["IMAGE_SUFFIXES", "list_image_folder", "folder_listing"]
+__all__ = ["IMAGE_SUFFIXES", "list_image_folder", "folder_listing", "remote_folder_listing"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,4 +126,44 @@ def folder_listing(root: str) -> ImageListing:
     description = {"format": "image-folder", "root": str(root_path), "files": len(files),
                    "skipped_directory_links": skipped, "file_links": file_links}
     return ImageListing("image-folder", root_path.name, class_names, [FilePart(items)], description,
+                        "relative path")
+
+
+def remote_folder_listing(url: str) -> ImageListing:
+    """The listing of a folder of class sub-folders behind an fsspec URL (object storage has no links).
+
+    The same rules as a local folder: hidden names are skipped, images at
+    any depth under a class prefix belong to that class, an object directly
+    under the root belongs to none.  The images are read by the tasks
+    through fsspec.
+    """
+    from bigdl.store._location import display, filesystem
+
+    fs, root = filesystem(url)
+    root = root.rstrip("/")
+    found: dict[str, list[str]] = {}
+    loose = 0
+    for path in sorted(fs.find(root)):
+        relative = path[len(root) + 1:]
+        parts = relative.split("/")
+        if any(part.startswith(".") for part in parts) or not _is_image(parts[-1]):
+            continue
+        if len(parts) == 1:
+            loose += 1
+            continue
+        found.setdefault(parts[0], []).append(relative)
+    if not found:
+        hint = f" It holds {loose} image(s) directly; move them into one prefix per class." if loose else ""
+        raise SourceNotFoundError(
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) found in class sub-folders of {display(url)!r}.{hint}")
+    if len(found) < 2:
+        raise SchemaError(
+            f"Only one class ({next(iter(found))!r}) has images in {display(url)!r}; classification needs at least "
+            "two class sub-folders (each sub-folder name is a class).")
+    class_names = sorted(found)
+    items = [(fs.unstrip_protocol(f"{root}/{name}"), name, code, None)
+             for code, label in enumerate(class_names) for name in sorted(found[label])]
+    description = {"format": "image-folder", "root": display(url), "files": len(items),
+                   "skipped_directory_links": [], "file_links": 0}
+    return ImageListing("image-folder", root.rsplit("/", 1)[-1], class_names, [FilePart(items)], description,
                         "relative path")

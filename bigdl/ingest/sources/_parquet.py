@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from bigdl.errors import SourceError
 from bigdl.ingest.sources._blocks import Block, RawBlock, SourcePlan, header_mismatch
+from bigdl.ingest.sources._paths import open_binary
 
 __all__ = ["SUFFIXES", "plan_parquet", "read_parquet_block"]
 
@@ -23,8 +24,9 @@ def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
     sample = None
     for path in paths:
         try:
-            metadata = pq.ParquetFile(path).metadata
-            schema = pq.read_schema(path)
+            with open_binary(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                metadata, schema = parquet.metadata, parquet.schema_arrow
         except (pa.ArrowInvalid, OSError) as error:
             raise SourceError(f"{path} cannot be read as Parquet ({error}).") from None
         columns = schema.names
@@ -36,7 +38,8 @@ def plan_parquet(paths: list[str], blocksize: int, options: dict) -> SourcePlan:
             reference = (path, columns)
             sample = schema.empty_table()
             if metadata.num_row_groups:
-                sample = pq.ParquetFile(path).read_row_group(0)
+                with open_binary(path) as handle:
+                    sample = pq.ParquetFile(handle).read_row_group(0)
                 sample = sample.slice(0, min(sample.num_rows, 10_000))
         elif columns != reference[1]:
             raise SourceError(header_mismatch(path, columns, reference[0], reference[1]))
@@ -53,6 +56,7 @@ def read_parquet_block(block: Block, columns: list[str]) -> RawBlock:
     """The row groups of one block, only the needed columns."""
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(block.path).read_row_groups(list(range(block.start, block.stop)), columns=columns)
+    with open_binary(block.path) as handle:
+        table = pq.ParquetFile(handle).read_row_groups(list(range(block.start, block.stop)), columns=columns)
     n = table.num_rows
     return RawBlock(table, np.arange(n, dtype=np.int64), n, n)

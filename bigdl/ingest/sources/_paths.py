@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bigdl.errors import SourceError, SourceNotFoundError
 
-__all__ = ["expand_paths", "refuse_remote", "is_url", "local_path", "open_binary", "exists", "file_name"]
+__all__ = ["expand_paths", "refuse_remote", "is_url", "local_path", "open_binary", "exists", "file_name", "file_size",
+           "file_stat"]
 
 
 def is_url(text: str) -> bool:
@@ -35,22 +36,53 @@ def file_name(location: str) -> str:
 
 
 def open_binary(location: str):
-    """A binary file object for a local path or an fsspec URL."""
+    """A binary file object for a local path or an fsspec URL (seekable: ranged reads on object storage)."""
     if is_url(location):
-        import fsspec
+        from bigdl.store._location import filesystem
 
-        return fsspec.open(location, "rb").open()
+        fs, path = filesystem(location)
+        return fs.open(path, "rb")
     return open(local_path(location), "rb")
 
 
 def exists(location: str) -> bool:
     """Whether a local path or an fsspec URL exists."""
     if is_url(location):
-        import fsspec
+        from bigdl.store._location import filesystem
 
-        fs, path = fsspec.core.url_to_fs(location)
+        fs, path = filesystem(location)
         return fs.exists(path)
     return os.path.exists(local_path(location))
+
+
+def file_size(location: str) -> int:
+    """Bytes of a local file or of an object behind an fsspec URL."""
+    if is_url(location):
+        from bigdl.store._location import filesystem
+
+        fs, path = filesystem(location)
+        return int(fs.size(path))
+    return os.path.getsize(local_path(location))
+
+
+def file_stat(location: str) -> dict:
+    """``bytes`` and ``mtime`` (seconds; an object's last-modified time) of a file, for fingerprints.
+
+    Raises
+    ------
+    OSError
+        The file cannot be found or read.
+    """
+    if is_url(location):
+        from bigdl.store._location import filesystem
+
+        fs, path = filesystem(location)
+        info = fs.info(path)
+        modified = info.get("LastModified") or info.get("mtime")
+        return {"bytes": int(info.get("size") or 0),
+                "mtime": modified.timestamp() if hasattr(modified, "timestamp") else modified}
+    stat = os.stat(local_path(location))
+    return {"bytes": stat.st_size, "mtime": stat.st_mtime}
 
 
 def refuse_remote(source, message: str) -> None:
@@ -120,9 +152,9 @@ def _expand_local(text: str, folder_files) -> list[str]:
 
 
 def _expand_url(text: str) -> list[str]:
-    import fsspec
+    from bigdl.store._location import filesystem
 
-    fs, path = fsspec.core.url_to_fs(text)
+    fs, path = filesystem(text)
     if glob.has_magic(path):
         matches = sorted(fs.glob(path))
         if not matches:

@@ -28,7 +28,7 @@ from bigdl.errors import SchemaError, SourceError
 from bigdl.ingest.sources import _csv, _folder, _idx, _jsonl, _manifest, _npy, _parquet, _sql
 from bigdl.ingest.sources._blocks import Block, RawBlock, SourcePlan
 from bigdl.ingest.sources._listing import ImageListing
-from bigdl.ingest.sources._paths import expand_paths, file_name, is_url, local_path, open_binary, refuse_remote
+from bigdl.ingest.sources._paths import expand_paths, file_name, is_url, local_path, open_binary
 
 __all__ = ["RowFormat", "ROW_FORMATS", "FORMATS", "plan_sources", "read_block", "sniff_row_format",
            "IMAGE_FORMATS", "SOURCE_FORMATS", "resolve_image_source", "sniff_image_format"]
@@ -64,8 +64,6 @@ ROW_FORMATS: dict[str, RowFormat] = {
                      lambda block, columns, types, options: _npy.read_npy_block(block, columns), in_folders=False),
 }
 FORMATS = tuple(ROW_FORMATS)
-REMOTE_ROWS = ("Remote input {url!r} is not supported by tabular ingest yet; copy it to a local or "
-               "shared file system path first.")
 
 
 def sniff_row_format(path: str, default: str | None = "csv") -> str | None:
@@ -134,7 +132,6 @@ def plan_sources(source, *, format: str | None = None, table: str | None = None,
         if format not in (None, "sql"):
             raise SchemaError(f"format={format!r} does not fit the SQL URL {source!r}; use format='sql'.")
         return _sql.plan_sql(str(source), table, blocksize, options)
-    refuse_remote(source, REMOTE_ROWS)
     paths = expand_paths(source, folder_files=_in_folders)
     fmt = format or sniff_row_format(paths[0])
     formats = {sniff_row_format(path, default=fmt) for path in paths}
@@ -263,6 +260,12 @@ def resolve_image_source(source, *, format: str | None = None, labels=None, path
         if labels is not None:
             raise SchemaError("labels= is for IDX and .npy sources; a folder's labels are its sub-folder names.")
         return _folder.folder_listing(folder)
+    if is_url(text) and not glob.has_magic(text) and _remote_folder(text):
+        if format not in (None, "folder"):
+            raise SchemaError(f"{text!r} is a folder; format={format!r} needs a file (or a glob of files).")
+        if labels is not None:
+            raise SchemaError("labels= is for IDX and .npy sources; a folder's labels are its sub-folder names.")
+        return _folder.remote_folder_listing(text)
     locations = expand_paths(source)
     found = {location: format or sniff_image_format(location) for location in locations}
     unknown = [location for location, kind in found.items() if kind is None]
@@ -276,3 +279,14 @@ def resolve_image_source(source, *, format: str | None = None, labels=None, path
         raise SourceError(f"The source {text!r} mixes formats {kinds}; ingest one format at a time.")
     return IMAGE_FORMATS[kinds[0]](text, locations, labels=labels, path_column=path_column,
                                    label_column=label_column)
+
+
+def _remote_folder(url: str) -> bool:
+    """Whether an fsspec URL names a folder (a prefix with objects under it) rather than an object."""
+    from bigdl.store._location import filesystem
+
+    fs, path = filesystem(url)
+    try:
+        return fs.isdir(path)
+    except OSError:
+        return False

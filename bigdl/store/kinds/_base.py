@@ -159,7 +159,9 @@ class SampleView:
         if self._arrays is None or self._arrays[0] != os.getpid():
             import zarr
 
-            self._arrays = (os.getpid(), zarr.open_group(self.path, mode="r"), {})
+            from bigdl.store._location import zarr_store
+
+            self._arrays = (os.getpid(), zarr.open_group(zarr_store(self.path, read_only=True), mode="r"), {})
         group, opened = self._arrays[1], self._arrays[2]
         if name not in opened:
             opened[name] = group[name]
