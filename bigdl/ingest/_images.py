@@ -38,7 +38,8 @@ import pandas as pd
 
 from bigdl._validation import Interval, Options, Predicate, check_params
 from bigdl.ingest.sources import (IMAGE_SUFFIXES, ImageListing, is_url, list_image_folder, open_binary,
-                                  resolve_image_source)
+                                  open_location, resolve_image_source)
+from bigdl.ingest import _staging
 from bigdl.ingest._pipeline import (IngestSteps, account, count_reasons, empty_message, register_reason_family,
                                     run_ingest, shuffle_rows, write_chunk, write_rejects_part)
 from bigdl.store._dataset import Dataset
@@ -572,7 +573,7 @@ def _read_rows(batch: dict) -> np.ndarray:
     low, high = batch["low"], batch["high"]
     if batch["available"] is not None:
         high = min(high, max(low, batch["available"]))
-    with open(batch["path"], "rb") as handle:
+    with open_location(batch["path"], "rb") as handle:  # a staged copy may be on object storage
         handle.seek(batch["offset"] + low * row_bytes)
         data = handle.read((high - low) * row_bytes)
     present = len(data) // row_bytes
@@ -641,8 +642,8 @@ def _decode_task(staging: str, index: int, start: int, batch: dict, options: dic
     order = shuffle_rows(len(X), shuffle_seed, index)
     if order is not None:
         X, labels, records, split = X[order], labels[order], records[order], split[order]
-    np.save(os.path.join(staging, f"X-{index:06d}.npy"), X)
-    np.savez(os.path.join(staging, f"meta-{index:06d}.npz"), y=labels, record=records, split=split)
+    _staging.save(staging, f"X-{index:06d}.npy", lambda file: np.save(file, X))
+    _staging.save(staging, f"meta-{index:06d}.npz", lambda file: np.savez(file, y=labels, record=records, split=split))
     n_items = len(batch["items"]) if batch["kind"] == "files" else batch["high"] - batch["low"]
     sums, squares = _pixel_sums(X)
     return {
@@ -689,8 +690,8 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple],
                 shuffle_seed: int | None = None) -> np.ndarray:
     arrays: dict[str, list] = {"X": [], "y": [], "split": [], "record": []}
     for index, low, high in pieces:
-        arrays["X"].append(np.load(os.path.join(staging, f"X-{index:06d}.npy"), mmap_mode="r")[low:high])
-        with np.load(os.path.join(staging, f"meta-{index:06d}.npz")) as meta:
+        arrays["X"].append(_staging.load_array(staging, f"X-{index:06d}.npy")[low:high])
+        with np.load(_staging.load(staging, f"meta-{index:06d}.npz")) as meta:
             for name in ("y", "split", "record"):
                 arrays[name].append(meta[name][low:high])
     return write_chunk(root, start, {name: np.concatenate(parts) for name, parts in arrays.items()},

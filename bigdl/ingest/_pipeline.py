@@ -32,7 +32,7 @@ from bigdl.runtime import ingest_job, run_tasks
 from bigdl.store._commit import LOCK_NAME, atomic_store
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store._format import check_whole_chunk
-from bigdl.store._location import display, is_remote, join, write_bytes, zarr_store
+from bigdl.store._location import display, is_remote, join, remove_tree, write_bytes, zarr_store
 from bigdl.store._write import finish_store
 
 __all__ = ["IngestSteps", "run_ingest", "account", "check_accounting", "chunk_jobs", "write_chunk", "shuffle_rng",
@@ -613,14 +613,16 @@ def row_order(shuffle_seed: int | None) -> dict:
 
 @contextlib.contextmanager
 def _staging_folder(temporary):
-    """The staging folder of an ingest: ``_staging`` inside a local temporary store.
+    """The staging area of an ingest: ``_staging`` inside the temporary store, local or on object storage.
 
-    A store on object storage stages on a local file system instead (what the
-    staged blocks are read back from is memory-mapped): a folder under
-    ``BIGDL_STAGING_DIR`` (default: the system's temporary folder), which the
-    workers must see at the same path, removed at the end.
+    On object storage the workers then need nothing but the bucket (see
+    :mod:`bigdl.ingest._staging`); ``BIGDL_STAGING_DIR`` (a folder every
+    worker sees at the same path, or a URL) moves the staging of a remote
+    store there instead, to spare the round trips.  A staging area outside
+    the store is removed at the end, one inside it before the commit.
     """
     import tempfile
+    import uuid
 
     if not is_remote(temporary):
         staging = Path(temporary) / "_staging"
@@ -628,11 +630,16 @@ def _staging_folder(temporary):
         yield staging
         return
     folder = os.environ.get("BIGDL_STAGING_DIR") or None
-    staging = Path(tempfile.mkdtemp(prefix="bigdl-staging-", dir=folder))
+    if folder is None:
+        staging = join(temporary, "_staging")
+    elif is_remote(folder):
+        staging = join(folder, f"bigdl-staging-{uuid.uuid4().hex}")
+    else:
+        staging = tempfile.mkdtemp(prefix="bigdl-staging-", dir=folder)
     try:
         yield staging
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
 
 
 def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool, progress: bool,
@@ -690,6 +697,8 @@ def run_ingest(steps: IngestSteps, store: str | os.PathLike, *, overwrite: bool,
         steps.write_rejects(temporary, staging, read_results, accounting, run)
         if not remote:
             shutil.rmtree(staging)
+        elif str(staging).startswith(str(temporary)):
+            remove_tree(staging)  # not part of the committed version
         attributes = steps.attributes(accounting)
         finish_store(temporary, kind=steps.kind, accounting=accounting, chunk_split_counts=chunk_split_counts,
                      compression=steps.compression, ingest_seconds=round(time.perf_counter() - started, 3),

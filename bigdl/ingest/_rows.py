@@ -22,6 +22,7 @@ import pyarrow as pa
 from bigdl._validation import Hidden, Interval, Predicate, check_params
 from bigdl.errors import SchemaError
 from bigdl.ingest._pipeline import IngestSteps, empty_message, shuffle_rows, write_rejects_part
+from bigdl.ingest import _staging
 from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
@@ -320,7 +321,8 @@ def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed
         :func:`bigdl.ingest._pipeline.shuffle_rows` (the store's row shuffle).
     """
     order = shuffle_rows(table.num_rows, shuffle_seed, block_index)
-    with pa.OSFile(os.path.join(staging, f"block-{block_index:06d}.arrow"), "wb") as sink:
+
+    def write(sink) -> None:
         with pa.ipc.new_file(sink, table.schema) as writer:
             if order is None:
                 writer.write_table(table)
@@ -328,6 +330,8 @@ def stage_table(staging: str, block_index: int, table: pa.Table, *, shuffle_seed
             # Gathered a batch at a time, so the shuffled copy never holds more than one batch.
             for start in range(0, len(order), SHUFFLE_BATCH_ROWS):
                 writer.write_table(table.take(pa.array(order[start:start + SHUFFLE_BATCH_ROWS])))
+
+    _staging.save(staging, f"block-{block_index:06d}.arrow", write)
 
 
 def read_staged(staging: str, block_index: int) -> pa.Table:
@@ -342,8 +346,7 @@ def read_staged(staging: str, block_index: int) -> pa.Table:
     -------
     pyarrow.Table
     """
-    source = pa.memory_map(os.path.join(staging, f"block-{block_index:06d}.arrow"), "r")
-    return pa.ipc.open_file(source).read_all()
+    return pa.ipc.open_file(_staging.arrow_file(staging, f"block-{block_index:06d}.arrow")).read_all()
 
 
 def stage_rejects(staging: str, block_index: int, rejects: list[dict]) -> None:
@@ -356,8 +359,8 @@ def stage_rejects(staging: str, block_index: int, rejects: list[dict]) -> None:
     rejects : list of dict
     """
     if rejects:
-        pd.DataFrame(rejects, columns=STAGED_REJECT_COLUMNS).to_parquet(
-            os.path.join(staging, f"rejects-{block_index:06d}.parquet"), index=False)
+        frame = pd.DataFrame(rejects, columns=STAGED_REJECT_COLUMNS)
+        _staging.save(staging, f"rejects-{block_index:06d}.parquet", lambda file: frame.to_parquet(file, index=False))
 
 
 def block_offsets(plan: SourcePlan, results: list[dict]) -> list[dict]:
@@ -406,7 +409,7 @@ def rejects_task(staging: str, destination: str, block_index: int, source: str, 
     int
         Rejects written.
     """
-    frame = pd.read_parquet(os.path.join(staging, f"rejects-{block_index:06d}.parquet"))
+    frame = pd.read_parquet(_staging.load(staging, f"rejects-{block_index:06d}.parquet"))
     out = pd.DataFrame({
         "source": source,
         "row": frame["record"] + offsets["file_record"] + 1,
@@ -451,8 +454,8 @@ def staged_examples(staging: Path, limit: int = 3) -> list[str]:
     -------
     list of str
     """
-    for part in sorted(Path(staging).glob("rejects-*.parquet"))[:1]:
-        frame = pd.read_parquet(part).head(limit)
+    for name in _staging.names(staging, "rejects-", ".parquet")[:1]:
+        frame = pd.read_parquet(_staging.load(staging, name)).head(limit)
         return [f"line {row.line}: {row.reason} ({row.raw!r})" if pd.notna(row.line) else f"{row.reason} ({row.raw!r})"
                 for row in frame.itertuples()]
     return []

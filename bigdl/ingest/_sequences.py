@@ -45,6 +45,7 @@ import pyarrow as pa
 from bigdl._validation import Interval, Options, check_params
 from bigdl.errors import EmptyResultError, ParameterError, SchemaError
 from bigdl.ingest import _rows
+from bigdl.ingest import _staging
 from bigdl.ingest._pipeline import (count_reasons, reason_family, register_reason_family, run_ingest, write_chunk,
                                     write_rejects_part)
 from bigdl.ingest.sources import NULL_TOKENS, Block, SourcePlan, plan_sources, read_block
@@ -787,7 +788,7 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
     n_channels = len(spec["values"])
     parts = []
     for block in segment["blocks"]:
-        source = pa.memory_map(os.path.join(staging, f"block-{block:06d}.arrow"), "r")
+        source = _staging.arrow_file(staging, f"block-{block:06d}.arrow")
         table = pa.ipc.open_file(source).read_all()
         mask = pc.equal(table.column(_SERIES), segment["name"])
         if segment["low"] is not None:
@@ -861,8 +862,8 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
         records_out = frame["record"].to_numpy()
         internal_breaks = int(sum(not _consecutive(a, b, step)
                                   for a, b in zip(times_out[:-1].tolist(), times_out[1:].tolist())))
-    np.savez(os.path.join(staging, f"segment-{segment['index']:06d}.npz"), time=times_out, values=values_out,
-             record=records_out)
+    _staging.save(staging, f"segment-{segment['index']:06d}.npz",
+                  lambda file: np.savez(file, time=times_out, values=values_out, record=records_out))
     first_valid, last_valid = _anchors(times_out, values_out)
     return {"n_rows": len(times_out), "n_observed": int((records_out >= 0).sum()), "rejects": rejects,
             "internal_breaks": internal_breaks, "moments": _moments(values_out),
@@ -873,7 +874,7 @@ def _sort_task(staging: str, segment: dict, spec: dict, step, duplicates: str, o
 
 def _prefix_moments_task(staging: str, index: int, keep: int) -> dict:
     """The moments of the first ``keep`` steps of a staged segment (its part in the training split)."""
-    with np.load(os.path.join(staging, f"segment-{index:06d}.npz")) as staged:
+    with np.load(_staging.load(staging, f"segment-{index:06d}.npz")) as staged:
         return {"moments": _moments(staged["values"][:keep])}
 
 
@@ -1022,7 +1023,7 @@ def _write_task(root: str, staging: str, start: int, pieces: list[tuple], segmen
     columns: dict[str, list] = {name: [] for name in ("X", "time", "series", "position", "run", "split", "record")}
     for index, low, high in pieces:
         item = by_index[index]
-        with np.load(os.path.join(staging, f"segment-{index:06d}.npz")) as staged:
+        with np.load(_staging.load(staging, f"segment-{index:06d}.npz")) as staged:
             times, values, records = staged["time"], staged["values"], staged["record"]
         if spec["gaps"] != "reject":
             values = fill_gaps(times, values, spec["gaps"], item["before"], item["after"])

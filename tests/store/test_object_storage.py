@@ -513,3 +513,63 @@ def test_interrupted_after_the_commit_the_new_store_is_live_and_the_next_write_t
     assert not fs.exists(old.root.removeprefix("s3://") + "/zarr.json")
     assert not fs.exists(new.root.removeprefix("s3://") + "/zarr.json")
     assert bigdl.open(store).root == latest.root
+
+
+# ---------------------------------------------------------------- staging
+def _set_tempdir(folder, dask_worker=None):
+    import tempfile
+
+    previous, tempfile.tempdir = tempfile.tempdir, folder
+    return previous
+
+
+def test_an_ingest_to_s3_stages_in_the_bucket_so_workers_need_no_shared_disk(s3, s3_client, tmp_path, monkeypatch):
+    """No process may stage on its local disk (each one's temporary folder points nowhere); rejects included."""
+    import tempfile
+
+    monkeypatch.delenv("BIGDL_STAGING_DIR", raising=False)
+    frame = make_frame(600, seed=4)
+    text = frame.to_csv(index=False) + "1,not a number\n"  # one rejected row (too few fields)
+    url = f"s3://{BUCKET}/inputs/staging.csv"
+    s3["fs"].pipe_file(url, text.encode())
+    nowhere = str(tmp_path / "no-such-folder")
+    previous = s3_client.run(_set_tempdir, nowhere)
+    monkeypatch.setattr(tempfile, "tempdir", nowhere)
+    try:
+        with s3_client.as_current():
+            ds = _ingest(url, f"s3://{BUCKET}/stores/staged.zarr")
+    finally:
+        for address, value in previous.items():
+            s3_client.run(_set_tempdir, value, workers=[address])
+    assert ds.row_counts["read"] == 601 and ds.row_counts["rejected"] == 1 and ds.n_samples == 600
+    assert len(ds.rejects()) == 1
+    assert not [name for name in s3["fs"].find(f"{BUCKET}/stores/staged.zarr") if "_staging" in name]
+
+
+def test_bigdl_staging_dir_moves_the_staging_of_a_remote_store_and_is_emptied(s3, s3_csv, tmp_path, monkeypatch):
+    staging = tmp_path / "stage"
+    staging.mkdir()
+    monkeypatch.setenv("BIGDL_STAGING_DIR", str(staging))
+    ds = _ingest(s3_csv[0], f"s3://{BUCKET}/stores/local-staging.zarr")
+    assert ds.n_samples > 0 and list(staging.iterdir()) == []
+
+
+def test_a_sequence_panel_from_s3_to_s3_equals_a_local_ingest(s3, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import bigdl
+
+    monkeypatch.delenv("BIGDL_STAGING_DIR", raising=False)
+    rng = np.random.default_rng(2)
+    times = pd.date_range("2024-01-01", periods=120, freq="h")
+    frame = pd.concat([pd.DataFrame({"when": times, "sensor": name, "load": rng.normal(size=120).cumsum()})
+                       for name in ("a", "b")])
+    url = f"s3://{BUCKET}/inputs/panel.csv"
+    s3["fs"].pipe_file(url, frame.to_csv(index=False).encode())
+    frame.to_csv(tmp_path / "panel.csv", index=False)
+    options = dict(time="when", series="sensor", values=["load"], window=12, horizon=3, progress=False)
+    remote = bigdl.ingest.sequences(url, store=f"s3://{BUCKET}/stores/panel.zarr", **options)
+    local = bigdl.ingest.sequences(tmp_path / "panel.csv", store=tmp_path / "panel.zarr", **options)
+    np.testing.assert_array_equal(remote.X.compute(), local.X.compute())
+    assert remote.attrs["chunk_window_counts"] == local.attrs["chunk_window_counts"]
+    assert not [name for name in s3["fs"].find(f"{BUCKET}/stores/panel.zarr") if "_staging" in name]

@@ -24,9 +24,10 @@ import pandas as pd
 
 from bigdl.errors import SchemaError, SourceError
 from bigdl.ingest.sources._paths import file_name, local_path, open_binary
+from bigdl.store._location import filesystem, is_remote, join
 
 __all__ = ["FilePart", "ArrayPart", "ImageListing", "class_codes", "open_maybe_gzip", "array_part", "finish_arrays",
-           "read_npy_header", "copy_array_data"]
+           "read_npy_header", "copy_array_data", "open_location"]
 
 
 COPY_BYTES = 16 << 20  # block size when streaming an array file into the staging folder
@@ -92,7 +93,7 @@ class ImageListing:
         """Copy the array files tasks cannot slice in place into ``staging`` (on the client)."""
         for number, part in enumerate(self.parts):
             if isinstance(part, ArrayPart) and part.stage is not None:
-                target = staging / f"source-{number:04d}.raw"
+                target = join(str(staging), f"source-{number:04d}.raw")  # a local folder or a prefix
                 part.available = copy_array_data(part, target)
                 part.path, part.offset = str(target), 0
                 self.staged.append(str(target))
@@ -215,7 +216,15 @@ def read_npy_header(handle, location: str) -> tuple[str, tuple, bool, int]:
     return dtype.str, tuple(shape), bool(fortran_order), handle.tell()
 
 
-def copy_array_data(part: ArrayPart, target: Path) -> int:
+def open_location(path: str, mode: str):
+    """A local file or an fsspec URL opened as a binary file (streamed: no whole copy in memory)."""
+    if not is_remote(path):
+        return open(path, mode)
+    fs, inner = filesystem(path)
+    return fs.open(inner, mode)
+
+
+def copy_array_data(part: ArrayPart, target: str) -> int:
     """Stream the pixel data of ``part`` into ``target`` as C-ordered rows; returns the rows copied.
 
     A truncated source (a cut gzip stream, a short file) copies the rows it
@@ -223,7 +232,7 @@ def copy_array_data(part: ArrayPart, target: Path) -> int:
     """
     row_bytes = np.dtype(part.dtype).itemsize * int(np.prod(part.shape[1:]))
     written = 0
-    with open(target, "wb") as out:
+    with open_location(target, "wb") as out:
         if part.stage == "fortran order":
             # Rows of a Fortran-ordered array are strided: re-lay them out block by block.
             array = np.load(local_path(part.location), mmap_mode="r")
