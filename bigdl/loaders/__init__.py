@@ -1,6 +1,8 @@
 """Data loaders from a store into frameworks (PyTorch: :class:`bigdl.loaders.torch.ChunkLoader`)."""
 
-__all__ = ["ChunkLoader", "Augment"]
+__all__ = ["ChunkLoader", "Augment", "release_buffers"]
+
+from bigdl.loaders._buffers import release_buffers
 
 
 def __getattr__(name):

@@ -37,6 +37,7 @@ except ImportError as error:  # pragma: no cover - torch is a declared dependenc
 from bigdl._validation import Interval, Options, check_params
 from bigdl.errors import EmptyResultError, ParameterError, SchemaError
 from bigdl.loaders._augment import resolve_augment
+from bigdl.loaders._buffers import POOL as _BUFFER_POOL
 from bigdl.store._dataset import Dataset, open_store
 from bigdl.store.kinds._base import SPLITS
 
@@ -349,23 +350,22 @@ class ChunkLoader(IterableDataset):
         return 1 + -(-self.prefetch // per_buffer)
 
     def _take_slots(self, rows: int) -> list[dict]:
-        """Reused arrays to decode the buffers into, ``rows`` stored rows each (kept by the loader between passes).
+        """Arrays to decode the buffers into, ``rows`` stored rows each, from the process's pool when it has some.
 
-        A fresh buffer per pass, or a fresh array per chunk read, is a fresh
-        ``mmap`` whose pages the kernel must zero and fault in each time; that
-        cost, on the consumer's thread, was a quarter of a 1M-row epoch.
+        A fresh array is a fresh ``mmap`` whose pages the kernel must zero and
+        fault in on first touch: a quarter of a 1M-row epoch on a bare machine,
+        and on a virtual machine that hands freed memory back to its host (a
+        Firecracker guest here) 70 ms per 16 MiB chunk, more than decoding it.
+        So a pass gives its arrays back to a pool shared by every loader of the
+        process (see :func:`release_buffers`), and the next pass, of this loader
+        or of a new one over chunks no larger, decodes into memory already
+        touched.
         """
-        pool = self.__dict__.setdefault("_slot_pool", [])
-        shapes = {"X": self.view.array("X")}
+        spec = {"X": self.view.array("X")}
         if self.has_target:
-            shapes["y"] = self.view.array("y")
-        while pool:
-            slots = pool.pop()  # another pass of this loader running at the same time allocates its own
-            if len(slots) == self._slot_count() and all(
-                    len(slot["X"]) >= rows for slot in slots):
-                return slots
-        return [{name: np.empty((rows, *array.shape[1:]), dtype=array.dtype) for name, array in shapes.items()}
-                for _ in range(self._slot_count())]
+            spec["y"] = self.view.array("y")
+        return _BUFFER_POOL.take(self._slot_count(), rows, {name: (array.shape[1:], np.dtype(array.dtype))
+                                                            for name, array in spec.items()})
 
     def _reads(self, plan: list, ends: list[int]):
         """The chunks of ``plan`` read by a thread pool, yielded in order, never more than ``prefetch`` ahead.
@@ -442,7 +442,7 @@ class ChunkLoader(IterableDataset):
         finally:
             reads.close()  # a consumer that stops early cancels the reads in flight
             if slots is not None:
-                self.__dict__.setdefault("_slot_pool", []).append(slots)
+                _BUFFER_POOL.give_back(slots)
 
     def _cut(self, buffers, needed, offsets, wanted, reads, epoch: int, slots):
         view, pieces, at, reused = self.view, [], 0, {}
@@ -481,12 +481,6 @@ class ChunkLoader(IterableDataset):
                 pieces = []
                 at += 1
                 yield step, size, share, x, y, meta
-
-    def __getstate__(self):
-        # The decode buffers stay in this process: a copy sent to DataLoader workers or a Dask task allocates its own.
-        state = self.__dict__.copy()
-        state.pop("_slot_pool", None)
-        return state
 
     def __iter__(self):
         info = get_worker_info()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bigdl.errors import ParameterError, SchemaError
+from bigdl.loaders import _buffers
 from bigdl.loaders.torch import ChunkLoader
 
 SPLITS = ("train", "validation", "test", "all")
@@ -296,7 +297,7 @@ def test_batches_kept_from_earlier_passes_are_not_overwritten(loader_store, samp
     """Chunks are decoded into arrays the loader reuses; every batch handed out is a copy of its rows."""
     loader = ChunkLoader(loader_store, "train", batch_size=128, shuffle=shuffle, seed=3, buffer_chunks=3)
     passes = [[(X.clone(), X, y) for X, y in loader] for _ in range(3)]
-    assert loader._slot_pool and len(loader._slot_pool) == 1, "the next pass takes the buffers back"
+    assert _buffers.POOL.held_bytes() > 0, "the last pass gave its buffers back for the next one"
     for kept in passes:
         for copy, X, y in kept:
             assert torch.equal(copy, X)
@@ -313,12 +314,52 @@ def test_two_passes_of_one_loader_at_once_use_their_own_buffers(loader_store):
         assert torch.equal(a, expected) and torch.equal(b, expected)
 
 
+def test_a_new_loader_decodes_into_the_buffers_an_earlier_one_gave_back(loader_store, monkeypatch):
+    """No fresh (page-faulting) arrays for the next loader over chunks no larger; release_buffers frees them."""
+    from bigdl.loaders import release_buffers
+
+    release_buffers()
+    first = ChunkLoader(loader_store, "train", batch_size=64, shuffle=True, seed=1)
+    expected = [X.clone() for X, _ in first]
+    held = _buffers.POOL.held_bytes()
+    chunk_bytes = loader_store.rows_per_chunk * loader_store.n_features * 4
+    assert held >= chunk_bytes * first.buffer_chunks * first._slot_count()
+    taken = []
+    original = _buffers.POOL.take
+
+    def take(*args):
+        taken.append(original(*args))
+        return taken[-1]
+
+    pool_before = [id(array) for slots in _buffers.POOL._sets for slot in slots for array in slot.values()]
+    monkeypatch.setattr(_buffers.POOL, "take", take)
+    second = [X for X, _ in ChunkLoader(loader_store, "train", batch_size=64, shuffle=True, seed=1)]
+    assert {id(array) for slot in taken[0] for array in slot.values()} <= set(pool_before)
+    assert all(torch.equal(a, b) for a, b in zip(expected, second, strict=True))
+    assert release_buffers() == held and _buffers.POOL.held_bytes() == 0
+
+
+def test_the_buffer_pool_keeps_the_newest_sets_only():
+    pool = _buffers.BufferPool(keep=2)
+    spec = {"X": ((3,), np.dtype("float32"))}
+    sets = [pool.take(2, 10, spec) for _ in range(3)]
+    for slots in sets:
+        pool.give_back(slots)
+    assert pool.held_bytes() == 2 * 2 * 10 * 3 * 4
+    assert pool.take(2, 10, spec) is sets[2] and pool.take(2, 8, spec) is sets[1]
+    assert pool.take(2, 10, spec) is not sets[0], "the oldest set was freed"
+    pool.give_back(sets[1])
+    assert pool.take(2, 11, spec) is not sets[1] and pool.take(3, 10, spec) is not sets[1]
+    assert pool.take(2, 10, {"X": ((4,), np.dtype("float32"))}) is not sets[1]
+    assert pool.take(2, 10, spec) is sets[1]
+
+
 def test_a_pickled_loader_leaves_its_buffers_behind(loader_store):
     import pickle
 
     loader = ChunkLoader(loader_store, "train", batch_size=256)
     first = [X for X, _ in loader]
     copy = pickle.loads(pickle.dumps(loader))
-    assert "_slot_pool" not in copy.__dict__ and len(pickle.dumps(loader)) < 100_000
+    assert len(pickle.dumps(loader)) < 100_000, "the decode buffers stay in the process"
     copy.set_epoch(0)
     assert all(torch.equal(a, b) for a, (b, _) in zip(first, copy, strict=True))
