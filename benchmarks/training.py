@@ -10,6 +10,12 @@ Sides, alternating inside every repeat, at each ``--rows`` size (stores of
 ``trainer-in-process``
     ``Trainer(..., on_cluster=False)``: the loop in this process, fed by
     ``ChunkLoader`` from the store.
+``trainer-fresh-process``
+    The same in a fresh Python process for every run (started untimed
+    where possible: the epochs' time is measured inside it), so this side,
+    like the cluster's, pays what a first fit pays in a new process: a
+    cold buffer pool, first-touch page faults, torch's first steps.  The
+    in-process side above runs warm after its first run.
 ``trainer-cluster``
     ``Trainer.fit`` on a fresh ``bigdl.cluster.start_local()`` with its
     defaults (the side that counts: what every user runs).
@@ -37,7 +43,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +72,12 @@ DEFAULT_ROWS = "500000,2000000"  # 400k and 1.6M train rows
 DEFAULT_WORKDIR = Path(__file__).resolve().parents[1] / "work" / "benchmarks" / "training"
 BATCH_SIZE = 1024
 FEATURES = 32
-SIDES = ("torch-in-memory", "trainer-in-process", "trainer-cluster", "trainer-dask-defaults")
+SIDES = ("torch-in-memory", "trainer-in-process", "trainer-fresh-process", "trainer-cluster",
+         "trainer-dask-defaults")
 TARGET = 0.9  # the default cluster's samples/s over the in-process Trainer's
+# This process's environment before any cluster started: a nanny writes its workers' variables (distributed's
+# MALLOC_TRIM_THRESHOLD_=65536, bigdl's allocator settings) into os.environ, and a fresh process must not inherit them.
+_ENVIRONMENT_AT_START = dict(os.environ)
 
 
 def _model():
@@ -216,13 +230,48 @@ def _trainer_side(name: str, ds, epochs: int, clusters: Clusters, kind: str | No
         trainer = Trainer(_model(), epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False,
                           on_cluster=kind is not None)
         history = trainer.fit(ds)
-        seconds = [entry["seconds"] for entry in history]
-        n_train = ds.split_counts["train"]
-        return {"samples_per_second": n_train * epochs / sum(seconds), "epoch_s": seconds,
-                "train_loss": history[-1]["train_loss"], "weights": weights_digest(trainer.model.state_dict()),
-                "worker_environment": clusters.environment}
+        return {**_trainer_info(trainer, history, ds, epochs), "worker_environment": clusters.environment}
 
     return Side(name, run, setup=clusters.start(kind))
+
+
+def _trainer_info(trainer, history, ds, epochs: int) -> dict:
+    seconds = [entry["seconds"] for entry in history]
+    return {"samples_per_second": ds.split_counts["train"] * epochs / sum(seconds), "epoch_s": seconds,
+            "train_loss": history[-1]["train_loss"], "weights": weights_digest(trainer.model.state_dict())}
+
+
+def fit_in_this_process(path: str, epochs: int) -> dict:
+    """In a fresh process (``trainer-fresh-process``): one in-process fit, its figures and this process's peak RSS."""
+    import bigdl
+    from bigdl.train import Trainer
+
+    ds = bigdl.open(path)
+    trainer = Trainer(_model(), epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False, on_cluster=False)
+    started = time.perf_counter()
+    history = trainer.fit(ds)
+    fit_s = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**_trainer_info(trainer, history, ds, epochs), "fit_s": fit_s,
+            "process_peak_rss": usage.ru_maxrss * 1024, "process_cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def _fresh_process_side(ds, epochs: int, clusters: Clusters) -> Side:
+    root = Path(__file__).resolve().parents[1]
+
+    def run() -> dict:
+        code = ("import json, sys; from benchmarks.training import fit_in_this_process; "
+                f"print('RESULT ' + json.dumps(fit_in_this_process({str(ds.path)!r}, {epochs})))")
+        path = os.pathsep.join(filter(None, [str(root), _ENVIRONMENT_AT_START.get("PYTHONPATH")]))
+        environment = dict(_ENVIRONMENT_AT_START, PYTHONPATH=path)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                              env=environment, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not lines:
+            raise RuntimeError(f"the fresh process failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        return json.loads(lines[-1][len("RESULT "):])
+
+    return Side("trainer-fresh-process", run, setup=clusters.start(None))
 
 
 def _plain_side(ds, epochs: int, clusters: Clusters, threads: int) -> Side:
@@ -271,24 +320,41 @@ def report(config: dict, machine: dict, sizes: dict) -> str:
             else float("nan")
         reference = next((run.info.get("weights") for run in runs.get("trainer-in-process", [])
                           if run.error is None), None)
+        fresh = _median(runs["trainer-fresh-process"], "samples_per_second") \
+            if "trainer-fresh-process" in runs else float("nan")
         table = []
         for name, summary in summaries.items():
             side_runs = runs[name]
-            rates = [run.info["samples_per_second"] for run in side_runs if run.error is None]
+            good = [run for run in side_runs if run.error is None]
+            rates = [run.info["samples_per_second"] for run in good]
             rate = _median(side_runs, "samples_per_second")
-            digests = {run.info.get("weights") for run in side_runs if run.error is None}
+            digests = {run.info.get("weights") for run in good}
             same = "-" if name == "torch-in-memory" or not digests else (
                 "yes" if digests == {reference} else f"no ({len(digests)} digests)")
             loss = _median(side_runs, "train_loss")
+            first = statistics.median(run.info["epoch_s"][0] for run in good) if good else float("nan")
+            later = statistics.median(statistics.mean(run.info["epoch_s"][1:]) for run in good) \
+                if good and len(good[0].info["epoch_s"]) > 1 else float("nan")
+            wall, client_rss, other = summary.median, summary.peak_rss.get("client", float("nan")), summary.other_cpu
+            if name == "trainer-fresh-process" and good:
+                # The fit ran in a child process: its own fit() time and peak RSS; its CPU is not "other".
+                wall = statistics.median(run.info["fit_s"] for run in good)
+                client_rss = max(run.info["process_peak_rss"] for run in good)
+                cores = os.cpu_count() or 1
+                other = statistics.median(max(0.0, run.other_cpu - run.info["process_cpu_s"] / (run.seconds * cores))
+                                          for run in good)
             table.append([name, f"{rate:,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-",
-                          format_ratio(rate / base), format_ratio(rate / plain), f"{summary.median:.2f}",
-                          f"{loss:.7f}", same,
-                          format_bytes(summary.peak_rss.get("client", float("nan"))),
+                          format_ratio(rate / base), format_ratio(rate / fresh), format_ratio(rate / plain),
+                          f"{first:.3f}", f"{later:.3f}", f"{wall:.2f}", f"{loss:.7f}", same,
+                          format_bytes(client_rss),
                           format_bytes(summary.peak_rss.get("workers", float("nan"))),
-                          f"{summary.other_cpu:.0%}"])
+                          f"{other:.0%}"])
             if name == "trainer-cluster":
                 targets.append(target_row(f"{part['n_train']:,} train rows: default cluster / in process",
                                           rate / base, TARGET, at_least=True))
+                if fresh == fresh:
+                    targets.append(target_row(f"{part['n_train']:,} train rows: default cluster / in a fresh "
+                                              "process", rate / fresh, TARGET, at_least=True))
         n_train = part["n_train"]
         for name in ("trainer-cluster", "trainer-dask-defaults"):
             found = next((run.info.get("worker_environment") for run in runs.get(name, []) if run.error is None), None)
@@ -296,7 +362,8 @@ def report(config: dict, machine: dict, sizes: dict) -> str:
                 lines.append(f"{name} workers ({rows:,} rows): " + "; ".join(
                     ", ".join(f"{key}={value}" for key, value in environment) for environment in found))
         tables.append(format_table(
-            ["side", "samples/s", "spread", "vs in-process", "vs torch in memory", "fit() wall s",
+            ["side", "samples/s", "spread", "vs in-process", "vs fresh process", "vs torch in memory",
+             "first epoch s", "later epochs s", "fit() wall s",
              "final train loss", "same weights", "peak RSS client", "peak RSS workers", "other CPU"],
             table, title=f"\n## {n_train:,} train rows ({rows:,} x {FEATURES} float32 store)"))
     if targets:
@@ -343,6 +410,7 @@ def main(args: argparse.Namespace) -> int:
             choices = {"torch-in-memory": lambda: _plain_side(ds, args.epochs, clusters, threads),
                        "trainer-in-process": lambda: _trainer_side("trainer-in-process", ds, args.epochs,
                                                                    clusters, None),
+                       "trainer-fresh-process": lambda: _fresh_process_side(ds, args.epochs, clusters),
                        "trainer-cluster": lambda: _trainer_side("trainer-cluster", ds, args.epochs, clusters,
                                                                 "bigdl"),
                        "trainer-dask-defaults": lambda: _trainer_side("trainer-dask-defaults", ds, args.epochs,

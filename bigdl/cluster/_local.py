@@ -21,11 +21,16 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 #: 1024 x 32 float32, torch's activations) becomes a fresh ``mmap`` and page-faults in, and the heap
 #: is given back to the kernel as soon as 64 KiB sit free at its top, to be faulted in again at the
 #: next batch: a training loop on such a worker ran at 0.4x of the same loop in the client process.
-#: With allocations below 4 MiB served from the heap and up to 32 MiB of free heap kept (per worker
-#: process: a rounding error next to its memory limit), the worker trains as fast as the client;
-#: chunk-sized buffers (16 MiB) are still mapped and unmapped, so memory still goes back to the kernel
-#: after a task.  ``benchmarks/training.py`` measures it.
-WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "33554432"}
+#: The values fix glibc where its sliding threshold would end up on a busy process: allocations below
+#: 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, and up to 64 MiB of free heap
+#: is kept (twice the threshold, glibc's own rule).  A 4 MiB threshold, the first choice here, still
+#: mapped every chunk-sized buffer anew: zarr reads a 16 MiB chunk into a fresh ``bytes`` and decodes
+#: through fresh buffers, and faulting those in made each chunk read 2-2.5x as long as in the client
+#: (15 chunks: 0.31-0.44 s against 0.12-0.23 s), which the loader's read-ahead then took from the
+#: training loop on a 2-core machine.  The kept free heap is per arena (a few reader threads have one
+#: each): well under the memory limit, and :class:`~bigdl.cluster.TrimMemory` returns it when a worker
+#: nears its limit.  ``benchmarks/training.py`` measures the whole loop.
+WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 #: Seconds between the worker's statistical profiler's samples, where the user has not chosen: every
 #: 10 ms (distributed's default) the profiler walks every thread's stack on the worker's event loop,
@@ -321,7 +326,7 @@ def connect(address: str | None = None, *, timeout: str | float = "10s", securit
     -----
     bigdl does not set the environment of workers it did not start.  Give
     them :data:`WORKER_ENVIRONMENT` where they start (``export
-    MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=33554432`` before
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=67108864`` before
     ``dask worker``; the image in ``cluster/`` does), or a training loop on
     them runs at about half the speed it has in process (README, "Training
     speed on a cluster").  With that environment, also register

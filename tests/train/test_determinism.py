@@ -53,13 +53,23 @@ def other_allocator_client():
     from distributed.client import _del_global_client
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"), **OTHER_ALLOCATOR)
+    # The nanny writes its pre-spawn environment into this process's os.environ; a later start_local would
+    # take the values left there for the user's own (tests/cluster/test_trim.py then saw no heap kept).
+    saved = {key: os.environ.get(key) for key in OTHER_ALLOCATOR}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         client = bigdl.cluster.start_local(n_workers=1, memory_limit="1GiB", dashboard_address=None, quiet=True)
     _del_global_client(client)  # tests choose their client with as_current()
-    yield client
-    cluster = client.cluster
-    client.close()
-    cluster.close()
+    try:
+        yield client
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_in_process_and_on_workers_give_the_same_weights(classification_store, cluster_client,
