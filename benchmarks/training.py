@@ -16,6 +16,12 @@ Sides, alternating inside every repeat, at each ``--rows`` size (stores of
     like the cluster's, pays what a first fit pays in a new process: a
     cold buffer pool, first-touch page faults, torch's first steps.  The
     in-process side above runs warm after its first run.
+``trainer-cluster-fresh-client``
+    A fresh Python process per run that starts a default ``start_local()``
+    (untimed) and fits on it: a script's first fit on its own cluster.  The
+    ``trainer-cluster`` side below runs its fit from this benchmark's
+    process, which has trained in process before (see the README: a cluster
+    fit there was slower after an in-process fit in the client).
 ``trainer-cluster``
     ``Trainer.fit`` on a fresh ``bigdl.cluster.start_local()`` with its
     defaults (the side that counts: what every user runs).
@@ -73,8 +79,9 @@ DEFAULT_WORKDIR = Path(__file__).resolve().parents[1] / "work" / "benchmarks" / 
 BATCH_SIZE = 1024
 FEATURES = 32
 SIDES = ("torch-in-memory", "trainer-in-process", "trainer-fresh-process", "trainer-cluster",
-         "trainer-dask-defaults")
+         "trainer-cluster-fresh-client", "trainer-dask-defaults")
 TARGET = 0.9  # the default cluster's samples/s over the in-process Trainer's
+FRESH_SIDES = ("trainer-fresh-process", "trainer-cluster-fresh-client")  # each run in a child process
 # This process's environment before any cluster started: a nanny writes its workers' variables (distributed's
 # MALLOC_TRIM_THRESHOLD_=65536, bigdl's allocator settings) into os.environ, and a fresh process must not inherit them.
 _ENVIRONMENT_AT_START = dict(os.environ)
@@ -241,27 +248,50 @@ def _trainer_info(trainer, history, ds, epochs: int) -> dict:
             "train_loss": history[-1]["train_loss"], "weights": weights_digest(trainer.model.state_dict())}
 
 
-def fit_in_this_process(path: str, epochs: int) -> dict:
-    """In a fresh process (``trainer-fresh-process``): one in-process fit, its figures and this process's peak RSS."""
+def _worker_peak_rss() -> int:
+    """On a worker: its process's peak RSS in bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fit_in_this_process(path: str, epochs: int, on_cluster: bool = False) -> dict:
+    """In a fresh process: one fit, its figures and this process's peak RSS.
+
+    ``trainer-fresh-process`` fits in this process; ``trainer-cluster-fresh-client``
+    starts a default ``start_local()`` here first (untimed, like the cluster
+    sides' setup: workers started, ``torch`` and ``bigdl.train`` imported on
+    them) and fits on it: a script's first ``fit`` on its own cluster.
+    """
     import bigdl
     from bigdl.train import Trainer
 
     ds = bigdl.open(path)
-    trainer = Trainer(_model(), epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False, on_cluster=False)
-    started = time.perf_counter()
-    history = trainer.fit(ds)
-    fit_s = time.perf_counter() - started
+    client = None
+    if on_cluster:
+        client = bigdl.cluster.start_local(quiet=True, dashboard_address=None)
+        client.run(_warm_imports)
+    try:
+        trainer = Trainer(_model(), epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False,
+                          on_cluster=on_cluster)
+        started = time.perf_counter()
+        history = trainer.fit(ds)
+        fit_s = time.perf_counter() - started
+        workers = max(client.run(_worker_peak_rss).values()) if client is not None else None
+    finally:
+        if client is not None:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {**_trainer_info(trainer, history, ds, epochs), "fit_s": fit_s,
+    return {**_trainer_info(trainer, history, ds, epochs), "fit_s": fit_s, "worker_peak_rss": workers,
             "process_peak_rss": usage.ru_maxrss * 1024, "process_cpu_s": usage.ru_utime + usage.ru_stime}
 
 
-def _fresh_process_side(ds, epochs: int, clusters: Clusters) -> Side:
+def _fresh_process_side(name: str, ds, epochs: int, clusters: Clusters, on_cluster: bool = False) -> Side:
     root = Path(__file__).resolve().parents[1]
 
     def run() -> dict:
-        code = ("import json, sys; from benchmarks.training import fit_in_this_process; "
-                f"print('RESULT ' + json.dumps(fit_in_this_process({str(ds.path)!r}, {epochs})))")
+        code = ("import json, sys; from benchmarks.training import fit_in_this_process; print('RESULT ' + "
+                f"json.dumps(fit_in_this_process({str(ds.path)!r}, {epochs}, on_cluster={on_cluster})))")
         path = os.pathsep.join(filter(None, [str(root), _ENVIRONMENT_AT_START.get("PYTHONPATH")]))
         environment = dict(_ENVIRONMENT_AT_START, PYTHONPATH=path)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
@@ -271,7 +301,7 @@ def _fresh_process_side(ds, epochs: int, clusters: Clusters) -> Side:
             raise RuntimeError(f"the fresh process failed (exit {done.returncode}): {done.stderr[-2000:]}")
         return json.loads(lines[-1][len("RESULT "):])
 
-    return Side("trainer-fresh-process", run, setup=clusters.start(None))
+    return Side(name, run, setup=clusters.start(None))
 
 
 def _plain_side(ds, epochs: int, clusters: Clusters, threads: int) -> Side:
@@ -336,25 +366,28 @@ def report(config: dict, machine: dict, sizes: dict) -> str:
             later = statistics.median(statistics.mean(run.info["epoch_s"][1:]) for run in good) \
                 if good and len(good[0].info["epoch_s"]) > 1 else float("nan")
             wall, client_rss, other = summary.median, summary.peak_rss.get("client", float("nan")), summary.other_cpu
-            if name == "trainer-fresh-process" and good:
+            workers_rss = summary.peak_rss.get("workers", float("nan"))
+            if name in FRESH_SIDES and good:
                 # The fit ran in a child process: its own fit() time and peak RSS; its CPU is not "other".
                 wall = statistics.median(run.info["fit_s"] for run in good)
                 client_rss = max(run.info["process_peak_rss"] for run in good)
                 cores = os.cpu_count() or 1
                 other = statistics.median(max(0.0, run.other_cpu - run.info["process_cpu_s"] / (run.seconds * cores))
                                           for run in good)
+                if good[0].info.get("worker_peak_rss"):
+                    workers_rss = max(run.info["worker_peak_rss"] for run in good)
+                    other = float("nan")  # its workers' CPU is outside the sampled processes
             table.append([name, f"{rate:,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-",
                           format_ratio(rate / base), format_ratio(rate / fresh), format_ratio(rate / plain),
                           f"{first:.3f}", f"{later:.3f}", f"{wall:.2f}", f"{loss:.7f}", same,
                           format_bytes(client_rss),
-                          format_bytes(summary.peak_rss.get("workers", float("nan"))),
-                          f"{other:.0%}"])
+                          format_bytes(workers_rss), "-" if other != other else f"{other:.0%}"])
             if name == "trainer-cluster":
                 targets.append(target_row(f"{part['n_train']:,} train rows: default cluster / in process",
                                           rate / base, TARGET, at_least=True))
-                if fresh == fresh:
-                    targets.append(target_row(f"{part['n_train']:,} train rows: default cluster / in a fresh "
-                                              "process", rate / fresh, TARGET, at_least=True))
+            if name == "trainer-cluster-fresh-client" and fresh == fresh:
+                targets.append(target_row(f"{part['n_train']:,} train rows: a fresh script's default cluster / "
+                                          "in a fresh process", rate / fresh, TARGET, at_least=True))
         n_train = part["n_train"]
         for name in ("trainer-cluster", "trainer-dask-defaults"):
             found = next((run.info.get("worker_environment") for run in runs.get(name, []) if run.error is None), None)
@@ -410,7 +443,10 @@ def main(args: argparse.Namespace) -> int:
             choices = {"torch-in-memory": lambda: _plain_side(ds, args.epochs, clusters, threads),
                        "trainer-in-process": lambda: _trainer_side("trainer-in-process", ds, args.epochs,
                                                                    clusters, None),
-                       "trainer-fresh-process": lambda: _fresh_process_side(ds, args.epochs, clusters),
+                       "trainer-fresh-process": lambda: _fresh_process_side("trainer-fresh-process", ds,
+                                                                            args.epochs, clusters),
+                       "trainer-cluster-fresh-client": lambda: _fresh_process_side(
+                           "trainer-cluster-fresh-client", ds, args.epochs, clusters, on_cluster=True),
                        "trainer-cluster": lambda: _trainer_side("trainer-cluster", ds, args.epochs, clusters,
                                                                 "bigdl"),
                        "trainer-dask-defaults": lambda: _trainer_side("trainer-dask-defaults", ds, args.epochs,
