@@ -2,7 +2,9 @@
 
 from bigdl.cluster._kubernetes import client_constraints, manifest_yaml, render_manifest, scheduler_address
 from bigdl.cluster._local import (
+    ROOMY_THREAD_MEMORY,
     SCHEDULER_ENV,
+    SMALL_WORKER_ENVIRONMENT,
     WORKER_ENVIRONMENT,
     connect,
     start_local,
@@ -13,7 +15,8 @@ from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, security_from_
 
 __all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "register_dashboard", "security_from_directory",
            "DEFAULT_TLS_DIR", "TLS_DIR_ENV", "render_manifest", "manifest_yaml", "scheduler_address",
-           "client_constraints", "WORKER_ENVIRONMENT", "worker_environment", "TrimMemory"]
+           "client_constraints", "WORKER_ENVIRONMENT", "SMALL_WORKER_ENVIRONMENT", "ROOMY_THREAD_MEMORY",
+           "worker_environment", "TrimMemory"]
 
 
 def __getattr__(name):

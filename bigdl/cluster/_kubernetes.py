@@ -38,7 +38,12 @@ from importlib import metadata
 import yaml
 
 from bigdl._validation import Interval, Predicate, check_params
-from bigdl.cluster._local import WORKER_ENVIRONMENT, WORKER_PROFILE_INTERVAL
+from bigdl.cluster._local import (
+    ROOMY_THREAD_MEMORY,
+    SMALL_WORKER_ENVIRONMENT,
+    WORKER_ENVIRONMENT,
+    WORKER_PROFILE_INTERVAL,
+)
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
 
 __all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
@@ -395,7 +400,9 @@ class _Layout:
             args += ["--resources", f"GPU={gpus}"]
         # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
         # which a TLS cluster must (controller.build_worker_deployment_spec).
-        env = [{"name": name, "value": value} for name, value in WORKER_POD_ENVIRONMENT.items()]
+        # As start_local chooses: workers with less than ROOMY_THREAD_MEMORY a thread keep less heap.
+        allocator = SMALL_WORKER_ENVIRONMENT if memory_bytes / max(threads, 1) < ROOMY_THREAD_MEMORY else {}
+        env = [{"name": name, "value": value} for name, value in {**WORKER_POD_ENVIRONMENT, **allocator}.items()]
         if self.tls:
             env.append({"name": "DASK_SCHEDULER_ADDRESS", "value": self.address})
         spec = self.container("worker", image, args + self.tls_args(), memory_bytes, cores, env=env, gpus=gpus,

@@ -9,7 +9,8 @@ from bigdl._validation import Interval, check_params
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, resolve_security
 from bigdl.errors import ClusterConnectionError
 
-__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "WORKER_ENVIRONMENT", "worker_environment"]
+__all__ = ["start_local", "connect", "start_or_connect", "SCHEDULER_ENV", "WORKER_ENVIRONMENT",
+           "SMALL_WORKER_ENVIRONMENT", "ROOMY_THREAD_MEMORY", "worker_environment"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -23,14 +24,25 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 #: next batch: a training loop on such a worker ran at 0.4x of the same loop in the client process.
 #: The values fix glibc where its sliding threshold would end up on a busy process: allocations below
 #: 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, and up to 64 MiB of free heap
-#: is kept (twice the threshold, glibc's own rule).  A 4 MiB threshold, the first choice here, still
-#: mapped every chunk-sized buffer anew: zarr reads a 16 MiB chunk into a fresh ``bytes`` and decodes
-#: through fresh buffers, and faulting those in made each chunk read 2-2.5x as long as in the client
-#: (15 chunks: 0.31-0.44 s against 0.12-0.23 s), which the loader's read-ahead then took from the
-#: training loop on a 2-core machine.  The kept free heap is per arena (a few reader threads have one
-#: each): well under the memory limit, and :class:`~bigdl.cluster.TrimMemory` returns it when a worker
-#: nears its limit.  ``benchmarks/training.py`` measures the whole loop.
+#: is kept (twice the threshold, glibc's own rule).  A 4 MiB threshold still mapped every chunk-sized
+#: buffer anew: zarr reads a 16 MiB chunk into a fresh ``bytes`` and decodes through fresh buffers, and
+#: faulting those in made each chunk read 2-2.5x as long as in the client (15 chunks: 0.31-0.44 s
+#: against 0.12-0.23 s), which the loader's read-ahead then took from the training loop on a 2-core
+#: machine.  The heap that serves them is per arena (one per thread), so these values are for workers
+#: with at least :data:`ROOMY_THREAD_MEMORY` per thread; smaller ones get
+#: :data:`SMALL_WORKER_ENVIRONMENT` (see :func:`worker_environment`).  ``benchmarks/training.py``
+#: measures the whole loop.
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+
+#: The environment of workers with less than :data:`ROOMY_THREAD_MEMORY` of memory limit per thread:
+#: batches and activations from the heap, chunk-sized buffers still mapped and unmapped.  With
+#: :data:`WORKER_ENVIRONMENT`, 600 MiB workers of 6 threads scoring a ChunkForest peaked 20-40 MiB
+#: higher (456-496 MiB against 421-460) and passed distributed's pause threshold (80%, 480 MiB), once
+#: for good (the suite's small-worker forest test hung in a clean-clone run).
+SMALL_WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "33554432"}
+
+#: Memory limit per worker thread from which a worker gets :data:`WORKER_ENVIRONMENT`.
+ROOMY_THREAD_MEMORY = 2**30
 
 #: Seconds between the worker's statistical profiler's samples, where the user has not chosen: every
 #: 10 ms (distributed's default) the profiler walks every thread's stack on the worker's event loop,
@@ -188,7 +200,7 @@ def _local_cluster_class():
     return _CLUSTER_CLASS
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(memory_per_thread: float | None = None) -> dict[str, str]:
     """The environment a worker started now is given: :data:`WORKER_ENVIRONMENT`, with your own values where set.
 
     A value is yours when it is in this process's environment (a nanny
@@ -198,6 +210,14 @@ def worker_environment() -> dict[str, str]:
     nanny writes its pre-spawn environment into this process's
     ``os.environ``; values found there that equal distributed's or bigdl's
     defaults, and were not there when bigdl was imported, are not yours.)
+
+    Parameters
+    ----------
+    memory_per_thread : float, optional
+        The worker's memory limit over its threads, in bytes.  Below
+        :data:`ROOMY_THREAD_MEMORY` the defaults are
+        :data:`SMALL_WORKER_ENVIRONMENT` (a worker's heap is kept per
+        thread); unknown (None) or above, :data:`WORKER_ENVIRONMENT`.
 
     Returns
     -------
@@ -213,10 +233,12 @@ def worker_environment() -> dict[str, str]:
 
     pre_spawn = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
     after_spawn = dask.config.get("distributed.nanny.environ", default={}) or {}
+    small = memory_per_thread is not None and memory_per_thread < ROOMY_THREAD_MEMORY
     chosen = {}
-    for key, ours in WORKER_ENVIRONMENT.items():
+    for key, ours in (SMALL_WORKER_ENVIRONMENT if small else WORKER_ENVIRONMENT).items():
         shipped = _shipped_default(f"distributed.nanny.pre-spawn-environ.{key}")
-        defaults = {ours} | ({str(shipped)} if shipped is not None else set())
+        defaults = {WORKER_ENVIRONMENT[key], SMALL_WORKER_ENVIRONMENT[key]} | (
+            {str(shipped)} if shipped is not None else set())
         in_environ = os.environ.get(key)
         if in_environ is not None and (_ENVIRON_AT_IMPORT[key] is not None or in_environ not in defaults):
             chosen[key] = in_environ
@@ -271,7 +293,9 @@ def _nanny_class():
                 # Read when each worker process is spawned (and respawned after a restart):
                 # Nanny.pre_spawn_env goes into os.environ before the spawn, Nanny.config into
                 # the worker's dask configuration (distributed 2026.8, nanny.py).
-                environment = worker_environment()
+                limit = getattr(getattr(self, "memory_manager", None), "memory_limit", None)
+                threads = getattr(self, "nthreads", None) or 1
+                environment = worker_environment(limit / threads if limit else None)
                 self.pre_spawn_env.update(environment)
                 self.env.update(environment)
                 self.config = merge(self.config, _worker_config())

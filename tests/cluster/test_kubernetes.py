@@ -625,6 +625,15 @@ def test_dockerfile_pins_agree_with_constraints_manifest_and_bigdl():
     assert images == {f"bigdl:{args['BIGDL_VERSION']}", f"bigdl:{args['BIGDL_VERSION']}-cuda"}
 
 
+def test_workers_with_little_memory_a_thread_get_the_small_worker_allocator():
+    """As start_local: below ROOMY_THREAD_MEMORY a thread (here 2 GiB over 4 threads) the pods keep less heap."""
+    pods = pods_of(k8s.render_manifest(memory_limit="2GiB", cpu=4))
+    worker_env = env_of(pods["cpu-worker"]["containers"][0])
+    small = bigdl.cluster.SMALL_WORKER_ENVIRONMENT
+    assert {key: worker_env[key] for key in small} == small
+    assert worker_env["DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL"] == "100ms"
+
+
 def test_workers_get_the_allocator_settings_start_local_gives(rendering, monkeypatch):
     """The worker containers and the image carry bigdl.cluster.WORKER_ENVIRONMENT, and `dask worker` keeps it.
 

@@ -54,6 +54,28 @@ def test_worker_environment_replaces_distributeds_trim_default(monkeypatch):
     assert bigdl.cluster.worker_environment() == bigdl.cluster.WORKER_ENVIRONMENT
 
 
+def test_workers_with_little_memory_a_thread_keep_less_heap(monkeypatch):
+    """Below ROOMY_THREAD_MEMORY a thread, chunk-sized buffers stay mapped (a 600 MiB, 6-thread worker paused)."""
+    _without_users_values(monkeypatch)
+    roomy, small = bigdl.cluster.WORKER_ENVIRONMENT, bigdl.cluster.SMALL_WORKER_ENVIRONMENT
+    assert int(small["MALLOC_MMAP_THRESHOLD_"]) < int(roomy["MALLOC_MMAP_THRESHOLD_"])
+    assert bigdl.cluster.worker_environment(100 * 2**20) == small
+    assert bigdl.cluster.worker_environment(bigdl.cluster.ROOMY_THREAD_MEMORY) == roomy
+    assert bigdl.cluster.worker_environment(None) == roomy
+    # The other variant, left in os.environ by a nanny of this process, is bigdl's, not the user's.
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", roomy["MALLOC_MMAP_THRESHOLD_"])
+    assert bigdl.cluster.worker_environment(100 * 2**20) == small
+    client = bigdl.cluster.start_local(n_workers=1, threads_per_worker=6, memory_limit="600MiB",
+                                       dashboard_address=None, quiet=True)
+    try:
+        seen = client.run(lambda: {key: os.environ.get(key) for key in small})
+        assert list(seen.values()) == [small]
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+
+
 def test_worker_environment_keeps_the_users_values(monkeypatch):
     import dask
 
