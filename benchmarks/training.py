@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import json
+import os
 import resource
 import statistics
 import subprocess

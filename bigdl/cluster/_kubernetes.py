@@ -38,12 +38,7 @@ from importlib import metadata
 import yaml
 
 from bigdl._validation import Interval, Predicate, check_params
-from bigdl.cluster._local import (
-    ROOMY_THREAD_MEMORY,
-    SMALL_WORKER_ENVIRONMENT,
-    WORKER_ENVIRONMENT,
-    WORKER_PROFILE_INTERVAL,
-)
+from bigdl.cluster._local import WORKER_ENVIRONMENT, WORKER_PROFILE_INTERVAL, allocator_defaults
 from bigdl.cluster._security import DEFAULT_TLS_DIR, TLS_DIR_ENV, TLS_FILES
 
 __all__ = ["render_manifest", "manifest_yaml", "scheduler_address", "client_constraints", "default_image",
@@ -401,7 +396,7 @@ class _Layout:
         # The operator injects DASK_SCHEDULER_ADDRESS=tcp://... into workers unless the container sets it,
         # which a TLS cluster must (controller.build_worker_deployment_spec).
         # As start_local chooses: workers with less than ROOMY_THREAD_MEMORY a thread keep less heap.
-        allocator = SMALL_WORKER_ENVIRONMENT if memory_bytes / max(threads, 1) < ROOMY_THREAD_MEMORY else {}
+        allocator = allocator_defaults(memory_bytes / max(threads, 1))
         env = [{"name": name, "value": value} for name, value in {**WORKER_POD_ENVIRONMENT, **allocator}.items()]
         if self.tls:
             env.append({"name": "DASK_SCHEDULER_ADDRESS", "value": self.address})

@@ -44,6 +44,18 @@ SMALL_WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_TH
 #: Memory limit per worker thread from which a worker gets :data:`WORKER_ENVIRONMENT`.
 ROOMY_THREAD_MEMORY = 2**30
 
+
+def allocator_defaults(memory_per_thread: float | None) -> dict[str, str]:
+    """bigdl's allocator values for a worker with ``memory_per_thread`` bytes of limit a thread (None: unknown).
+
+    :data:`SMALL_WORKER_ENVIRONMENT` below :data:`ROOMY_THREAD_MEMORY`, else
+    :data:`WORKER_ENVIRONMENT`; ``start_local``'s nanny and the Kubernetes
+    manifest both choose by it.
+    """
+    if memory_per_thread is not None and memory_per_thread < ROOMY_THREAD_MEMORY:
+        return SMALL_WORKER_ENVIRONMENT
+    return WORKER_ENVIRONMENT
+
 #: Seconds between the worker's statistical profiler's samples, where the user has not chosen: every
 #: 10 ms (distributed's default) the profiler walks every thread's stack on the worker's event loop,
 #: holding the GIL: about a tenth of a core per worker, busy or idle, that a training loop and its
@@ -233,9 +245,8 @@ def worker_environment(memory_per_thread: float | None = None) -> dict[str, str]
 
     pre_spawn = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
     after_spawn = dask.config.get("distributed.nanny.environ", default={}) or {}
-    small = memory_per_thread is not None and memory_per_thread < ROOMY_THREAD_MEMORY
     chosen = {}
-    for key, ours in (SMALL_WORKER_ENVIRONMENT if small else WORKER_ENVIRONMENT).items():
+    for key, ours in allocator_defaults(memory_per_thread).items():
         shipped = _shipped_default(f"distributed.nanny.pre-spawn-environ.{key}")
         defaults = {WORKER_ENVIRONMENT[key], SMALL_WORKER_ENVIRONMENT[key]} | (
             {str(shipped)} if shipped is not None else set())
