@@ -26,7 +26,7 @@ from bigdl.ingest import _staging
 from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
-           "parse_numbers", "checked_numbers", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
+           "parse_numbers", "checked_numbers", "rejector", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
            "block_offsets", "rejects_task", "write_block_rejects", "staged_examples", "log_time_zones"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
@@ -205,6 +205,33 @@ def parse_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, Call
         return parsed.to_numpy(dtype=np.float64), failed, lambda index: str(text.iloc[index])
     values = numbers.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
     return values, np.zeros(len(values), dtype=bool), lambda index: str(values[index])
+
+
+def rejector(bad: np.ndarray, reasons: list) -> Callable[[np.ndarray, Callable[[int], str]], None]:
+    """``reject(mask, make_reason)``: mark the rows of ``mask`` bad, each with the first reason found for it.
+
+    Parameters
+    ----------
+    bad : numpy.ndarray of bool
+        The block's rows refused so far; updated in place.
+    reasons : list
+        One entry per row (None while the row is good); updated in place.
+
+    Returns
+    -------
+    callable
+        ``reject(mask, make_reason)``; ``make_reason(index)`` is called only for
+        rows not refused before.
+    """
+    def reject(mask: np.ndarray, make_reason: Callable[[int], str]) -> None:
+        fresh = mask & ~bad
+        if not fresh.any():  # the usual case: every column is checked and few rows are bad
+            return
+        for index in np.flatnonzero(fresh):
+            reasons[index] = make_reason(index)
+        bad[fresh] = True
+
+    return reject
 
 
 def checked_numbers(column: pa.ChunkedArray, name: str, reject: Callable, *, label: str = "column",

@@ -517,7 +517,7 @@ def _read_task(block: Block, spec: dict, options: dict, staging: str) -> dict:
         names = np.full(len(records), "", dtype=object)
         bad = np.zeros(len(records), dtype=bool)
         reasons: list[str | None] = [None] * len(records)
-        reject = _rejector(bad, reasons)
+        reject = _rows.rejector(bad, reasons)
         original, values = values, np.column_stack(
             [_rows.checked_numbers(raw.table.column(column), name, reject, non_finite=spec["non_finite"])
              for column, name in zip(options["all_columns"], spec["values"])]) if len(values) else values
@@ -551,7 +551,7 @@ def _validate(table: pa.Table, spec: dict):
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
     reasons: list[str | None] = [None] * n
-    reject = _rejector(bad, reasons)
+    reject = _rows.rejector(bad, reasons)
     column = table.column(spec["time"])
     text = column.to_pandas()
     present = text.notna().to_numpy().copy()
@@ -586,16 +586,6 @@ def _validate(table: pa.Table, spec: dict):
         for position, name in enumerate(spec["values"]):
             reject(np.isnan(values[:, position]), lambda index, name=name: f"missing value {name!r} (gaps='reject')")
     return times, names, values, bad, reasons, time_zones
-
-
-def _rejector(bad: np.ndarray, reasons: list):
-    """``reject(mask, make_reason)``: mark the rows of ``mask`` bad, each with the first reason found for it."""
-    def reject(mask, make_reason):
-        for index in np.flatnonzero(mask & ~bad):
-            reasons[index] = make_reason(index)
-        bad[mask] = True
-
-    return reject
 
 
 def _summarize(index: int, times: np.ndarray, names: np.ndarray, values: np.ndarray, datetimes: bool = False) -> dict:

@@ -714,11 +714,7 @@ def validate(raw: RawBlock, schema: TabularSchema,
     reasons: list[str | None] = [None] * n
     bad = np.zeros(n, dtype=bool)
 
-    def reject(mask: np.ndarray, make_reason) -> None:
-        for index in np.flatnonzero(mask & ~bad):
-            reasons[index] = make_reason(index)
-        bad[mask] = True
-
+    reject = _rows.rejector(bad, reasons)
     columns: dict[str, pa.ChunkedArray] = {}
     numeric_columns = list(schema.numeric)
     if schema.target is not None and schema.task == "regression":

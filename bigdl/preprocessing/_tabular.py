@@ -63,7 +63,8 @@ class ColumnStats:
 
     @classmethod
     def of(cls, values: np.ndarray, seed: int = 0, keep_sample: bool = True) -> "ColumnStats":
-        observed = values[~np.isnan(values)]
+        missing = np.isnan(values)
+        observed = values[~missing] if missing.any() else values  # no copy when nothing is missing
         n = int(observed.size)
         if n == 0:
             return cls(missing=int(values.size))
@@ -79,7 +80,7 @@ class ColumnStats:
             count=n,
             missing=int(values.size - n),
             mean=mean,
-            m2=float(((observed - mean) ** 2).sum()),
+            m2=float(np.square(observed - mean).sum()),
             minimum=float(observed.min()),
             maximum=float(observed.max()),
             sample=sample,

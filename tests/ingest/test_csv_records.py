@@ -224,6 +224,11 @@ def test_a_delimiter_must_be_one_ascii_character(tmp_path, delimiter):
 
 @pytest.mark.parametrize("data, expected", [
     (b'"id","x"\n1,2\n3,4\n', False),                 # a quoted header only
+    (b'"id","x"\r\n1,2\r\n', False),                 # ... with Windows line ends
+    (b'"id","x"\n1,"a\nb"\n', True),                 # a quoted header, then a line break inside quotes
+    (b'"i\nd","x"\n1,2\n', True),                    # the header itself holds a quoted line break
+    (b'"i\rd","x"\n1,2\n', True),                    # ... a lone carriage return
+    (b'"id","x\n', True),                             # the quote opened in the header never closes
     (b'a,b\n"x y","z ""q"""\n', False),               # quoted text, doubled quotes, no line break inside
     (b'a,b\n5" pizza,1\n2,3\n', False),               # a literal quote inside an unquoted field
     (b'a,b\n"x\ny",1\n', True),
