@@ -26,8 +26,9 @@ from bigdl.ingest import _staging
 from bigdl.ingest.sources import NULL_TOKENS, RawBlock, SourcePlan
 
 __all__ = ["RowSteps", "parse_blocksize", "row_reason_family", "check_columns", "text_or_null", "NON_FINITE",
-           "parse_numbers", "checked_numbers", "rejector", "rejected_rows", "stage_table", "read_staged", "stage_rejects",
-           "block_offsets", "rejects_task", "write_block_rejects", "staged_examples", "log_time_zones"]
+           "parse_numbers", "checked_numbers", "rejector", "rejected_rows", "stage_table", "read_staged",
+           "stage_rejects", "block_offsets", "rejects_task", "write_block_rejects", "staged_examples",
+           "log_time_zones"]
 
 STAGED_REJECT_COLUMNS = ["record", "line", "raw", "reason"]
 # Rows a read task gathers at once when it stages its block in shuffled order.

@@ -118,6 +118,34 @@ def test_quoted_line_breaks_in_one_or_many_blocks(tmp_path, blocksize, literal_q
     _check_exact(ds, expected)
 
 
+@pytest.mark.parametrize("blocksize", ["256KiB", "64MiB"])
+def test_a_quoted_header_with_quoted_line_breaks_only_further_on(tmp_path, blocksize):
+    # Early parts' only quotes are the header's (read without scanning the bytes), later rows hold
+    # two-line fields. In one 64 MiB block pyarrow parses in 1 MiB pieces and must be told about
+    # them, or it cuts a piece inside a quoted field; in 256 KiB blocks the early ones have no quote.
+    n_rows, multiline_from = 200_000, 100_000
+    records = []
+    for i in range(n_rows):
+        note = MULTILINE if i >= multiline_from and i % 7 == 0 else "plain"
+        a = "inf" if i == 10 else "abc" if i == 20 else str(i / 10)
+        records.append(f"{i},{a},{note},{'pq'[i % 2]}")
+    path = tmp_path / "quoted-header.csv"
+    path.write_bytes(("\n".join(['"id","a","note","target"'] + records) + "\n").encode())
+    ds = bigdl.ingest.tabular(path, target="target", drop=["id"], store=tmp_path / "s.zarr", blocksize=blocksize,
+                              progress=False)
+    rows = ds.row_counts
+    assert (rows["read"], rows["stored"], rows["rejected"]) == (n_rows, n_rows - 2, 2)
+    assert ds.rejects()["reason"].tolist() == ["column 'a': 'inf' is not a finite number",
+                                               "column 'a': 'abc' is not a number"]
+    stored = read_store(ds.path)
+    good = np.delete(np.arange(n_rows), [10, 20])
+    order = np.argsort(stored["record"])
+    np.testing.assert_array_equal(stored["record"][order], good)
+    assert ds.feature_names == ["a", "note=first line\nsecond, line", "note=plain"]
+    multiline = stored["X"][order][:, 1] > stored["X"][order][:, 2]
+    np.testing.assert_array_equal(multiline, (good >= multiline_from) & (good % 7 == 0))
+
+
 def test_crlf_line_endings_and_line_breaks_inside_quotes(tmp_path):
     records = [f'{i},{i / 10},"two\r\nlines",{"pq"[i % 2]}' if i % 3 == 0 else f"{i},{i / 10},one,{'pq'[i % 2]}"
                for i in range(300)]
